@@ -1,0 +1,31 @@
+"""Errors a user can act on: each names the file, the line (where there is one) and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RankwiseError(Exception):
+    """Base class for every error rankwise raises on purpose (the CLI prints these without a traceback)."""
+
+
+class DataError(RankwiseError):
+    """Bad input data: names the file, the 1-based line number when known, and what is wrong."""
+
+    def __init__(self, path: str | Path, problem: str, line: int | None = None) -> None:
+        self.path = str(path)
+        self.line = line
+        self.problem = problem
+        where = f"{self.path}, line {line}" if line is not None else self.path
+        super().__init__(f"{where}: {problem}")
+
+
+class IndexStoreError(RankwiseError):
+    """A stored index is missing, corrupted, or does not match what it is used with."""
+
+
+class MissingExtraError(RankwiseError):
+    """An optional dependency is not installed; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(f"this feature needs the '{package}' package: pip install 'rankwise[{extra}]'")
