@@ -10,8 +10,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.retrieve.store import (
     atomic_dir,
@@ -90,14 +88,16 @@ class BM25Retriever:
         tokens = self._tokenize([q.text for q in queries.values()])
         # Tokens absent from the vocabulary are dropped by bm25s; an all-unknown query scores 0 everywhere.
         docs, scores = self._model.retrieve(tokens, k=k, show_progress=self.show_progress, n_threads=0)
-        ids = np.asarray(self.doc_ids)
+        # bm25s returns each row sorted by score; only rows holding equal scores need the doc-id tie-break.
+        has_ties = (scores[:, 1:] == scores[:, :-1]).any(axis=1)
+        rows, values = docs.tolist(), scores.tolist()
         run: Run = {}
         for row, qid in enumerate(queries):
-            ranked = sorted(
-                zip(ids[docs[row]].tolist(), scores[row].tolist(), strict=True),
-                key=lambda item: (-item[1], item[0]),
-            )
-            run[qid] = {doc_id: float(score) for doc_id, score in ranked}
+            names = [self.doc_ids[i] for i in rows[row]]
+            if has_ties[row]:
+                run[qid] = dict(sorted(zip(names, values[row], strict=True), key=lambda item: (-item[1], item[0])))
+            else:
+                run[qid] = dict(zip(names, values[row], strict=True))
         return run
 
     def save(self, directory: str | Path) -> None:
