@@ -36,11 +36,7 @@ def write_beir(
             {"_id": "q2", "text": "what barks"},
         ]
     )
-    qrels = (
-        qrels
-        if qrels is not None
-        else {"test": "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t2\nq2\td3\t0\n"}
-    )
+    qrels = qrels if qrels is not None else {"test": "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t2\nq2\td3\t0\n"}
     root.mkdir(parents=True, exist_ok=True)
     (root / "corpus.jsonl").write_text("".join(json.dumps(r) + "\n" for r in corpus), encoding="utf-8")
     (root / "queries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in queries), encoding="utf-8")
@@ -185,15 +181,11 @@ def test_duplicate_query_id_is_an_error(tmp_path: Path) -> None:
 
 def test_qrels_with_wrong_column_count(tmp_path: Path) -> None:
     qrels = "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\n"
-    with pytest.raises(
-        DataError, match=r"test\.tsv, line 3: expected 3 columns like the first line, found 2"
-    ):
+    with pytest.raises(DataError, match=r"test\.tsv, line 3: expected 3 columns like the first line, found 2"):
         load_beir(write_beir(tmp_path, qrels={"test": qrels}))
 
 
 def test_qrels_with_non_integer_grade(tmp_path: Path) -> None:
     qrels = "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\thigh\n"
-    with pytest.raises(
-        DataError, match=r"test\.tsv, line 3: relevance grade must be an integer, found 'high'"
-    ):
+    with pytest.raises(DataError, match=r"test\.tsv, line 3: relevance grade must be an integer, found 'high'"):
         load_beir(write_beir(tmp_path, qrels={"test": qrels}))

@@ -54,9 +54,7 @@ def _zip_dataset(source: Path, archive: Path, folder: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def served(
-    scifact_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Server, dict[str, str]]]:
+def served(scifact_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
     root = tmp_path_factory.mktemp("www")
     md5 = {
         "scifact": _zip_dataset(scifact_dir, root / "beir" / "scifact.zip", "scifact"),
@@ -101,9 +99,7 @@ def test_ensure_beir_downloads_verifies_and_reuses(server, served, scifact_dir: 
 
 def test_corrupted_cache_is_fetched_again(server, served, tmp_path: Path) -> None:
     md5 = served[1]["scifact"]
-    path = dl.ensure_beir(
-        "scifact", cache_dir=tmp_path, base_url=f"{server.url}/beir", md5=md5, progress=False
-    )
+    path = dl.ensure_beir("scifact", cache_dir=tmp_path, base_url=f"{server.url}/beir", md5=md5, progress=False)
     (path / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n1\t2\t1\n", encoding="utf-8")
     with pytest.warns(UserWarning, match="failed verification"):
         dl.ensure_beir("scifact", cache_dir=tmp_path, base_url=f"{server.url}/beir", md5=md5, progress=False)
@@ -114,9 +110,7 @@ def test_corrupted_cache_is_fetched_again(server, served, tmp_path: Path) -> Non
 def test_wrong_checksum_raises_and_leaves_nothing(server, tmp_path: Path) -> None:
     url = f"{server.url}/beir/scifact.zip"
     # without md5=, the md5 BEIR publishes for scifact applies, and our locally built zip differs from it
-    with pytest.raises(
-        RankwiseError, match=rf"checksum mismatch for {url}: expected md5 {dl.BEIR_MD5['scifact']}"
-    ):
+    with pytest.raises(RankwiseError, match=rf"checksum mismatch for {url}: expected md5 {dl.BEIR_MD5['scifact']}"):
         dl.ensure_beir("scifact", cache_dir=tmp_path, base_url=f"{server.url}/beir", progress=False)
     with pytest.raises(RankwiseError, match=r"expected sha256 0{64}, got [0-9a-f]{64}"):
         dl.ensure_beir("scifact", cache_dir=tmp_path, base_url=f"{server.url}/beir", sha256="0" * 64)
@@ -149,9 +143,7 @@ def test_hf_resolve_url() -> None:
         == "https://hf.example/datasets/BeIR/scifact/resolve/main/corpus.jsonl.gz"
     )
     assert (
-        dl.hf_resolve_url(
-            "org/model", "a b.json", revision="refs/pr/1", repo_type="model", endpoint="http://h"
-        )
+        dl.hf_resolve_url("org/model", "a b.json", revision="refs/pr/1", repo_type="model", endpoint="http://h")
         == "http://h/org/model/resolve/refs%2Fpr%2F1/a%20b.json"
     )
     for bad in [("../x", "f"), ("BeIR/scifact", "../etc/passwd"), ("BeIR/scifact", "/abs")]:
@@ -164,9 +156,7 @@ def test_ensure_hf_file(server, scifact_dir: Path, tmp_path: Path, monkeypatch: 
     sha = hashlib.sha256(expected).hexdigest()
     monkeypatch.setenv("HF_ENDPOINT", server.url)
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    path = dl.ensure_hf_file(
-        "BeIR/scifact-qrels", "test.tsv", cache_dir=tmp_path, sha256=sha, token="hf_secret"
-    )
+    path = dl.ensure_hf_file("BeIR/scifact-qrels", "test.tsv", cache_dir=tmp_path, sha256=sha, token="hf_secret")
     assert path == tmp_path / "hf" / "datasets" / "BeIR" / "scifact-qrels" / "main" / "test.tsv"
     assert path.read_bytes() == expected
     [(request_path, headers)] = server.requests

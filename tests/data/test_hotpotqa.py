@@ -48,9 +48,7 @@ def test_real_dataset_matches_its_published_corpus(hotpotqa_file: Path) -> None:
     assert dataset.qrels["5a77ec115542992a6e59dff7"] == {"Alû": 1, "Lilu (mythology)": 1}
     doc = dataset.corpus["Demon Dice"]
     assert doc.title == "Demon Dice"
-    assert doc.text.startswith(
-        "Demon Dice, originally published as Chaos Progenitus, is a collectible dice game"
-    )
+    assert doc.text.startswith("Demon Dice, originally published as Chaos Progenitus, is a collectible dice game")
     assert "Tim Brown. In it, each player controls a demon" in doc.text  # sentences keep their own spaces
 
 
@@ -70,9 +68,7 @@ def test_repeated_titles_dedupe_or_disambiguate(tmp_path: Path) -> None:
         "T (2)": Document("T (2)", "T", "Other text."),
     }
     assert dataset.qrels == {"a": {"T": 1}, "b": {"T": 1, "V": 1}, "c": {"T (2)": 1, "U": 1}}
-    assert dataset.warnings == [
-        f"{path}: 1 paragraphs reuse a title with different text, renamed (e.g. T (2))"
-    ]
+    assert dataset.warnings == [f"{path}: 1 paragraphs reuse a title with different text, renamed (e.g. T (2))"]
 
 
 def test_unknown_supporting_title_and_empty_question_are_counted() -> None:

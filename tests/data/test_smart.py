@@ -57,17 +57,13 @@ def test_cranfield_documents(cranfield_dir: Path) -> None:
     dataset = load_dataset(cranfield_dir)
     doc = dataset.corpus["1"]
     assert doc.title == "experimental investigation of the aerodynamics of a wing in a slipstream ."
-    assert doc.text.startswith(
-        "experimental investigation of the aerodynamics of a wing in a slipstream . an "
-    )
+    assert doc.text.startswith("experimental investigation of the aerodynamics of a wing in a slipstream . an ")
     assert doc.text.endswith("for the specific configuration of the experiment .")
     # 471 and 995 have no abstract: kept (995 is judged relevant to query 125's position), and counted.
     assert dataset.corpus["471"] == Document("471", "", "")
     assert any("2 documents have no title or text, kept" in w for w in dataset.warnings)
     # doc 240 has stray ".A"/".B" lines inside its abstract: the abstract continues past them.
-    assert "application to turbulent separations is made for a prandtl number of unity" in (
-        dataset.corpus["240"].text
-    )
+    assert "application to turbulent separations is made for a prandtl number of unity" in (dataset.corpus["240"].text)
     assert dataset.corpus["240"].text.endswith("heat transfer in a laminar separated flow .")
 
 
@@ -114,9 +110,7 @@ def test_cranfield_quirks_on_a_small_fixture(tmp_path: Path) -> None:
     qrels = "1 1 1\n1 3 4\n2 2 2\n2 3 -1\n4 3 3\n5 1 1\n3 1 2\n"
     root = write(tmp_path / "cran", {"cran.all.1400": CRAN_DOCS, "cran.qry": CRAN_QUERIES, "cranqrel": qrels})
     dataset = load_smart(root)
-    assert dataset.corpus["1"] == Document(
-        "1", "flow past a plate .", "flow past a plate . a study of flow ."
-    )
+    assert dataset.corpus["1"] == Document("1", "flow past a plate .", "flow past a plate . a study of flow .")
     assert dataset.queries["4"].text == "tell me of wings and heat ."
     assert list(dataset.queries) == ["1", "4", "10"]  # .I 009 has no text: skipped
     # positions 1, 2, 4 -> .I 1, 4, 10; position 3 (.I 009, skipped) and 5 (out of range) are dropped.
@@ -180,9 +174,7 @@ How can actually pertinent data be retrieved?
 1970
 """
 
-CISI_REL = (
-    "     1     2 0 0.000000\n     1     1\t0\t0.000000\n     2     1 0 0.000000\n     2    99 0 0.000000\n"
-)
+CISI_REL = "     1     2 0 0.000000\n     1     1\t0\t0.000000\n     2     1 0 0.000000\n     2    99 0 0.000000\n"
 
 
 def test_cisi_fixture(tmp_path: Path) -> None:
@@ -245,8 +237,7 @@ def test_cacm_fixture_strips_zeros_consistently(tmp_path: Path) -> None:
     assert dataset.corpus["1"] == Document("1", "Preliminary Report-International Algebraic Language", "")
     assert dataset.corpus["2"].text == "An algorithm for roots."  # .K and the unknown .Z are skipped
     assert dataset.queries["1"].text == (
-        "What articles exist which deal with TSS (Time Sharing System), an operating system for IBM "
-        "computers?"
+        "What articles exist which deal with TSS (Time Sharing System), an operating system for IBM computers?"
     )
     assert list(dataset.queries) == ["1", "2"]
     assert dataset.qrels == {"1": {"2": 1, "1": 1}, "2": {"2": 1}}

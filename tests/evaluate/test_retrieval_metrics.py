@@ -232,9 +232,7 @@ def test_metric_forms_agree_and_dataset_dir_works(app, run_file: Path, scifact_d
     repeated = _json(app, *base, "--metrics", "nDCG@10", "--metrics", "RR@10")
     commas = _json(app, *base, "--metrics", "nDCG@10,RR@10")
     assert spaced == repeated == commas
-    from_dir = _json(
-        app, "--run", str(run_file), "--qrels", str(scifact_dir), "--split", "test", "-m", "nDCG@10,RR@10"
-    )
+    from_dir = _json(app, "--run", str(run_file), "--qrels", str(scifact_dir), "--split", "test", "-m", "nDCG@10,RR@10")
     assert from_dir == spaced
     default = _json(app, *base)  # no metrics: nDCG@10, RR@10, R@100
     assert list(default) == ["nDCG@10", "RR@10", "R@100", "per_query"]
@@ -249,9 +247,7 @@ def test_missing_zero_counts_every_judged_query(app, run_file: Path, scifact_dir
 
 def test_table_output(app, run_file: Path, scifact_dir: Path) -> None:
     qrels = str(scifact_dir / "qrels" / "test.tsv")
-    result = CliRunner().invoke(
-        app, ["eval", "--run", str(run_file), "--qrels", qrels, "-m", "nDCG@10,R@100"]
-    )
+    result = CliRunner().invoke(app, ["eval", "--run", str(run_file), "--qrels", qrels, "-m", "nDCG@10,R@100"])
     assert result.exit_code == 0, result.output
     assert "run.trec (3 queries)" in result.stdout
     assert "nDCG@10" in result.stdout and "0.5436" in result.stdout
