@@ -187,3 +187,16 @@ def test_file_url(scifact_dir: Path, tmp_path: Path) -> None:
     source.write_bytes((scifact_dir / "qrels" / "test.tsv").read_bytes())
     path = dl.ensure_file(source.as_uri(), "local/test.tsv", cache_dir=tmp_path / "cache")
     assert path.read_bytes() == source.read_bytes()
+
+
+def test_cli_download_then_stats(server, served, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from rankwise.cli import main
+
+    args = ["data", "download", "scifact", "--cache-dir", str(tmp_path), "--base-url", f"{server.url}/beir"]
+    assert main([*args, "--md5", served[1]["scifact"]]) == 0
+    path = capsys.readouterr().out.strip()
+    assert path == str(tmp_path / "beir" / "scifact")
+    assert main(["data", "stats", path, "--json"]) == 0
+    assert '"documents": 5183' in capsys.readouterr().out
+    assert main([*args, "--md5", "0" * 32]) == 2  # the cached copy does not match: re-fetched, then refused
+    assert "md5" in capsys.readouterr().err

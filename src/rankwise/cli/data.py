@@ -14,6 +14,7 @@ _FORMAT_HELP = "beir | smart | hotpotqa (recognised from the files when left out
 def register(app: typer.Typer) -> None:
     data_app = typer.Typer(help="Inspect data sets (BEIR, SMART collections, HotpotQA).", no_args_is_help=True)
     data_app.command("stats")(stats)
+    data_app.command("download")(download)
     app.add_typer(data_app, name="data")
 
 
@@ -44,3 +45,19 @@ def stats(
     for key, value in counts.items():
         table.add_row(key, f"{value:,}")
     Console().print(table)
+
+
+def download(
+    name: Annotated[str, typer.Argument(help="BEIR data set name, e.g. scifact, nfcorpus, fiqa.")],
+    cache_dir: Annotated[
+        Path | None, typer.Option("--cache-dir", help="Cache root (default: $RANKWISE_CACHE or ~/.cache/rankwise).")
+    ] = None,
+    base_url: Annotated[
+        str | None, typer.Option("--base-url", help="Mirror serving <name>.zip (default: BEIR's published URL).")
+    ] = None,
+    md5: Annotated[str | None, typer.Option("--md5", help="Expected md5 of the zip (default: BEIR's).")] = None,
+) -> None:
+    """Download a BEIR data set (checksum-verified, cached) and print its directory."""
+    from rankwise.data.download import ensure_beir
+
+    typer.echo(str(ensure_beir(name, cache_dir=cache_dir, base_url=base_url, md5=md5)))
