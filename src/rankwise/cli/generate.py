@@ -1,0 +1,355 @@
+"""``rankwise ask`` (one question → an answer with numbered sources) and ``rankwise rag`` (a whole data set →
+``answers.jsonl`` + ``metrics.json``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rankwise.errors import RankwiseError
+
+RETRIEVERS = ("bm25", "dense", "hybrid")
+RERANKERS = ("none", "cross-encoder", "llm")
+
+GeneratorOpt = Annotated[
+    str,
+    typer.Option("--generator", help="smollm2 (bundled) | hub name | directory | .gguf | http(s)://host/v1 | none"),
+]
+GeneratorModelOpt = Annotated[
+    str | None, typer.Option("--generator-model", help="Model name served by an http(s) --generator.")
+]
+ApiKeyOpt = Annotated[
+    str | None, typer.Option("--api-key-env", help="Environment variable holding the HTTP generator's API key.")
+]
+RerankerOpt = Annotated[str, typer.Option("--reranker", help="none | cross-encoder | llm (P(True))")]
+RerankerModelOpt = Annotated[
+    str | None, typer.Option("--reranker-model", help="Reranker model name or path (llm default: smollm2).")
+]
+TemplateOpt = Annotated[
+    str, typer.Option("--template", help="Prompt template: default | short | sentences | a YAML file.")
+]
+KOpt = Annotated[int, typer.Option("--k", help="Passages given to the generator.")]
+MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", help="Answer length budget in tokens.")]
+ThreadsOpt = Annotated[
+    int | None, typer.Option("--threads", help="torch intra-op threads for a local model (1 is fastest on a busy CPU).")
+]
+PassageWordsOpt = Annotated[
+    int | None, typer.Option("--max-passage-words", help="Cut each passage to this many words in the prompt.")
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ask")(ask)
+    app.command("rag")(rag)
+
+
+def build_generator(
+    spec: str,
+    model: str | None,
+    api_key_env: str | None,
+    template: str,
+    max_new_tokens: int,
+    max_passage_words: int | None,
+    threads: int | None,
+    batch_size: int = 4,
+) -> Any:
+    from rankwise.generate import load_generator
+    from rankwise.generate.prompts import load_template
+
+    if spec.lower() == "none":
+        return None
+    prompt = load_template(template)
+    if max_passage_words is not None:
+        prompt = replace(prompt, max_passage_words=max_passage_words)
+    options: dict[str, Any] = {"template": prompt, "max_new_tokens": max_new_tokens}
+    if spec.startswith(("http://", "https://")):
+        if api_key_env:
+            if api_key_env not in os.environ:
+                raise RankwiseError(f"--api-key-env {api_key_env}: that environment variable is not set")
+            options["api_key"] = os.environ[api_key_env]
+    else:
+        if model is not None:
+            raise RankwiseError("--generator-model applies to an http(s) --generator only")
+        options.update(threads=threads, batch_size=batch_size)
+    generator = load_generator(spec, model=model, **options)
+    if hasattr(generator, "model_and_tokenizer"):
+        # Load now, so the time per question reported later is generation, not the one-off model load.
+        started = time.perf_counter()
+        generator.model_and_tokenizer()
+        typer.echo(f"loaded {spec} in {time.perf_counter() - started:.1f} s", err=True)
+    return generator
+
+
+def build_reranker(kind: str, model: str | None, generator: Any) -> Any:
+    """A reranker; ``llm`` on the same local model as the generator shares its weights (RankRAG style)."""
+    from rankwise.rerank import reranker_class
+
+    if kind not in RERANKERS:
+        raise RankwiseError(f"--reranker must be one of {', '.join(RERANKERS)}, not '{kind}'")
+    if kind == "none":
+        if model is not None:
+            raise RankwiseError("--reranker-model needs a --reranker")
+        return None
+    if kind == "llm":
+        from rankwise.generate.local import LocalGenerator
+
+        wanted = model or "smollm2"
+        if isinstance(generator, LocalGenerator) and generator.model_name == wanted:
+            loaded, tokenizer = generator.model_and_tokenizer()
+            return reranker_class("llm")(model=loaded, tokenizer=tokenizer)
+        return reranker_class("llm")(model=wanted)
+    if model is None:
+        raise RankwiseError("--reranker cross-encoder needs --reranker-model (a trained cross-encoder path or name)")
+    return reranker_class("cross-encoder")(model=model)
+
+
+def retriever_factory(kind: str, dense_model: str | None) -> Any:
+    """``make_retriever(corpus)`` for ``rankwise rag``: indexes the corpus in memory."""
+    if kind not in RETRIEVERS:
+        raise RankwiseError(f"--retriever must be one of {', '.join(RETRIEVERS)}, not '{kind}'")
+
+    def make(corpus: Any) -> Any:
+        from rankwise.pipeline import FusedRetriever
+        from rankwise.retrieve.bm25 import BM25Retriever
+        from rankwise.retrieve.dense import DEFAULT_MODEL, DenseRetriever
+
+        built: list[Any] = []
+        if kind in ("bm25", "hybrid"):
+            built.append(BM25Retriever(show_progress=False))
+        if kind in ("dense", "hybrid"):
+            built.append(DenseRetriever(model=dense_model or DEFAULT_MODEL, show_progress=False))
+        for retriever in built:
+            retriever.index(corpus)
+        return built[0] if len(built) == 1 else FusedRetriever(built)
+
+    return make
+
+
+def _load_corpus(path: Path, format: str | None) -> dict[str, Any]:
+    from rankwise.data import load_dataset
+    from rankwise.data.beir import read_corpus
+
+    if path.is_file() and path.suffix.lower() == ".jsonl" and format is None:
+        corpus, warnings = read_corpus(path)
+    else:
+        dataset = load_dataset(path, format=format)
+        corpus, warnings = dataset.corpus, dataset.warnings
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    return corpus
+
+
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer.")],
+    index_dirs: Annotated[list[Path], typer.Option("--index", help="Index directory; twice or more = RRF hybrid.")],
+    corpus: Annotated[Path, typer.Option("--corpus", help="The indexed data set (directory/file) or corpus.jsonl.")],
+    format: Annotated[str | None, typer.Option("--format", help="beir | smart | hotpotqa (default: detect).")] = None,
+    history: Annotated[
+        list[str] | None, typer.Option("--history", help="An earlier turn, 'user: ...' or 'agent: ...' (repeat).")
+    ] = None,
+    reranker: RerankerOpt = "none",
+    reranker_model: RerankerModelOpt = None,
+    generator: GeneratorOpt = "smollm2",
+    generator_model: GeneratorModelOpt = None,
+    api_key_env: ApiKeyOpt = None,
+    k: KOpt = 5,
+    candidates: Annotated[int, typer.Option("--candidates", help="Documents retrieved (and reranked).")] = 50,
+    template: TemplateOpt = "default",
+    max_new_tokens: MaxNewOpt = 96,
+    max_passage_words: PassageWordsOpt = None,
+    threads: ThreadsOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Answer one question from an index: the answer with its numbered sources, and time per stage."""
+    from rankwise.pipeline import FusedRetriever, Pipeline
+    from rankwise.retrieve.store import load_index
+    from rankwise.types import Query
+
+    if generator.lower() == "none":
+        raise RankwiseError("rankwise ask needs a generator (use `rankwise search` to rank only)")
+    docs = _load_corpus(corpus, format)
+    retrievers = [load_index(d, show_progress=False) for d in index_dirs]
+    retriever = retrievers[0] if len(retrievers) == 1 else FusedRetriever(retrievers)
+    gen = build_generator(
+        generator, generator_model, api_key_env, template, max_new_tokens, max_passage_words, threads, batch_size=1
+    )
+    pipeline = Pipeline(
+        retriever,
+        docs,
+        generator=gen,
+        reranker=build_reranker(reranker, reranker_model, gen),
+        k=k,
+        candidates=candidates,
+    )
+    result = pipeline.ask(Query("q", question, tuple(history or ())))
+    cited = set(result.answer.cited_ids)
+    if as_json:
+        payload = {
+            "question": question,
+            "answer": result.answer.to_dict(),
+            "sources": [
+                {"number": i, "doc_id": d.id, "title": d.title, "cited": d.id in cited}
+                for i, d in enumerate(result.passages, start=1)
+            ],
+            "latency_s": result.latency,
+        }
+        typer.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    typer.echo(result.answer.text or "(empty answer)")
+    if result.answer.abstained:
+        typer.echo("(the model abstained: the passages did not support an answer)")
+    typer.echo("\nSources:")
+    for i, doc in enumerate(result.passages, start=1):
+        mark = "*" if doc.id in cited else " "
+        label = f"{doc.title} ({doc.id})" if doc.title and doc.title != doc.id else doc.id
+        typer.echo(f" {mark}[{i}] {label}")
+    if result.answer.dropped_citations:
+        typer.echo(f"({result.answer.dropped_citations} citation(s) named no source and were dropped)")
+    times = ", ".join(f"{name[:-2]} {value:.2f} s" for name, value in result.latency.items())
+    typer.echo(f"\n* = cited. Time: {times}")
+
+
+def rag(
+    dataset: Annotated[str, typer.Option("--dataset", help="hotpotqa | mtrag")],
+    path: Annotated[Path, typer.Argument(help="HotpotQA JSON file/directory, or the MT-RAG directory.")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory (answers.jsonl, metrics.json, run.trec).")],
+    retriever: Annotated[str, typer.Option("--retriever", help="bm25 | dense | hybrid (RRF of both)")] = "bm25",
+    dense_model: Annotated[str | None, typer.Option("--dense-model", help="Dense encoder name or path.")] = None,
+    reranker: RerankerOpt = "none",
+    reranker_model: RerankerModelOpt = None,
+    generator: GeneratorOpt = "smollm2",
+    generator_model: GeneratorModelOpt = None,
+    api_key_env: ApiKeyOpt = None,
+    k: KOpt = 5,
+    candidates: Annotated[int, typer.Option("--candidates", help="Documents retrieved per question.")] = 100,
+    setting: Annotated[str, typer.Option("--setting", help="hotpotqa: distractor | open")] = "distractor",
+    rewrite: Annotated[
+        str, typer.Option("--rewrite", help="mtrag: last_turn | full_history | llm | human (with --subset human)")
+    ] = "last_turn",
+    rewriter_model: Annotated[
+        str | None, typer.Option("--rewriter-model", help="mtrag --rewrite llm: model (default: the generator's).")
+    ] = None,
+    rewrite_cache: Annotated[
+        Path | None, typer.Option("--rewrite-cache", help="mtrag --rewrite llm: JSONL of rewrites to reuse/extend.")
+    ] = None,
+    subset: Annotated[str, typer.Option("--subset", help="mtrag: un (MT-RAG-UN tasks) | human (original)")] = "un",
+    domain: Annotated[list[str] | None, typer.Option("--domain", help="mtrag: clapnq|cloud|fiqa|govt (repeat)")] = None,
+    passages: Annotated[str, typer.Option("--passages", help="mtrag: retrieved | reference")] = "retrieved",
+    answerability: Annotated[
+        str | None,
+        typer.Option("--answerability", help="mtrag: comma-separated labels to answer, e.g. ANSWERABLE,UNANSWERABLE"),
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="First N questions (mtrag: per domain).")] = None,
+    per_label_limit: Annotated[
+        int | None, typer.Option("--per-label-limit", help="mtrag: answer at most N tasks per label per domain.")
+    ] = None,
+    template: TemplateOpt = "default",
+    max_new_tokens: MaxNewOpt = 64,
+    max_passage_words: PassageWordsOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per generation batch.")] = 4,
+    threads: ThreadsOpt = None,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Questions per saved chunk (resume unit).")] = 16,
+) -> None:
+    """Run a data set end to end (retrieve → rerank → answer with citations) and score it."""
+    from rich.console import Console
+
+    from rankwise.rag import run_hotpotqa, run_mtrag
+
+    if dataset not in ("hotpotqa", "mtrag"):
+        raise RankwiseError(f"--dataset must be hotpotqa or mtrag, not '{dataset}'")
+    console = Console(stderr=True)
+    gen = build_generator(
+        generator,
+        generator_model,
+        api_key_env,
+        template,
+        max_new_tokens,
+        max_passage_words,
+        threads,
+        batch_size=batch_size,
+    )
+    rerank = build_reranker(reranker, reranker_model, gen)
+    settings = {
+        "retriever": retriever,
+        "dense_model": dense_model,
+        "reranker": reranker,
+        "reranker_model": reranker_model,
+        "generator": generator,
+        "generator_model": generator_model,
+        "template": template,
+        "max_new_tokens": max_new_tokens,
+        "max_passage_words": max_passage_words,
+        "candidates": candidates,
+    }
+    make = retriever_factory(retriever, dense_model)
+    if dataset == "hotpotqa":
+        metrics = run_hotpotqa(
+            path,
+            out,
+            make,
+            generator=gen,
+            reranker=rerank,
+            k=k,
+            candidates=candidates,
+            setting=setting,
+            limit=limit,
+            chunk_size=chunk_size,
+            settings=settings,
+            log=console.log,
+        )
+        summary = {**metrics["retrieval"], **metrics.get("qa", {})}
+    else:
+        rewriter: Any = None
+        if rewrite == "llm":
+            from rankwise.retrieve.rewrite import CachedRewriter, LLMRewriter
+
+            chat = (
+                gen
+                if rewriter_model is None and gen is not None
+                else build_generator(
+                    rewriter_model or "smollm2", None, None, "default", 48, None, threads, batch_size=batch_size
+                )
+            )
+            rewriter = LLMRewriter(chat)
+            if rewrite_cache is not None:
+                rewriter = CachedRewriter(rewriter, rewrite_cache)
+        settings["rewriter_model"] = rewriter_model
+        metrics = run_mtrag(
+            path,
+            out,
+            make,
+            generator=gen,
+            reranker=rerank,
+            rewrite=rewrite,
+            rewriter=rewriter,
+            domains=domain,
+            k=k,
+            candidates=candidates,
+            passages=passages,
+            answerability=answerability.split(",") if answerability else None,
+            subset=subset,
+            limit=limit,
+            per_label_limit=per_label_limit,
+            chunk_size=chunk_size,
+            settings=settings,
+            log=console.log,
+        )
+        console.print(f"[bold]{metrics['note']}[/bold]")
+        summary = {
+            f"{d} {m}": v
+            for d, values in metrics["retrieval"].items()
+            for m, v in values.items()
+            if m in ("nDCG@10", "R@5")
+        }
+        summary.update({m: v for m, v in metrics.get("generation", {}).items() if isinstance(v, float)})
+    summary.update({f"{s} per question": v for s, v in metrics["latency_per_question_s"].items()})
+    for name, value in summary.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+        console.print(f"{name:>45}  {shown}")
+    console.print(f"answers.jsonl, run.trec and metrics.json written to {out}")

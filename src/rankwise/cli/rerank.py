@@ -1,0 +1,182 @@
+"""``rankwise rerank`` (rescore a run's top-N) and ``rankwise mine-negatives`` (training examples from a run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rankwise.errors import RankwiseError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("rerank")(rerank)
+    app.command("mine-negatives")(mine_negatives)
+
+
+def load_corpus(path: Path) -> dict[str, Any]:
+    """A BEIR ``corpus.jsonl`` file, or the corpus of any data set ``load_dataset`` reads."""
+    from rankwise.data import load_dataset
+    from rankwise.data.beir import read_corpus
+
+    if path.is_file() and path.suffix.lower() == ".jsonl":
+        corpus, warnings = read_corpus(path)
+    else:
+        dataset = load_dataset(path)
+        corpus, warnings = dataset.corpus, dataset.warnings
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    return corpus
+
+
+def rerank(
+    run: Annotated[Path, typer.Option("--run", help="First-stage TREC run to rerank.")],
+    corpus: Annotated[Path, typer.Option("--corpus", help="Data set directory/file, or a corpus.jsonl.")],
+    out: Annotated[Path, typer.Option("--out", help="TREC run file to write (atomically).")],
+    queries: Annotated[
+        Path | None, typer.Option("--queries", help="Data set or queries file (default: the --corpus data set).")
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="Which judged queries of a data set.")] = "test",
+    reranker: Annotated[str, typer.Option("--reranker", help="cross-encoder | llm | http")] = "cross-encoder",
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Model name or path (llm: 'smollm2' = bundled GGUF, or a .gguf path)."),
+    ] = None,
+    top_n: Annotated[int, typer.Option("--top-n", help="Documents reranked per query.")] = 100,
+    limit_queries: Annotated[
+        int | None, typer.Option("--limit-queries", help="Rerank only the first N queries of the run.")
+    ] = None,
+    max_length: Annotated[int | None, typer.Option("--max-length", help="cross-encoder: max tokens.")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Pairs per forward pass.")] = None,
+    max_passage_tokens: Annotated[int, typer.Option("--max-passage-tokens", help="llm: passage budget.")] = 256,
+    gguf_file: Annotated[str | None, typer.Option("--gguf-file", help="llm: GGUF file inside --model.")] = None,
+    url: Annotated[str | None, typer.Option("--url", help="http: the rerank endpoint.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="http: environment variable holding the API key.")
+    ] = None,
+    interpolate: Annotated[
+        float | None,
+        typer.Option("--interpolate", help="Weight in [0,1] of the first-stage score (min-max fused); 0 = none."),
+    ] = None,
+    metrics: Annotated[
+        str | None,
+        typer.Option("--metrics", help="e.g. nDCG@10: also print input vs reranked metric on the --queries qrels."),
+    ] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow model code.")] = False,
+) -> None:
+    """Rerank the top-N of a run with a cross-encoder, an LLM's P(True), or a hosted rerank API."""
+    from rankwise.data import load_queries, read_run, write_run
+    from rankwise.rerank import reranker_class
+    from rankwise.types import top_k
+
+    if top_n < 1:
+        raise RankwiseError(f"--top-n must be at least 1, not {top_n}")
+    first_stage = read_run(run)
+    if limit_queries is not None:
+        first_stage = dict(list(first_stage.items())[:limit_queries])
+    first_stage = top_k(first_stage, top_n)
+    loaded_queries = load_queries(queries or corpus, split=split)
+    docs = load_corpus(corpus)
+    options = _options(
+        reranker, model, max_length, batch_size, max_passage_tokens, gguf_file, url, api_key_env, trust_remote_code
+    )
+    reranked = reranker_class(reranker)(**options).rerank(loaded_queries, first_stage, docs, k=top_n)
+    if interpolate:
+        reranked = _interpolate(first_stage, reranked, interpolate)
+    write_run(reranked, out, tag=f"rankwise-{reranker}")
+    typer.echo(f"reranked {len(reranked):,} queries (top {top_n}) -> {out}")
+    if metrics:
+        _report(metrics, queries or corpus, split, first_stage, reranked)
+
+
+def _options(
+    kind: str,
+    model: str | None,
+    max_length: int | None,
+    batch_size: int | None,
+    max_passage_tokens: int,
+    gguf_file: str | None,
+    url: str | None,
+    api_key_env: str | None,
+    trust_remote_code: bool,
+) -> dict[str, Any]:
+    """Constructor arguments for the chosen reranker; options meant for another reranker are an error."""
+    given = {"--max-length": max_length, "--gguf-file": gguf_file, "--url": url, "--api-key-env": api_key_env}
+    allowed = {"cross-encoder": {"--max-length"}, "llm": {"--gguf-file"}, "http": {"--url", "--api-key-env"}}
+    for flag, value in given.items():
+        if value is not None and flag not in allowed.get(kind, set()):
+            raise RankwiseError(f"{flag} does not apply to --reranker {kind}")
+    options: dict[str, Any] = {}
+    if kind == "http":
+        if url is None:
+            raise RankwiseError("--reranker http needs --url")
+        options.update(url=url, model=model, api_key_env=api_key_env)
+        return options
+    if model is not None:
+        options["model"] = model
+    if batch_size is not None:
+        options["batch_size"] = batch_size
+    options["trust_remote_code"] = trust_remote_code
+    if kind == "cross-encoder":
+        options["max_length"] = max_length
+    elif kind == "llm":
+        options.update(gguf_file=gguf_file, max_passage_tokens=max_passage_tokens)
+    return options
+
+
+def _interpolate(first_stage: dict, reranked: dict, weight: float) -> dict:
+    from rankwise.retrieve.fusion import fuse
+
+    if not 0 <= weight <= 1:
+        raise RankwiseError(f"--interpolate must be in [0, 1], not {weight}")
+    # Reranker first, so fused ties keep the reranker's order.
+    return fuse([reranked, first_stage], method="weighted", weights=[1 - weight, weight])
+
+
+def _report(metrics: str, source: Path, split: str, first_stage: dict, reranked: dict) -> None:
+    from rankwise.data import load_qrels
+    from rankwise.evaluate.retrieval import evaluate
+
+    qrels = load_qrels(source, split=split)
+    names = [name.strip() for name in metrics.split(",") if name.strip()]
+    shared = {qid: first_stage[qid] for qid in reranked if qid in first_stage}
+    before = evaluate(shared, qrels, names)
+    after = evaluate(reranked, qrels, names)
+    for name in names:
+        typer.echo(f"{name}: first stage {before[name]:.4f} -> reranked {after[name]:.4f} ({len(reranked)} queries)")
+
+
+def mine_negatives(
+    run: Annotated[Path, typer.Option("--run", help="First-stage TREC run of the training queries.")],
+    dataset: Annotated[Path, typer.Option("--dataset", help="Data set with corpus, queries and qrels.")],
+    out: Annotated[Path, typer.Option("--out", help="JSON-lines file of examples to write.")],
+    split: Annotated[str, typer.Option("--split", help="Which judgements (qrels/<split>.tsv).")] = "train",
+    num_negatives: Annotated[int, typer.Option("--num-negatives", help="Negatives per positive (1:N).")] = 2,
+    window: Annotated[str, typer.Option("--window", help="Ranks to sample from, 1-based inclusive.")] = "10-100",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Mine (query, positive, negatives) examples: negatives sampled from a rank window, relevant docs skipped."""
+    from rankwise.data import load_dataset, read_run
+    from rankwise.train.negatives import mine_negatives as mine
+    from rankwise.train.negatives import write_examples
+
+    start, sep, end = window.partition("-")
+    if not sep or not start.strip().isdigit() or not end.strip().isdigit():
+        raise RankwiseError(f"--window must look like 10-100, not {window!r}")
+    data = load_dataset(dataset, split=split)
+    if not data.qrels:
+        raise RankwiseError(f"{dataset}: no judgements for split '{split}'")
+    mined = mine(
+        data.queries,
+        read_run(run),
+        data.qrels,
+        data.corpus,
+        num_negatives=num_negatives,
+        window=(int(start), int(end)),
+        seed=seed,
+    )
+    for warning in [*data.warnings, *mined.warnings]:
+        typer.echo(f"warning: {warning}", err=True)
+    count = write_examples(mined.examples, out)
+    typer.echo(f"wrote {count:,} examples ({num_negatives} negatives each, ranks {window}) -> {out}")

@@ -1,0 +1,51 @@
+"""``rankwise train ...``: one sub-command group; each trainable stage adds its command in ``register``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from rankwise.errors import RankwiseError
+
+
+def register(app: typer.Typer) -> None:
+    from rankwise.cli import train_retriever
+
+    group = typer.Typer(name="train", help="Train rerankers and retrievers from a YAML config.", no_args_is_help=True)
+    group.command("reranker")(reranker)
+    train_retriever.register(group)
+    app.add_typer(group, name="train")
+
+
+def reranker(
+    config: Annotated[Path, typer.Option("--config", help="YAML config (see configs/train/reranker-scifact.yaml).")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a config key: --set epochs=2 (value parsed as YAML); repeatable."),
+    ] = None,
+) -> None:
+    """Train a cross-encoder on BM25 hard negatives; rerun the same command to resume after an interruption."""
+    from rankwise.train.reranker import train_reranker
+    from rankwise.train.reranker_config import load_config
+
+    settings = load_config(config, parse_overrides(overrides or []))
+    metrics = train_reranker(settings)
+    typer.echo(
+        f"best dev nDCG@10 {metrics['best_dev_ndcg@10']:.4f} (first stage {metrics['first_stage_dev_ndcg@10']:.4f}) "
+        f"after {metrics['steps']} steps in {metrics['seconds']:.0f} s -> {metrics['model_dir']}"
+    )
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["epochs=2", "loss=bce"]`` -> ``{"epochs": 2, "loss": "bce"}`` (values parsed with ``yaml.safe_load``)."""
+    import yaml
+
+    parsed: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RankwiseError(f"--set expects key=value, not {item!r}")
+        parsed[key.strip()] = yaml.safe_load(value)
+    return parsed

@@ -1,0 +1,284 @@
+"""``run_experiment(config, datasets)``: run the configured stages per data set and write one output folder each.
+
+``<out_root>/<experiment>/<dataset>/`` holds
+
+- ``config.yaml``     the resolved config (defaults filled in, overrides applied);
+- ``runs/<stage>.trec`` one TREC run per ranking stage (each retriever by its name, ``fuse``, ``rerank``);
+- ``qrels.tsv``       the judgements of the evaluated queries (so compare/report need no data set);
+- ``per_query.json``  ``{stage: {metric: {query id: value}}}`` for significance tests;
+- ``metrics.json``    IR metrics and the cutoff sweep per stage, latency per stage, counts;
+- ``stages.json``     the ledger of completed stages and their content hashes (see :mod:`.cache`).
+
+Indexes are cached under ``<out_root>/.indexes`` and trained models under ``<out_root>/.models``, keyed by
+content, so experiments share them. Every file is written atomically; ``metrics.json`` is written last.
+
+``metrics.json`` is deterministic given the config and the data, except for each stage's ``timing`` section
+(seconds, and whether an index was built or loaded): a re-run that recomputes nothing rewrites the same bytes,
+and a run killed mid-stage then restarted gives the same metrics.json up to ``timing``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import rankwise
+from rankwise.config import ExperimentConfig, dump_config
+from rankwise.data._io import atomic_write_text
+from rankwise.experiment import stages
+from rankwise.experiment.cache import Chunks, Ledger, content_hash, qrels_digest, queries_digest, write_json
+from rankwise.experiment.datasets import DatasetSource, load_for_experiment, resolve_dataset
+from rankwise.types import Dataset, Run
+
+Log = Callable[[str], None]
+METRICS_FILE = "metrics.json"
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    datasets: Sequence[str] = (),
+    out_root: str | Path = "outputs",
+    show_progress: bool = True,
+    log: Log = print,
+) -> list[Path]:
+    """Run ``config`` on each data set (``-d`` arguments; default: ``config.datasets``); return the output dirs."""
+    from rankwise.errors import RankwiseError
+
+    names = list(datasets) or list(config.datasets)
+    if not names:
+        raise RankwiseError(f"experiment {config.name!r}: no data set given (-d NAME) and none in its config")
+    sources = [resolve_dataset(name) for name in names]  # resolve all first: fail before any work
+    out_root = Path(out_root)
+    outputs = []
+    for source in sources:
+        out_dir = out_root / config.name / source.name
+        log(f"[{config.name}] {source.name}: {source.path} -> {out_dir}")
+        metrics = run_dataset(config, source, out_dir, out_root, show_progress=show_progress, log=log)
+        from rankwise.experiment.tracking import track
+
+        track(config, metrics, out_dir)
+        outputs.append(out_dir)
+    return outputs
+
+
+class _Stages:
+    """Runs stages through the ledger: reuse an output whose key matches, else compute, write, record."""
+
+    def __init__(self, out_dir: Path, log: Log) -> None:
+        self.out_dir, self.log = out_dir, log
+        self.ledger = Ledger(out_dir)
+        self.keys: dict[str, str] = {}
+        self.timing: dict[str, dict[str, Any]] = {}
+
+    def run(
+        self,
+        name: str,
+        key: str,
+        file: str,
+        compute: Callable[[], tuple[Any, dict[str, Any]]],
+        write: Callable[[Any, Path], None],
+        read: Callable[[Path], Any],
+    ) -> Any:
+        cached = self.ledger.lookup(name, key)
+        if cached is not None:
+            self.log(f"  {name}: unchanged, reused {file}")
+        else:
+            self.ledger.forget(name)
+            began = time.perf_counter()
+            value, info = compute()
+            info["total_s"] = round(time.perf_counter() - began, 3)
+            write(value, self.out_dir / file)
+            self.ledger.record(name, key, file, info)
+            cached = info
+            self.log(f"  {name}: computed in {info['total_s']:.1f}s -> {file}")
+        self.keys[name] = key
+        self.timing[name] = cached
+        return read(self.out_dir / file)  # use what was written, exactly as a later run reads it
+
+
+def run_dataset(
+    config: ExperimentConfig,
+    source: DatasetSource,
+    out_dir: Path,
+    out_root: Path,
+    show_progress: bool = True,
+    log: Log = print,
+) -> dict[str, Any]:
+    from rankwise.data import read_run, write_qrels, write_run
+    from rankwise.experiment import answers
+    from rankwise.retrieve.store import corpus_fingerprint
+
+    started = time.perf_counter()
+    dataset = load_for_experiment(source, config.data)
+    for warning in dataset.warnings:
+        log(f"  warning: {warning}")
+    fingerprint = corpus_fingerprint(dataset.corpus)
+    data_key = content_hash(fingerprint, queries_digest(dataset.queries))
+    config_text = dump_config(config)
+    config_key = content_hash(config_text, data_key, qrels_digest(dataset.qrels))
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_path = out_dir / METRICS_FILE
+    if metrics_path.is_file() and _recorded_key(metrics_path) != config_key:
+        metrics_path.unlink()  # belongs to another config or data: never leave it beside this run's files
+    atomic_write_text(out_dir / "config.yaml", config_text)
+    write_qrels(dataset.qrels, out_dir / "qrels.tsv")
+    version = rankwise.__version__
+    index_root, models_root = out_root / ".indexes", out_root / ".models"
+    done = _Stages(out_dir, log)
+
+    def tag(name: str) -> Callable[[Run, Path], None]:
+        return lambda run, path: write_run(run, path, tag=f"rankwise-{config.name}-{name}")
+
+    search_queries, search_key = dataset.queries, data_key
+    if config.rewrite is not None:
+        rewrite_config = config.rewrite
+        search_key = content_hash("rewrite", version, rewrite_config.model_dump(), data_key)
+        search_queries = done.run(
+            "rewrite", search_key, "queries.jsonl",
+            lambda: stages.rewrite(rewrite_config, dataset.queries, show_progress),
+            stages.write_queries, stages.read_queries,
+        )  # fmt: skip
+    runs: dict[str, Run] = {}
+    for name, section in config.retrieve.items():
+        key = content_hash(
+            "retrieve", version, section.model_dump(), stages.index_key(section, fingerprint), search_key
+        )
+        runs[name] = done.run(
+            name, key, f"runs/{name}.trec",
+            lambda section=section: stages.retrieve(
+                section, dataset.corpus, fingerprint, search_queries, index_root, show_progress
+            ),
+            tag(name), read_run,
+        )  # fmt: skip
+    last = list(config.retrieve)[-1]
+    if len(config.retrieve) > 1 and config.fuse is not None:
+        fuse_config, inputs = config.fuse, dict(runs)
+        key = content_hash("fuse", version, fuse_config.model_dump(), [done.keys[n] for n in config.retrieve])
+        runs["fuse"] = done.run(
+            "fuse", key, "runs/fuse.trec", lambda: (stages.fuse(fuse_config, inputs), {}), tag("fuse"), read_run
+        )
+        last = "fuse"
+    if config.rerank is not None:
+        rerank_config, upstream = config.rerank, runs[last]
+        model, train_info = stages.rerank_model(rerank_config, models_root, log)
+        key = content_hash(
+            "rerank", version, rerank_config.model_dump(), stages.model_stamp(model), done.keys[last], search_key
+        )
+        chunks = Chunks(out_dir, "rerank", key)
+
+        def compute_rerank() -> tuple[Run, dict[str, Any]]:
+            run, info = stages.rerank(
+                rerank_config, model, search_queries, upstream, dataset.corpus, chunks, show_progress
+            )
+            return run, {**train_info, **info}
+
+        runs["rerank"] = done.run("rerank", key, "runs/rerank.trec", compute_rerank, tag("rerank"), read_run)
+        chunks.clear()
+        last = "rerank"
+    records = None
+    if config.generate is not None:
+        generate_config, final = config.generate, runs[last]
+        key = content_hash("generate", version, generate_config.model_dump(), done.keys[last], data_key)
+        chunks = Chunks(out_dir, "generate", key)
+        records = done.run(
+            "generate", key, "answers.jsonl",
+            lambda: answers.generate(
+                generate_config, dataset.queries, final, dataset.corpus, chunks, show_progress, log
+            ),
+            answers.write_answers, answers.read_answers,
+        )  # fmt: skip
+        chunks.clear()
+
+    _remove_stale(out_dir, set(runs), records is not None)
+    info = {
+        "name": source.name,
+        "source": source.source,
+        "path": source.path,
+        "domain": source.domain,
+        "split": config.data.split,
+        "format": config.data.format,
+        "title": dataset.name,
+    }
+    metrics, per_query = evaluate_stages(config, dataset, runs, done.timing)
+    if records is not None:
+        scored, per_question = answers.qa_metrics(records, answers.gold_for(dataset, info), dataset.corpus)
+        metrics["generate"] = {
+            "type": "generate",
+            "answers": "answers.jsonl",
+            "questions": len(records),
+            "from": last,
+            **scored,
+            "timing": dict(done.timing["generate"]),
+        }
+        per_query["generate"] = per_question
+    result = {
+        "experiment": config.name,
+        "dataset": info,
+        "config_key": config_key,
+        "rankwise": version,
+        "counts": {**dataset.stats(), "corpus_fingerprint": fingerprint},
+        "final_stage": last,
+        "stages": metrics,
+        "latency_s": {name: entry.get("total_s") for name, entry in done.timing.items()},
+        "warnings": list(dataset.warnings),
+    }
+    write_json(out_dir / "per_query.json", per_query)
+    write_json(metrics_path, result)
+    log(f"  done in {time.perf_counter() - started:.1f}s -> {metrics_path}")
+    return result
+
+
+def evaluate_stages(
+    config: ExperimentConfig, dataset: Dataset, runs: dict[str, Run], timing: dict[str, dict[str, Any]]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """IR metrics, the nDCG@k / R@k sweep and per-query values of every ranking stage."""
+    from rankwise.evaluate.retrieval import evaluate, evaluate_per_query
+
+    names = config.evaluate.metrics
+    sweep_names = [f"{family}@{k}" for family in ("nDCG", "R") for k in config.evaluate.sweep]
+    missing = config.evaluate.missing
+    metrics: dict[str, Any] = {}
+    per_query: dict[str, Any] = {}
+    for name, run in runs.items():
+        values = evaluate(run, dataset.qrels, names, missing=missing)  # judged queries the run lacks: see missing
+        swept = evaluate(run, dataset.qrels, sweep_names, missing=missing)
+        per_query[name] = evaluate_per_query(run, dataset.qrels, names, missing=missing)
+        queries = len(run)
+        info = dict(timing[name])
+        total = info.get("total_s")
+        if isinstance(total, int | float) and queries:
+            info["ms_per_query"] = round(1000 * total / queries, 3)
+        metrics[name] = {
+            "type": "rerank" if name == "rerank" else "fuse" if name == "fuse" else "retrieve",
+            "run": f"runs/{name}.trec",
+            "queries": queries,
+            "docs_per_query": round(sum(len(d) for d in run.values()) / max(queries, 1), 3),
+            "metrics": values,
+            "sweep": {
+                family: {str(k): swept[f"{family}@{k}"] for k in config.evaluate.sweep} for family in ("nDCG", "R")
+            },
+            "timing": info,
+        }
+    return metrics, per_query
+
+
+def _recorded_key(path: Path) -> str | None:
+    import json
+
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return value.get("config_key") if isinstance(value, dict) else None
+
+
+def _remove_stale(out_dir: Path, current: set[str], answered: bool) -> None:
+    """Drop outputs of stages this config no longer has (an earlier config's rerank run, answers, ...)."""
+    for path in sorted((out_dir / "runs").glob("*.trec")):
+        if path.stem not in current:
+            path.unlink()
+    if not answered:
+        (out_dir / "answers.jsonl").unlink(missing_ok=True)

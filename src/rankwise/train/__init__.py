@@ -1,0 +1,1 @@
+"""Training: hard-negative mining (negatives.py) and rerankers (reranker.py). Heavy imports live in submodules."""

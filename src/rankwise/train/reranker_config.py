@@ -1,0 +1,113 @@
+"""Settings of ``rankwise train reranker``: a pydantic model loaded from YAML (``yaml.safe_load``).
+
+Unknown keys are an error that names the key, the file and its line, so a typo never silently trains with a
+default. Path settings may use environment variables (``data: ${RANKWISE_DATA}/scifact``).
+Self-contained on purpose: it moves into a central ``config.py`` as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rankwise.errors import DataError
+
+LOSSES = ("bce", "softmax", "listnet", "lambda")
+PATH_KEYS = ("data", "output_dir", "first_stage_run")  # these may name environment variables: ${RANKWISE_DATA}
+
+
+class RerankerTrainConfig(BaseModel):
+    """One training run. Paths are as given (relative to the working directory)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = Field(description="data set to train on (a BEIR directory such as SciFact)")
+    output_dir: str = Field(description="where checkpoints/, model/, metrics.json and log.jsonl go")
+    model: str = Field("minilm", description="start point: 'minilm' (bundled MiniLM body), a hub name or a path")
+    train_split: str = "train"
+    dev_queries: int = Field(50, ge=1, description="judged train queries held out for model selection")
+    first_stage_run: str | None = Field(None, description="TREC run of the train queries; default: BM25")
+    first_stage_depth: int = Field(100, ge=1)
+    num_negatives: int = Field(2, ge=1, description="negatives per positive (1:N)")
+    negative_window: tuple[int, int] = Field((10, 100), description="1-based inclusive ranks to sample from")
+    loss: Literal["bce", "softmax", "listnet", "lambda"] = "bce"
+    in_batch_negatives: int = Field(0, ge=0, description="extra in-batch negatives (softmax loss only)")
+    max_length: int = Field(256, ge=8, description="query + passage tokens")
+    epochs: float = Field(1.0, gt=0)
+    batch_size: int = Field(16, ge=1, description="(query, passage) pairs per optimizer step")
+    learning_rate: float = Field(5e-5, gt=0)
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    eval_steps: int = Field(100, ge=1, description="dev evaluation and checkpoint interval (steps)")
+    eval_on_start: bool = False
+    dev_depth: int = Field(20, ge=1, description="first-stage documents reranked per dev query")
+    tune_interpolation: bool = Field(
+        True, description="after training, pick the first-stage weight for `rerank --interpolate` on the dev split"
+    )
+    logging_steps: int = Field(10, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    seed: int = 42
+    resume: bool = Field(True, description="continue from the last checkpoint in output_dir if there is one")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    device: str | None = Field(None, description="'cpu' to force the CPU; default: what the Trainer picks")
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> RerankerTrainConfig:
+        start, end = self.negative_window
+        if not 1 <= start <= end:
+            raise ValueError(f"negative_window must be [start, end] with 1 <= start <= end, got {start}-{end}")
+        if self.in_batch_negatives and self.loss != "softmax":
+            raise ValueError("in_batch_negatives applies to loss: softmax only")
+        return self
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RerankerTrainConfig:
+    """Read a YAML config; ``overrides`` (e.g. from ``--set key=value``) replace its top-level keys."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "config file not found")
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise DataError(path, f"not valid YAML: {exc}", mark.line + 1 if mark else None) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise DataError(path, "expected a mapping of settings at the top level", 1)
+    raw.update(overrides or {})
+    for key in PATH_KEYS:
+        if isinstance(raw.get(key), str):
+            raw[key] = _expand(path, text, key, raw[key])
+    try:
+        return RerankerTrainConfig(**raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or "(config)"
+        top = str(error["loc"][0]) if error["loc"] else ""
+        problem = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+        known = f" (known keys: {', '.join(RerankerTrainConfig.model_fields)})" if problem == "unknown key" else ""
+        raise DataError(path, f"'{key}': {problem}{known}", _key_line(text, top)) from exc
+
+
+def _expand(path: Path, text: str, key: str, value: str) -> str:
+    """``$VAR``/``${VAR}`` in a path setting, from the environment; an unset variable is an error."""
+    expanded = os.path.expandvars(value)
+    if "$" in expanded:
+        raise DataError(path, f"'{key}': environment variable in {value!r} is not set", _key_line(text, key))
+    return expanded
+
+
+def _key_line(text: str, key: str) -> int | None:
+    """1-based line of a top-level ``key:`` in the YAML text (None when it is not there, e.g. a missing key)."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if key and line.startswith(f"{key}:"):
+            return number
+    return None

@@ -1,0 +1,399 @@
+"""Train a dense bi-encoder (base encoder + linear projection head) with in-batch and hard negatives.
+
+``train_retriever(config)``:
+
+1. builds ``(query, positive, negatives)`` pairs from a judged data set, MS MARCO-style triples or raw passages
+   (:mod:`rankwise.train.pairs`), holds out dev queries (or reads ``dev_split``), and mines ``num_negatives``
+   BM25 negatives per pair from ``negative_window`` when the source has none;
+2. builds the model: the base's modules up to pooling, a ``Dense`` head (``head_dim``; identity-initialised
+   when the dimension is kept, so step 0 *is* the base model), then ``Normalize``; ``freeze_base`` trains the
+   head only; the base and the head get their own learning rates (``lr_base``, ``lr_head``);
+3. trains with sentence-transformers' ``MultipleNegativesRankingLoss`` or its cached (GradCache) variant, plus
+   optionally an isotropy regulariser (global orthogonal regularisation: mean and second moment of in-batch
+   cosine similarities, weight ``isotropy_weight``), with ``SentenceTransformerTrainer`` — which runs DDP when
+   launched with ``torchrun`` (``gloo`` on CPU, NCCL on GPUs; ``gather_across_devices`` shares in-batch negatives
+   across processes);
+4. evaluates dev nDCG@10 (exact search over the dev corpus, scored by rankwise/ir_measures) every
+   ``eval_steps``, checkpoints there, keeps the best, and writes ``<output_dir>/model`` (safetensors, loadable by
+   :class:`rankwise.retrieve.dense.DenseRetriever`), ``summary.json`` (dev nDCG@10 and isotropy diagnostics —
+   mean pairwise cosine and effective rank of the embedding covariance — before and after), ``config.json`` and
+   ``log.jsonl``.
+
+Running the same config again resumes from the last checkpoint in ``<output_dir>/checkpoints`` (the HF Trainer
+restores optimizer, scheduler, RNG and data order). Multi-process: ``torchrun --nproc-per-node 2 -m
+rankwise.train.retriever --config CONFIG``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+from torch import nn
+from transformers import TrainerCallback
+
+from rankwise.data._io import atomic_write_text
+from rankwise.errors import MissingExtraError, RankwiseError
+from rankwise.train.pairs import Pair, PairSet
+from rankwise.train.retriever_config import RetrieverTrainConfig, load_config
+from rankwise.train.retriever_losses import build_loss, isotropy_stats
+from rankwise.types import Qrels, Query
+
+logger = logging.getLogger(__name__)
+
+DEV_METRIC = "eval_dev_ndcg@10"
+
+
+def build_model(config: RetrieverTrainConfig) -> tuple[SentenceTransformer, int | None, int | None]:
+    """The base encoder's modules up to pooling, then the projection head and ``Normalize``.
+
+    Returns the model (truncating at the configured ``max_seq_length``), the head's module index (None without a
+    head) and the base's own ``max_seq_length``, which the saved model gets back.
+    """
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    from rankwise.retrieve.dense import resolve_model
+
+    base = SentenceTransformer(resolve_model(config.model), device="cpu", trust_remote_code=config.trust_remote_code)
+    inference_length = base.max_seq_length  # read now: the modules below are shared with ``base``
+    modules = [module for module in base if not isinstance(module, Normalize)]
+    dim = base.get_embedding_dimension()
+    if dim is None:
+        raise RankwiseError(f"model '{config.model}': cannot tell its embedding dimension")
+    head_index = None
+    if config.head:
+        out = config.head_dim or dim
+        if config.head_init == "identity" and out != dim:
+            raise RankwiseError(f"head_init identity needs head_dim = {dim} (the base's), not {out}; use orthogonal")
+        weight = torch.empty(out, dim)
+        if config.head_init == "identity":
+            nn.init.eye_(weight)
+        else:
+            nn.init.orthogonal_(weight, generator=torch.Generator().manual_seed(config.seed))
+        head = Dense(dim, out, activation_function=None, init_weight=weight, init_bias=torch.zeros(out))
+        head_index = len(modules)
+        modules.append(head)
+    modules.append(Normalize())
+    model = SentenceTransformer(modules=modules, device="cpu")
+    if config.max_seq_length is not None:
+        model.max_seq_length = config.max_seq_length
+    if config.freeze_base:
+        for module in modules[: head_index if head_index is not None else len(modules)]:
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+    return model, head_index, inference_length
+
+
+class DevRetrievalEvaluator(BaseEvaluator):
+    """nDCG@10 of exact dense search over the dev corpus with the model being trained (rankwise metrics)."""
+
+    def __init__(self, queries: dict[str, Query], corpus: dict[str, str], qrels: Qrels, batch_size: int) -> None:
+        super().__init__()
+        self.queries, self.corpus, self.qrels, self.batch_size = queries, corpus, qrels, batch_size
+        self.greater_is_better = True
+        self.primary_metric = "dev_ndcg@10"
+
+    def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict:
+        from rankwise.evaluate.retrieval import evaluate
+
+        options = {"batch_size": self.batch_size, "normalize_embeddings": True, "show_progress_bar": False}
+        docs = model.encode(list(self.corpus.values()), convert_to_numpy=True, **options)
+        queries = model.encode([q.text for q in self.queries.values()], convert_to_numpy=True, **options)
+        scores = queries @ docs.T
+        doc_ids = list(self.corpus)
+        run = {}
+        for row, qid in enumerate(self.queries):
+            top = np.argsort(-scores[row], kind="stable")[:100]
+            run[qid] = {doc_ids[i]: float(scores[row, i]) for i in top}
+        value = evaluate(run, self.qrels, ["nDCG@10"])["nDCG@10"]
+        logger.info("dev nDCG@10 at step %s: %.4f", steps, value)
+        return {self.primary_metric: value}
+
+
+def load_pairs(config: RetrieverTrainConfig) -> PairSet:
+    from rankwise.train import pairs
+
+    if config.data:
+        from rankwise.data import load_dataset
+
+        return pairs.from_dataset(load_dataset(config.path("data"), split=config.train_split))
+    if config.triples:
+        return pairs.read_triples(config.path("triples"))
+    docs = pairs.read_passages(config.path("passages"))
+    return pairs.pseudo_query_pairs(docs, mode=config.pseudo_queries, seed=config.seed)
+
+
+def split_dev(config: RetrieverTrainConfig, pair_set: PairSet) -> tuple[list[Pair], dict[str, Any] | None]:
+    """Training pairs and the dev set (queries, corpus sample, qrels) — dev queries never train."""
+    rng = random.Random(config.seed)
+    if config.dev_split:
+        from rankwise.data import load_dataset
+        from rankwise.train.pairs import from_dataset
+
+        dev_pairs = from_dataset(load_dataset(config.path("data"), split=config.dev_split)).pairs
+        train = [pair for pair in pair_set.pairs if pair.query_id not in {p.query_id for p in dev_pairs}]
+    elif config.dev_queries > 0:
+        qids = sorted({pair.query_id for pair in pair_set.pairs})
+        if config.dev_queries >= len(qids):
+            raise RankwiseError(f"dev_queries={config.dev_queries} leaves no training query ({len(qids)} in all)")
+        dev_ids = set(rng.sample(qids, config.dev_queries))
+        dev_pairs = [pair for pair in pair_set.pairs if pair.query_id in dev_ids]
+        train = [pair for pair in pair_set.pairs if pair.query_id not in dev_ids]
+    else:
+        return list(pair_set.pairs), None
+    qrels: Qrels = {}
+    for pair in dev_pairs:
+        qrels.setdefault(pair.query_id, {})[pair.positive_id] = 1
+    relevant = {doc_id for judged in qrels.values() for doc_id in judged}
+    others = sorted(set(pair_set.corpus) - relevant)
+    if config.dev_corpus_size:
+        others = rng.sample(others, max(0, min(len(others), config.dev_corpus_size - len(relevant))))
+    corpus = {doc_id: pair_set.corpus[doc_id] for doc_id in sorted(relevant) + sorted(others)}
+    queries = {pair.query_id: Query(pair.query_id, pair.query) for pair in dev_pairs}
+    return train, {"queries": queries, "corpus": corpus, "qrels": qrels}
+
+
+def prepare_data(config: RetrieverTrainConfig) -> dict[str, Any]:
+    from rankwise.train.pairs import mine_bm25_negatives
+
+    pair_set = load_pairs(config)
+    train, dev = split_dev(config, pair_set)
+    warnings = list(pair_set.warnings)
+    if config.num_negatives and config.negative_miner == "bm25" and any(not pair.negatives for pair in train):
+        mined = mine_bm25_negatives(
+            PairSet(train, pair_set.corpus), config.num_negatives, config.negative_window, config.seed
+        )
+        train, warnings = mined.pairs, warnings + mined.warnings
+    width = config.num_negatives
+    short = [pair for pair in train if len(pair.negatives) < width]
+    if short:
+        warnings.append(f"{len(short)} pairs dropped: fewer than {width} negatives")
+    train = [pair for pair in train if len(pair.negatives) >= width]
+    if config.max_pairs is not None and len(train) > config.max_pairs:
+        train = random.Random(config.seed).sample(train, config.max_pairs)
+    if len(train) < 2:
+        raise RankwiseError(f"only {len(train)} training pairs left: " + "; ".join(warnings))
+    columns: dict[str, list[str]] = {"anchor": [p.query for p in train], "positive": [p.positive for p in train]}
+    for i in range(width):
+        columns[f"negative_{i + 1}"] = [p.negatives[i] for p in train]
+    sample = random.Random(config.seed).sample(
+        sorted(pair_set.corpus), min(len(pair_set.corpus), config.diagnostics_sample)
+    )
+    return {
+        "columns": columns,
+        "dev": dev,
+        "warnings": warnings,
+        "diagnostic_texts": [pair_set.corpus[doc_id] for doc_id in sample],
+    }
+
+
+def _embed_stats(model: SentenceTransformer, texts: Sequence[str]) -> dict[str, float]:
+    vectors = model.encode(list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False)
+    return isotropy_stats(vectors)
+
+
+def head_digest(model: SentenceTransformer, head_index: int | None) -> str | None:
+    if head_index is None:
+        return None
+    digest = hashlib.sha256()
+    for tensor in model[head_index].state_dict().values():
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def replicas_identical(model: nn.Module) -> bool | None:
+    """Under DDP: whether every process ends with the same trainable weights (None when not distributed)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return None
+    digest = hashlib.sha256()
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            digest.update(parameter.detach().cpu().numpy().tobytes())
+    digests: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(digests, digest.hexdigest())
+    return len(set(digests)) == 1
+
+
+def train_retriever(
+    config: RetrieverTrainConfig, show_progress: bool = True, callbacks: list[TrainerCallback] | None = None
+) -> dict[str, Any]:
+    """Run the recipe in the module docstring; returns the summary also written to ``summary.json``."""
+    try:
+        import accelerate  # noqa: F401  (the Trainer needs it; fail here with the extra to install)
+        from datasets import Dataset
+    except ImportError as exc:
+        raise MissingExtraError(exc.name or "datasets", "train") from exc
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from sentence_transformers.base.sampler import BatchSamplers
+    from transformers import set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from rankwise.retrieve.store import atomic_dir
+
+    started = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = config.path("output_dir")
+    assert out is not None
+    checkpoints = out / "checkpoints"
+    _check_resumable(config, out)
+    data = prepare_data(config)
+    set_seed(config.seed)
+    full, head_index, inference_length = build_model(config)
+    initial_head = head_digest(full, head_index)
+    model, model_head = full, head_index
+    if config.freeze_base and config.cache_frozen_base and head_index is not None:
+        from rankwise.train.frozen_base import lookup_model
+
+        model, model_head = lookup_model(full, head_index, _all_texts(data), show_progress=show_progress), 1
+    evaluator = None
+    if data["dev"] is not None:
+        evaluator = DevRetrievalEvaluator(**data["dev"], batch_size=64)
+    on_cpu = config.device == "cpu" or not torch.cuda.is_available()
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # set by torchrun
+    mapping = {rf"(^|\.)model\.{model_head}\.": config.lr_head} if model_head is not None else {}
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.lr_base,
+        learning_rate_mapping=mapping,
+        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps (transformers v5)
+        weight_decay=config.weight_decay,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,  # a query twice in a batch would be its own false negative
+        eval_strategy="steps" if evaluator else "no",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.eval_steps,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=bool(evaluator) and config.load_best,
+        metric_for_best_model=DEV_METRIC if evaluator else None,
+        greater_is_better=True,
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not show_progress,
+        use_cpu=config.device == "cpu",
+        ddp_backend="gloo" if on_cpu and distributed else None,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_dict(data["columns"]),
+        loss=build_loss(model, config, distributed),
+        evaluator=evaluator,
+        callbacks=[_JsonLogCallback(out / "log.jsonl"), *(callbacks or [])],
+    )
+    main_process = trainer.is_world_process_zero()
+    if main_process:
+        atomic_write_text(out / "config.json", json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
+    before = {"isotropy": _embed_stats(model, data["diagnostic_texts"])}
+    if evaluator:
+        before["dev_ndcg@10"] = evaluator(model)[evaluator.primary_metric]
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() and config.resume else None
+    if last:
+        logger.info("resuming from %s", last)
+    trainer.train(resume_from_checkpoint=last)
+    model = trainer.model  # the best checkpoint's weights when load_best; its head is shared with ``full``
+    after = {"isotropy": _embed_stats(model, data["diagnostic_texts"])}
+    if evaluator:
+        after["dev_ndcg@10"] = evaluator(model)[evaluator.primary_metric]
+    summary = {
+        "steps": trainer.state.global_step,
+        "world_size": args.world_size,
+        "global_batch_size": config.batch_size * args.world_size,
+        "train_pairs": len(data["columns"]["anchor"]),
+        "dev_queries": len(data["dev"]["queries"]) if data["dev"] else 0,
+        "before": before,
+        "after": after,
+        "best_checkpoint": trainer.state.best_model_checkpoint,
+        "resumed_from": last,
+        "head_sha256": {"initial": initial_head, "final": head_digest(full, head_index)},
+        "cached_frozen_base": model is not full,
+        "replicas_identical": replicas_identical(model),
+        "warnings": data["warnings"],
+        "seconds": round(time.perf_counter() - started, 1),
+        "model_dir": str(out / "model"),
+    }
+    if main_process:
+        full.max_seq_length = inference_length
+        with atomic_dir(out / "model") as tmp:
+            full.save(str(tmp), safe_serialization=True)
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def _all_texts(data: dict[str, Any]) -> list[str]:
+    """Every text the training model will embed: training columns, dev queries and corpus, diagnostics."""
+    texts = [text for column in data["columns"].values() for text in column]
+    if data["dev"] is not None:
+        texts += [query.text for query in data["dev"]["queries"].values()] + list(data["dev"]["corpus"].values())
+    return texts + list(data["diagnostic_texts"])
+
+
+def _check_resumable(config: RetrieverTrainConfig, out: Path) -> None:
+    """Refuse to resume checkpoints written under a different config (that would mix two experiments)."""
+    saved = out / "config.json"
+    if not (config.resume and saved.is_file() and (out / "checkpoints").is_dir()):
+        return
+    previous = json.loads(saved.read_text(encoding="utf-8"))
+    current = config.model_dump(mode="json")
+    ignored = {"threads", "resume", "max_steps", "epochs", "device"}
+    changed = sorted(k for k in current if k not in ignored and previous.get(k) != current[k])
+    if changed:
+        raise RankwiseError(
+            f"{out} holds checkpoints of a run with different settings ({', '.join(changed)}): "
+            "use another output_dir, or set resume: false to start over"
+        )
+
+
+class _JsonLogCallback(TrainerCallback):
+    """Appends every Trainer log (loss parts, learning rates, dev metrics) to a JSON-lines file (main process)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict | None = None, **kwargs: Any) -> None:
+        if logs and state.is_world_process_zero:
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m rankwise.train.retriever --config C [--set key=value ...]`` (the entry point for torchrun)."""
+    import yaml
+
+    parser = argparse.ArgumentParser(prog="rankwise.train.retriever", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RankwiseError(f"--set expects key=value, not {item!r}")
+        overrides[key.strip()] = yaml.safe_load(value)
+    summary = train_retriever(load_config(args.config, overrides))
+    if summary["world_size"] == 1 or torch.distributed.get_rank() == 0:
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

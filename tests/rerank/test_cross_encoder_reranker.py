@@ -1,0 +1,70 @@
+"""CrossEncoderReranker: same scores as CrossEncoder.predict whatever the batching; orders by those scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rankwise.errors import RankwiseError
+from rankwise.rerank.cross_encoder import CrossEncoderReranker, load_cross_encoder
+
+PAIRS = [
+    ("why do cats purr", "Cats purr when content, and sometimes when hurt."),
+    ("why do cats purr", "Dogs bark."),
+    ("which animals fly", "Birds fly south in winter; bats fly at night and insects fly too, " * 3),
+    ("a", "b"),
+    ("long query " * 20, "short"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_cross_encoder_dir):
+    return load_cross_encoder(str(tiny_cross_encoder_dir), max_length=64)
+
+
+@pytest.mark.parametrize(("batch_size", "max_tokens"), [(1, 10_000), (2, 10_000), (128, 50), (128, 16384)])
+def test_scores_match_predict(tiny_model, batch_size, max_tokens):
+    expected = tiny_model.predict(PAIRS, batch_size=3)
+    reranker = CrossEncoderReranker(tiny_model, batch_size=batch_size, max_tokens=max_tokens, show_progress=False)
+    scores = reranker.score(PAIRS)
+    np.testing.assert_allclose(scores, expected, atol=1e-5)
+    assert len(set(np.round(scores, 6))) > 1  # a constant scorer would pass the comparison above
+
+
+def test_max_length_truncates_like_predict(tiny_cross_encoder_dir):
+    short = load_cross_encoder(str(tiny_cross_encoder_dir), max_length=8)
+    reranker = CrossEncoderReranker(short, show_progress=False)
+    assert reranker.max_length == 8
+    np.testing.assert_allclose(reranker.score(PAIRS), short.predict(PAIRS), atol=1e-5)
+    # Truncation really happens: a pair differing only after token 8 scores the same.
+    a, b = reranker.score([("q", "same start " * 5 + "tail one"), ("q", "same start " * 5 + "other end")])
+    assert a == pytest.approx(b, abs=1e-6)
+
+
+def test_rerank_orders_by_cross_encoder_score(tiny_model, toy_corpus, toy_queries):
+    reranker = CrossEncoderReranker(tiny_model, show_progress=True)
+    run = {"q1": {"d1": 4.0, "d2": 3.0, "d3": 2.0, "d4": 1.0}, "q2": {"d4": 2.0, "d1": 1.0}}
+    out = reranker.rerank(toy_queries, run, toy_corpus, k=3)
+    assert set(out["q1"]) == {"d1", "d2", "d3"}
+    pairs = [(toy_queries["q1"].text, toy_corpus[d].contents) for d in ("d1", "d2", "d3")]
+    expected = dict(zip(("d1", "d2", "d3"), tiny_model.predict(pairs).tolist(), strict=True))
+    assert list(out["q1"]) == sorted(expected, key=lambda d: (-expected[d], d))
+    for doc_id, score in out["q1"].items():
+        assert score == pytest.approx(expected[doc_id], abs=1e-5)
+
+
+def test_loads_by_path_and_validates(tiny_cross_encoder_dir):
+    reranker = CrossEncoderReranker(str(tiny_cross_encoder_dir), max_length=32, show_progress=False)
+    assert reranker.score([]) == []
+    assert len(reranker.score(PAIRS[:2])) == 2
+    with pytest.raises(RankwiseError, match="positive"):
+        CrossEncoderReranker(reranker.model, batch_size=0)
+    with pytest.raises(RankwiseError, match="cannot load cross-encoder"):
+        CrossEncoderReranker(str(tiny_cross_encoder_dir / "missing"))
+
+
+def test_training_mode_is_restored(tiny_model):
+    tiny_model.model.train()
+    CrossEncoderReranker(tiny_model, show_progress=False).score(PAIRS[:1])
+    assert tiny_model.model.training
+    tiny_model.model.eval()

