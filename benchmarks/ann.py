@@ -20,16 +20,17 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 
-
-def best_time(repeats: int, fn: Callable[[], object]) -> float:
-    best = float("inf")
+def best_of(repeats: int, *fns: Callable[[], object]) -> list[float]:
+    """Best time of each function, the functions alternating so that load changes hit all of them alike."""
+    best = [float("inf")] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
     return best
 
 
@@ -40,8 +41,8 @@ def main() -> None:
     parser.add_argument("--from-index", type=Path, help="an exact dense index of SciFact to take the vectors from")
     parser.add_argument("--threads", type=int, default=1, help="FAISS and torch threads")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--hnsw-m", type=int, nargs="+", default=[16, 32])
-    parser.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--hnsw-m", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[16, 24, 32, 48, 64])
     parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16])
     args = parser.parse_args()
 
@@ -69,21 +70,21 @@ def main() -> None:
     def run_of(retriever: DenseRetriever) -> dict:
         return retriever._to_run(qids, *retriever._index.search(vectors, 10))
 
-    def timings(index: object) -> tuple[float, float]:
-        def one_by_one() -> None:
+    def one_by_one(index: Any) -> Callable[[], None]:
+        def run() -> None:
             for row in range(len(vectors)):
-                index.search(vectors[row : row + 1], 10)  # type: ignore[attr-defined]
+                index.search(vectors[row : row + 1], 10)
 
-        return best_time(args.repeats, one_by_one), best_time(args.repeats, lambda: index.search(vectors, 10))  # type: ignore[attr-defined]
+        return run
+
+    def batch(index: Any) -> Callable[[], None]:
+        return lambda: index.search(vectors, 10)
 
     truth = run_of(exact)
-    exact_one, exact_batch = timings(exact._index)
     print(f"SciFact: {len(scifact.corpus):,} docs, {len(queries):,} queries, 384-d, {args.threads} thread(s)")
-    print(f"{'index':<28}{'recall@10':>10}{'1-by-1 ms/q':>13}{'speed-up':>10}{'batch ms':>10}{'speed-up':>10}")
-    print(
-        f"{'exact (IndexFlatIP, peer)':<28}{1.0:>10.4f}{exact_one * 1e3 / len(qids):>13.3f}{1.0:>10.2f}"
-        f"{exact_batch * 1e3:>10.1f}{1.0:>10.2f}"
-    )
+    print("each row: exact and the approximate index timed alternately, best of", args.repeats)
+    header = f"{'index':<22}{'recall@10':>10}{'exact ms/q':>12}{'ann ms/q':>10}{'speed-up':>10}"
+    print(header + f"{'exact batch':>13}{'ann batch':>11}{'speed-up':>10}")
     configs = [
         ("hnsw", {"hnsw_m": m, "ef_search": ef}, f"hnsw M={m} ef={ef}") for m in args.hnsw_m for ef in args.ef_search
     ]
@@ -92,22 +93,21 @@ def main() -> None:
     for kind, options, label in configs:
         key = kind if kind == "ivf" else f"hnsw{options['hnsw_m']}"
         if key not in built:
-            start = time.perf_counter()
             built[key] = exact.converted(kind, **options)
-            print(f"  (built {key} in {time.perf_counter() - start:.1f} s)")
         retriever = built[key]
         if kind == "hnsw":
             retriever._index.hnsw.efSearch = options["ef_search"]
         else:
             retriever._index.nprobe = options["nprobe"]
         recall = recall_at_k(run_of(retriever), truth, 10)
-        one, batch = timings(retriever._index)
+        e_one, a_one = best_of(args.repeats, one_by_one(exact._index), one_by_one(retriever._index))
+        e_all, a_all = best_of(args.repeats, batch(exact._index), batch(retriever._index))
+        per_query = 1e3 / len(qids)
         print(
-            f"{label:<28}{recall:>10.4f}{one * 1e3 / len(qids):>13.3f}{exact_one / one:>10.2f}"
-            f"{batch * 1e3:>10.1f}{exact_batch / batch:>10.2f}"
+            f"{label:<22}{recall:>10.4f}{e_one * per_query:>12.3f}{a_one * per_query:>10.3f}{e_one / a_one:>10.2f}"
+            f"{e_all * 1e3:>13.1f}{a_all * 1e3:>11.1f}{e_all / a_all:>10.2f}"
         )
     print("target: HNSW recall@10 >= 0.98 and >= 3x faster than exact")
-    assert np.isfinite(exact_batch)
 
 
 if __name__ == "__main__":

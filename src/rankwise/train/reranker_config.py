@@ -11,9 +11,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rankwise.errors import DataError
+from rankwise.train.yaml_config import build, key_line, read_mapping
 
 LOSSES = ("bce", "softmax", "listnet", "lambda")
 PATH_KEYS = ("data", "output_dir", "first_stage_run")  # these may name environment variables: ${RANKWISE_DATA}
@@ -67,47 +68,16 @@ class RerankerTrainConfig(BaseModel):
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RerankerTrainConfig:
     """Read a YAML config; ``overrides`` (e.g. from ``--set key=value``) replace its top-level keys."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "config file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DataError(path, f"not valid YAML: {exc}", mark.line + 1 if mark else None) from exc
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise DataError(path, "expected a mapping of settings at the top level", 1)
-    raw.update(overrides or {})
+    path, text, raw = read_mapping(path, overrides)
     for key in PATH_KEYS:
         if isinstance(raw.get(key), str):
             raw[key] = _expand(path, text, key, raw[key])
-    try:
-        return RerankerTrainConfig(**raw)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or "(config)"
-        top = str(error["loc"][0]) if error["loc"] else ""
-        problem = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-        known = f" (known keys: {', '.join(RerankerTrainConfig.model_fields)})" if problem == "unknown key" else ""
-        raise DataError(path, f"'{key}': {problem}{known}", _key_line(text, top)) from exc
+    return build(RerankerTrainConfig, raw, path, text)
 
 
 def _expand(path: Path, text: str, key: str, value: str) -> str:
     """``$VAR``/``${VAR}`` in a path setting, from the environment; an unset variable is an error."""
     expanded = os.path.expandvars(value)
     if "$" in expanded:
-        raise DataError(path, f"'{key}': environment variable in {value!r} is not set", _key_line(text, key))
+        raise DataError(path, f"'{key}': environment variable in {value!r} is not set", key_line(text, key))
     return expanded
-
-
-def _key_line(text: str, key: str) -> int | None:
-    """1-based line of a top-level ``key:`` in the YAML text (None when it is not there, e.g. a missing key)."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if key and line.startswith(f"{key}:"):
-            return number
-    return None

@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rankwise.errors import DataError
+from rankwise.train.yaml_config import build, read_mapping
 
 
 class RetrieverTrainConfig(BaseModel):
@@ -95,35 +95,5 @@ class RetrieverTrainConfig(BaseModel):
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RetrieverTrainConfig:
     """Read a YAML config; ``overrides`` (e.g. from ``--set key=value``) replace its keys."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "config file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DataError(path, f"not valid YAML: {exc}", mark.line + 1 if mark else None) from exc
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise DataError(path, "expected a mapping of settings at the top level", 1)
-    raw.update(overrides or {})
-    try:
-        return RetrieverTrainConfig(**raw)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or "(config)"
-        top = str(error["loc"][0]) if error["loc"] else ""
-        problem = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-        known = f" (known keys: {', '.join(RetrieverTrainConfig.model_fields)})" if problem == "unknown key" else ""
-        raise DataError(path, f"'{key}': {problem}{known}", _key_line(text, top)) from exc
-
-
-def _key_line(text: str, key: str) -> int | None:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if key and line.startswith(f"{key}:"):
-            return number
-    return None
+    path, text, raw = read_mapping(path, overrides)
+    return build(RetrieverTrainConfig, raw, path, text)
