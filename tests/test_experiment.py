@@ -348,3 +348,32 @@ def test_outputs_are_refused_until_complete(tmp_path, cranfield_dir):
     (tmp_path / "copy" / "metrics.json").unlink()
     with pytest.raises(RankwiseError, match="did not finish"):
         load_output(tmp_path / "copy")
+
+
+def test_reranker_training_is_cached_by_its_settings(tmp_path, data_root, monkeypatch):
+    import rankwise.train.reranker as training
+    from rankwise.config import CrossEncoderConfig
+    from rankwise.experiment.stages import rerank_model
+
+    trained: list[object] = []
+
+    def fake_train(config: object) -> dict[str, object]:
+        trained.append(config)
+        model = Path(config.output_dir) / "model"  # type: ignore[attr-defined]
+        model.mkdir(parents=True)
+        (model / "config.json").write_text("{}")
+        (Path(config.output_dir) / "metrics.json").write_text("{}")  # type: ignore[attr-defined]
+        return {"best_dev_ndcg@10": 0.5}
+
+    monkeypatch.setattr(training, "train_reranker", fake_train)
+    monkeypatch.setenv("RANKWISE_DATA", str(data_root))
+    section = CrossEncoderConfig(model="minilm", train={"data": "scifact", "epochs": 1})
+    path, info = rerank_model(section, tmp_path / "models", quiet)
+    assert info["train"] == "trained" and info["train_best_dev_ndcg@10"] == 0.5
+    assert trained[0].data == str(data_root / "scifact") and trained[0].model == "minilm"  # type: ignore[attr-defined]
+    again, info = rerank_model(section, tmp_path / "models", quiet)
+    assert again == path and info["train"] == "reused" and len(trained) == 1
+    other = CrossEncoderConfig(model="minilm", train={"data": "scifact", "epochs": 2})
+    assert rerank_model(other, tmp_path / "models", quiet)[0] != path and len(trained) == 2
+    plain = CrossEncoderConfig(model="some/model")
+    assert rerank_model(plain, tmp_path / "models", quiet) == ("some/model", {})

@@ -47,8 +47,8 @@ def index(
         str | None,
         typer.Option("--devices", help="Dense: encode with a multi-process pool, e.g. 'cpu,cpu' or 'cuda:0,cuda:1'."),
     ] = None,
-    hnsw_m: Annotated[int, typer.Option("--hnsw-m", help="HNSW links per node.")] = 32,
-    ef_search: Annotated[int, typer.Option("--ef-search", help="HNSW candidate list size at search.")] = 128,
+    hnsw_m: Annotated[int, typer.Option("--hnsw-m", help="HNSW links per node.")] = 16,
+    ef_search: Annotated[int, typer.Option("--ef-search", help="HNSW candidate list size at search.")] = 64,
     nlist: Annotated[int | None, typer.Option("--nlist", help="IVF cells (default ~4*sqrt(N)).")] = None,
     nprobe: Annotated[int, typer.Option("--nprobe", help="IVF cells searched.")] = 16,
     max_seq_length: Annotated[

@@ -2,19 +2,23 @@
 
 ``<out_root>/<experiment>/<dataset>/`` holds
 
-- ``config.yaml``     the resolved config (defaults filled in, overrides applied);
+- ``config.yaml``       the resolved config (defaults filled in, overrides applied);
+- ``queries.jsonl``     the search queries, when a ``rewrite`` stage rewrites them;
 - ``runs/<stage>.trec`` one TREC run per ranking stage (each retriever by its name, ``fuse``, ``rerank``);
-- ``qrels.tsv``       the judgements of the evaluated queries (so compare/report need no data set);
-- ``per_query.json``  ``{stage: {metric: {query id: value}}}`` for significance tests;
-- ``metrics.json``    IR metrics and the cutoff sweep per stage, latency per stage, counts;
-- ``stages.json``     the ledger of completed stages and their content hashes (see :mod:`.cache`).
+- ``answers.jsonl``     the generated answers with their citations, when generating (:mod:`.answers`);
+- ``qrels.tsv``         the judgements of the evaluated queries (so compare/report need no data set);
+- ``per_query.json``    ``{stage: {metric: {query id: value}}}`` for significance tests;
+- ``metrics.json``      IR metrics and the cutoff sweep per ranking stage, QA/citation/abstention metrics,
+  latency per stage (``timing`` in each stage, ``latency_s`` for all), counts;
+- ``stages.json``       the ledger of completed stages and their content hashes (see :mod:`.cache`).
 
 Indexes are cached under ``<out_root>/.indexes`` and trained models under ``<out_root>/.models``, keyed by
 content, so experiments share them. Every file is written atomically; ``metrics.json`` is written last.
 
-``metrics.json`` is deterministic given the config and the data, except for each stage's ``timing`` section
-(seconds, and whether an index was built or loaded): a re-run that recomputes nothing rewrites the same bytes,
-and a run killed mid-stage then restarted gives the same metrics.json up to ``timing``.
+``metrics.json`` is deterministic given the config and the data, except for ``latency_s`` and each stage's
+``timing`` (seconds, whether an index was built or loaded, chunks resumed): a re-run that recomputes nothing
+rewrites the same bytes, and a run killed mid-stage then restarted gives the same metrics.json up to those
+(:func:`rankwise.experiment.outputs.stable_view` drops them).
 """
 
 from __future__ import annotations

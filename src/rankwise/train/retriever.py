@@ -314,6 +314,8 @@ def train_retriever(
     after = {"isotropy": _embed_stats(model, data["diagnostic_texts"])}
     if evaluator:
         after["dev_ndcg@10"] = evaluator(model)[evaluator.primary_metric]
+    for stage, values in (("before", before), ("after", after)):
+        logger.info("%s training: %s", stage, json.dumps(values))
     summary = {
         "steps": trainer.state.global_step,
         "world_size": args.world_size,
