@@ -4,6 +4,7 @@ Each (question, passage) pair becomes one prompt (``template``, the RankRAG rank
 wrapped in the model's chat template with the assistant turn opened, so the next token is the answer. The
 score is ``sigmoid(logit[True] - logit[False])``, which equals P(True) / (P(True) + P(False)) and cannot
 underflow. Passages are cut to ``max_passage_tokens`` first, so a long passage never pushes the question out.
+The messages come from :func:`ranking_messages`, which RankRAG training uses too, so both see the same prompt.
 
 Prompts are batched with left padding (the next-token logits are then at the last position of every row) and
 explicit position ids, so a padded row scores the same as the prompt alone. Models load from a hub name, a
@@ -33,6 +34,27 @@ def format_prompt(template: str, question: str, passage: str) -> str:
         if field not in template:
             raise RankwiseError(f"LLM reranker template must contain {field}: {template!r}")
     return template.replace("{question}", question).replace("{passage}", passage)
+
+
+def ranking_messages(
+    question: str, passage: str, template: str = DEFAULT_TEMPLATE, system_prompt: str | None = None
+) -> list[dict[str, str]]:
+    """The chat messages for one (already truncated) pair: the ranking prompt as the user turn, after an
+    optional system turn. The reranker scores the token after these (rendered with the generation prompt);
+    RankRAG training (:mod:`rankwise.train.rankrag`) puts "True"/"False" there."""
+    messages = [{"role": "user", "content": format_prompt(template, question, passage)}]
+    if system_prompt is not None:
+        messages.insert(0, {"role": "system", "content": system_prompt})
+    return messages
+
+
+def truncate_passages(tokenizer: Any, passages: Sequence[str], max_tokens: int) -> list[str]:
+    """Cut each passage to ``max_tokens`` tokens of ``tokenizer`` (decoded back to text); shorter ones are kept."""
+    encoded = tokenizer(list(passages), add_special_tokens=False)["input_ids"]
+    return [
+        text if len(ids) <= max_tokens else tokenizer.decode(ids[:max_tokens])
+        for text, ids in zip(passages, encoded, strict=True)
+    ]
 
 
 class LLMReranker(Reranker):
@@ -92,20 +114,13 @@ class LLMReranker(Reranker):
 
     def truncate(self, passages: Sequence[str]) -> list[str]:
         """Cut each passage to ``max_passage_tokens`` tokens (decoded back to text)."""
-        encoded = self.tokenizer(list(passages), add_special_tokens=False)["input_ids"]
-        return [
-            text if len(ids) <= self.max_passage_tokens else self.tokenizer.decode(ids[: self.max_passage_tokens])
-            for text, ids in zip(passages, encoded, strict=True)
-        ]
+        return truncate_passages(self.tokenizer, passages, self.max_passage_tokens)
 
     def prompt(self, question: str, passage: str) -> str:
         """The exact text fed to the model for one (already truncated) pair."""
-        content = format_prompt(self.template, question, passage)
+        messages = ranking_messages(question, passage, self.template, self.system_prompt)
         if not self.use_chat_template:
-            return content
-        messages = [{"role": "user", "content": content}]
-        if self.system_prompt is not None:
-            messages.insert(0, {"role": "system", "content": self.system_prompt})
+            return messages[-1]["content"]  # the bare prompt; a system prompt needs a chat template
         return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
