@@ -46,7 +46,9 @@ def build(model: type[Model], raw: dict[str, Any], path: Path, text: str) -> Mod
         top = str(error["loc"][0]) if error["loc"] else ""
         problem = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
         known = f" (known keys: {', '.join(model.model_fields)})" if problem == "unknown key" else ""
-        raise DataError(path, f"'{key}': {problem}{known}", key_line(text, top)) from exc
+        raise DataError(
+            path, f"'{key}': {problem}{known}", nested_key_line(text, error["loc"]) or key_line(text, top)
+        ) from exc
 
 
 def key_line(text: str, key: str) -> int | None:
@@ -55,3 +57,25 @@ def key_line(text: str, key: str) -> int | None:
         if key and line.startswith(f"{key}:"):
             return number
     return None
+
+
+def nested_key_line(text: str, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest key of ``loc`` (e.g. ``("scifact", "split")``) found in block-style YAML."""
+    lines = text.splitlines()
+    found: int | None = None
+    start, indent = 0, -1
+    for part in loc:
+        if not isinstance(part, str):
+            break
+        for number in range(start, len(lines)):
+            line = lines[number]
+            stripped = line.lstrip(" ")
+            depth = len(line) - len(stripped)
+            if stripped and not stripped.startswith("#") and depth <= indent:
+                return found  # left the parent's block
+            if depth > indent and stripped.startswith(f"{part}:"):
+                found, start, indent = number + 1, number + 1, depth
+                break
+        else:
+            return found
+    return found
