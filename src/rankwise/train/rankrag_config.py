@@ -119,6 +119,9 @@ class BlendConfig(BaseModel):
     qa_template: str = Field("short", description="generator prompt template (name or YAML file) for QA examples")
     max_passage_words: int | None = Field(80, ge=1, description="QA passages cut to this many words (as generate)")
     contexts: int = Field(5, ge=1, description="passages shown in rag_qa / rag_ranking examples")
+    rag_variants: int = Field(
+        1, ge=1, description="rag_qa / rag_ranking candidates per query, each with other negatives and order"
+    )
     hotpotqa: HotpotQASource | None = None
     mtrag: MTRAGSource | None = None
     scifact: SciFactSource | None = None
