@@ -271,11 +271,17 @@ def scifact(source: Any, fmt: Formatter, notes: list[str]) -> list[Candidate]:
     )
     notes.extend(f"scifact: {w}" for w in mined.warnings)
     out: list[Candidate] = []
+    seen: set[tuple[str, str]] = set()  # a query with several positives may draw the same negative twice
     for ex in mined.examples:
         add = _adder(out, fmt, source.tasks, "scifact", ex.query_id, ex.query)
-        add("ranking", f"{ex.query_id}-{ex.positive_id}", _ranking_maker(fmt, ex.query, ex.positive, True), "True")
-        for doc_id, text in zip(ex.negative_ids, ex.negatives, strict=True):
-            add("ranking", f"{ex.query_id}-{doc_id}", _ranking_maker(fmt, ex.query, text, False), "False")
+        pairs = [(ex.positive_id, ex.positive, True)] + [
+            (d, t, False) for d, t in zip(ex.negative_ids, ex.negatives, strict=True)
+        ]
+        for doc_id, text, relevant in pairs:
+            if (ex.query_id, doc_id) not in seen:
+                seen.add((ex.query_id, doc_id))
+                make = _ranking_maker(fmt, ex.query, text, relevant)
+                add("ranking", f"{ex.query_id}-{doc_id}", make, "True" if relevant else "False")
     start, end = source.negative_window
     for qid, query in queries.items():
         relevant = {d for d, g in data.qrels[qid].items() if g > 0}
