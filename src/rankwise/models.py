@@ -13,7 +13,8 @@ Model names understood everywhere a model is configured (:func:`resolve_model`):
 - ``"minilm"`` → the bundled all-MiniLM-L6-v2 directory;
 - ``"smollm2"`` → the bundled SmolLM2 GGUF (directory + file name);
 - a path ending in ``.gguf`` → its directory + file name;
-- anything else (a hub name or a local directory) is passed through unchanged.
+- anything else (a hub name or a local directory) is passed through unchanged; a directory holding a peft
+  LoRA adapter (``adapter_config.json``) loads its base and merges the adapter (:func:`load_causal_lm`).
 
 Nothing here imports torch or transformers at module import time.
 """
@@ -124,6 +125,8 @@ def load_causal_lm(
     """
     from transformers import AutoModelForCausalLM
 
+    if gguf_file is None and (Path(name_or_path) / "adapter_config.json").is_file():
+        return _load_adapter(Path(name_or_path), dtype, trust_remote_code, device)
     path, gguf = resolve_model(name_or_path, gguf_file)
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype), "trust_remote_code": trust_remote_code}
     if gguf:
@@ -136,6 +139,25 @@ def load_causal_lm(
     model.eval()
     tokenizer = load_tokenizer(name_or_path, gguf_file, trust_remote_code=trust_remote_code)
     return model, tokenizer
+
+
+def _load_adapter(path: Path, dtype: Any, trust_remote_code: bool, device: str | None) -> tuple[Any, Any]:
+    # A peft LoRA directory (RankRAG training with merge: false): load its base (named in rankwise_base.json,
+    # else in adapter_config.json), apply the adapter and merge it, so callers get a plain model.
+    import json
+
+    from peft import PeftModel
+
+    base_file = path / "rankwise_base.json"
+    config_file = base_file if base_file.is_file() else path / "adapter_config.json"
+    info = json.loads(config_file.read_text(encoding="utf-8"))
+    base = info.get("model") or info.get("base_model_name_or_path")
+    if not base:
+        raise RankwiseError(f"{path}: adapter directory does not name its base model")
+    model, _ = load_causal_lm(base, None, dtype, trust_remote_code, device)
+    model = PeftModel.from_pretrained(model, str(path)).merge_and_unload()
+    model.eval()
+    return model, load_tokenizer(str(path), trust_remote_code=trust_remote_code)
 
 
 def save_causal_lm(model: Any, tokenizer: Any, out_dir: str | Path) -> Path:

@@ -1,0 +1,75 @@
+"""``rankwise rankrag ...``: build the instruction blend, train one model on it, run the ranking-fraction study."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rankwise.cli.train import parse_overrides
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config key: --set max_steps=100 (value parsed as YAML); repeatable."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(
+        name="rankrag",
+        help="RankRAG: one LLM tuned to rerank (P(True)) and to answer — blend, train, ranking-fraction study.",
+        no_args_is_help=True,
+    )
+    from rankwise.cli.rankrag_blend import build_blend
+
+    group.command("build-blend")(build_blend)
+    group.command("train")(train)
+    group.command("sweep", context_settings={"allow_extra_args": True})(sweep)
+    app.add_typer(group, name="rankrag")
+
+
+def train(
+    config: Annotated[Path, typer.Option("--config", help="YAML config (see configs/rankrag/train.yaml).")],
+    overrides: SetOpt = None,
+) -> None:
+    """LoRA-tune a causal LM on the RankRAG blend (Stage-I optional); rerun the same command to resume."""
+    from rankwise.train.rankrag_train import train_rankrag
+    from rankwise.train.rankrag_train_config import load_train_config
+
+    settings = load_train_config(config, parse_overrides(overrides or []))
+    metrics = train_rankrag(settings)
+    done = " (already trained)" if metrics.get("already_done") else ""
+    typer.echo(
+        f"{metrics['steps']} steps, loss {metrics['first_loss']} -> {metrics['last_loss']}, "
+        f"{metrics['seconds']:.0f} s{done} -> {metrics['model_dir']}"
+    )
+
+
+def sweep(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Option("--config", help="YAML config (see configs/rankrag/sweep.yaml).")],
+    fractions: Annotated[
+        float | None,
+        typer.Option("--fractions", help="Ranking fractions to train, space-separated: --fractions 0 0.05 0.25 1.0."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output directory (default: the config's).")] = None,
+    overrides: SetOpt = None,
+) -> None:
+    """Train one model per ranking fraction at a fixed step budget, evaluate each (SciFact reranking, held-out
+    HotpotQA answering, no-rerank ablation) and the zero-shot model; writes sweep.json/.md/.png. Resumable."""
+    from rankwise.errors import RankwiseError
+    from rankwise.train.rankrag_sweep import load_sweep_config, run_sweep
+
+    settings = parse_overrides(overrides or [])
+    if ctx.args and fractions is None:
+        raise RankwiseError(f"unexpected arguments: {' '.join(ctx.args)}")
+    if fractions is not None:
+        try:  # click takes one value per option: the rest of the list arrives as extra arguments
+            settings["fractions"] = [fractions, *(float(value) for value in ctx.args)]
+        except ValueError as exc:
+            raise RankwiseError(f"--fractions takes numbers: {' '.join(ctx.args)}") from exc
+    if out is not None:
+        settings["output_dir"] = str(out)
+    results = run_sweep(load_sweep_config(config, settings))
+    typer.echo((Path(results["config"]["output_dir"]) / "sweep.md").read_text(encoding="utf-8"))

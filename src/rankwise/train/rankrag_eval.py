@@ -1,0 +1,192 @@
+"""Evaluation of one RankRAG model for the ranking-fraction study (:mod:`rankwise.train.rankrag_sweep`).
+
+Every measurement is cached in its own file under the model's eval directory (``ranking.json``,
+``hotpotqa/metrics.json``, ``hotpotqa-no-rerank/metrics.json``); the model is loaded only when one is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rankwise.data._io import atomic_write_text
+from rankwise.errors import RankwiseError
+
+RANK_METRICS = ["nDCG@10", "RR@10"]
+QA_KEYS = ("em", "f1", "sp_paragraph_f1")
+
+
+class Evaluator:
+    """SciFact test reranking + held-out HotpotQA answering, with data loaded once per sweep."""
+
+    def __init__(
+        self,
+        settings: Any,
+        blend: Any,
+        out: Path,
+        dtype: str = "bfloat16",
+        threads: int | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        from rankwise.train.rankrag_train_config import expand_path
+
+        self.settings, self.blend, self.out = settings, blend, out
+        self.dtype, self.threads, self.show_progress = dtype, threads, show_progress
+        self.scifact = expand_path(out, "", "eval.scifact", settings.scifact)
+        self.hotpotqa = expand_path(out, "", "eval.hotpotqa", settings.hotpotqa) if settings.hotpotqa else None
+        self._scifact_data: tuple[Any, Any, Any] | None = None
+        self._heldout: dict[str, Any] | None = None
+
+    # ---- data -------------------------------------------------------------------------------------------------
+    def scifact_data(self) -> tuple[Any, Any, Any]:
+        """``(dataset, queries, bm25 run)``: the first N judged test queries and BM25's top-``depth``."""
+        if self._scifact_data is None:
+            from rankwise.data import load_dataset
+            from rankwise.retrieve.bm25 import BM25Retriever
+
+            dataset = load_dataset(self.scifact, split="test")
+            queries = dict(list(dataset.judged_queries().items())[: self.settings.scifact_queries])
+            bm25 = BM25Retriever(show_progress=False)
+            bm25.index(dataset.corpus)
+            self._scifact_data = (dataset, queries, bm25.search(queries, k=self.settings.depth))
+        return self._scifact_data
+
+    def bm25_metrics(self) -> dict[str, float]:
+        cached = self.out / "bm25-scifact.json"
+        if cached.is_file():
+            return json.loads(cached.read_text(encoding="utf-8"))
+        from rankwise.evaluate.retrieval import evaluate
+
+        dataset, _, run = self.scifact_data()
+        metrics = evaluate(run, dataset.qrels, RANK_METRICS)
+        atomic_write_text(cached, json.dumps(metrics, indent=2) + "\n")
+        return metrics
+
+    def heldout_summary(self) -> dict[str, Any]:
+        if self.hotpotqa is None:
+            return {}
+        info = self._heldout_file()
+        return {"file": str(info["file"]), "questions": len(info["ids"]), "seed": info["seed"], "ids": info["ids"]}
+
+    def _heldout_file(self) -> dict[str, Any]:
+        """The held-out HotpotQA questions (BLEND's split, the blend's seed and size) as their own JSON file."""
+        if self._heldout is None:
+            from rankwise.data.hotpotqa import load_hotpotqa
+            from rankwise.train.rankrag import hotpotqa_split
+
+            source = self.blend.hotpotqa
+            heldout, seed = (source.heldout, source.split_seed) if source is not None else (50, 0)
+            examples = load_hotpotqa(self.hotpotqa)
+            _, heldout_ids = hotpotqa_split(examples, heldout=heldout, seed=seed)
+            ids = list(heldout_ids)[: self.settings.hotpotqa_limit]
+            if not ids:
+                raise RankwiseError("the HotpotQA split holds out no question to evaluate on")
+            wanted = set(ids)
+            raw = json.loads(Path(self.hotpotqa).read_text(encoding="utf-8"))
+            subset = [item for item in raw if item.get("_id") in wanted]
+            target = self.out / "hotpotqa-heldout.json"
+            atomic_write_text(target, json.dumps(subset, ensure_ascii=False) + "\n")
+            self._heldout = {"file": target, "ids": [item["_id"] for item in subset], "seed": seed}
+        return self._heldout
+
+    # ---- one model --------------------------------------------------------------------------------------------
+    def evaluate(self, model: str, eval_dir: Path, no_rerank: bool) -> dict[str, Any]:
+        """Ranking and answering metrics of ``model`` (cached per measurement under ``eval_dir``)."""
+        eval_dir.mkdir(parents=True, exist_ok=True)
+        parts: dict[str, Any] = {}
+        loaded: list[Any] = []
+
+        def shared() -> Any:
+            if not loaded:
+                from rankwise.rankrag_preset import load_rankrag
+
+                loaded.append(
+                    load_rankrag(
+                        model,
+                        dtype=self.dtype,
+                        threads=self.threads,
+                        template=self.blend.qa_template,
+                        max_passage_words=self.blend.max_passage_words,
+                        max_new_tokens=self.settings.max_new_tokens,
+                        batch_size=self.settings.batch_size,
+                        max_passage_tokens=self.blend.max_passage_tokens,
+                        rerank_batch_size=self.settings.rerank_batch_size,
+                        ranking_template=self.blend.ranking_template,
+                        ranking_system_prompt=self.blend.ranking_system_prompt,
+                        show_progress=self.show_progress,
+                    )
+                )
+            return loaded[0]
+
+        parts["ranking"] = self._ranking(eval_dir / "ranking.json", model, shared)
+        if self.hotpotqa is not None:
+            parts["hotpotqa"] = self._hotpotqa(eval_dir / "hotpotqa", model, shared, rerank=True)
+            if no_rerank:
+                parts["hotpotqa_no_rerank"] = self._hotpotqa(eval_dir / "hotpotqa-no-rerank", model, shared, False)
+        return parts
+
+    def _ranking(self, path: Path, model: str, shared: Any) -> dict[str, Any]:
+        settings = {
+            "model": model,
+            "queries": self.settings.scifact_queries,
+            "depth": self.settings.depth,
+            "max_passage_tokens": self.blend.max_passage_tokens,
+            "dtype": self.dtype,
+        }
+        if path.is_file():
+            cached = json.loads(path.read_text(encoding="utf-8"))
+            if cached.get("settings") == settings:
+                return cached
+        from rankwise.data import write_run
+        from rankwise.evaluate.retrieval import evaluate
+
+        dataset, queries, run = self.scifact_data()
+        started = time.perf_counter()
+        reranked = shared().reranker.rerank(queries, run, dataset.corpus, k=self.settings.depth)
+        seconds = time.perf_counter() - started
+        write_run(reranked, path.with_suffix(".trec"), tag="rankrag")
+        result = {
+            **evaluate(reranked, dataset.qrels, RANK_METRICS),
+            "pairs": sum(min(len(d), self.settings.depth) for d in run.values()),
+            "seconds": round(seconds, 1),
+            "settings": settings,
+        }
+        atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+        return result
+
+    def _hotpotqa(self, out_dir: Path, model: str, shared: Any, rerank: bool) -> dict[str, Any]:
+        done = out_dir / "metrics.json"
+        if done.is_file():
+            return _qa_summary(json.loads(done.read_text(encoding="utf-8")))
+        from rankwise.rag import run_hotpotqa
+        from rankwise.retrieve.bm25 import BM25Retriever
+
+        def make_retriever(corpus: Any) -> Any:
+            retriever = BM25Retriever(show_progress=False)
+            retriever.index(corpus)
+            return retriever
+
+        parts = shared()
+        metrics = run_hotpotqa(
+            self._heldout_file()["file"],
+            out_dir,
+            make_retriever,
+            generator=parts.generator,
+            reranker=parts.reranker if rerank else None,
+            k=self.settings.k,
+            setting="distractor",
+            chunk_size=10,
+            settings={"model": model, "rerank": rerank, "dtype": self.dtype, "template": self.blend.qa_template},
+        )
+        return _qa_summary(metrics)
+
+
+def _qa_summary(metrics: dict[str, Any]) -> dict[str, Any]:
+    qa = metrics.get("qa", {})
+    summary = {key: qa.get(key) for key in QA_KEYS}
+    summary.update({f"retrieval_{k}": v for k, v in metrics.get("retrieval", {}).items()})
+    summary["questions"] = metrics.get("questions")
+    summary["wall_s"] = round(metrics.get("timing", {}).get("wall_s", 0.0), 1)
+    return summary

@@ -1,0 +1,82 @@
+"""The ranking-fraction study's Markdown table and PNG plot, from what ``sweep.json`` holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """One row per model (zero-shot, then each fraction), plus BM25 alone for the ranking column."""
+    header = (
+        "| model | ranking fraction | steps | train s | SciFact nDCG@10 | SciFact RR@10 | HotpotQA EM | F1 | SP-F1 "
+        "| no-rerank EM | no-rerank F1 | no-rerank SP-F1 |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    bm25 = results.get("bm25", {})
+    rows = [f"| BM25 alone | – | – | – | {_fmt(bm25.get('nDCG@10'))} | {_fmt(bm25.get('RR@10'))} |  |  |  |  |  |  |"]
+    for model in results["models"]:
+        ranking = model.get("ranking", {})
+        qa = model.get("hotpotqa", {})
+        plain = model.get("hotpotqa_no_rerank", {})
+        fraction = "–" if model["fraction"] is None else format(model["fraction"], "g")
+        rows.append(
+            f"| {model['name']} | {fraction} | {model['steps']} | {_fmt(model['train_seconds'], 0)} "
+            f"| {_fmt(ranking.get('nDCG@10'))} | {_fmt(ranking.get('RR@10'))} "
+            f"| {_fmt(qa.get('em'))} | {_fmt(qa.get('f1'))} | {_fmt(qa.get('sp_paragraph_f1'))} "
+            f"| {_fmt(plain.get('em'))} | {_fmt(plain.get('f1'))} | {_fmt(plain.get('sp_paragraph_f1'))} |"
+        )
+    heldout = results.get("hotpotqa_heldout", {})
+    note = (
+        f"\nSciFact: P(True) reranking of BM25 top-{results['config']['eval']['depth']} for the first "
+        f"{results['config']['eval']['scifact_queries']} test queries. HotpotQA: {heldout.get('questions', 0)} "
+        f"held-out questions (split seed {heldout.get('seed')}), distractor setting, the same model reranks and "
+        "answers; no-rerank = BM25 order, same model answers. SP-F1 = supporting-paragraph F1 of the citations.\n"
+    )
+    return header + "\n".join(rows) + "\n" + note
+
+
+def plot(results: dict[str, Any], path: str | Path) -> None:
+    """nDCG@10 and HotpotQA EM/F1/SP-F1 against the ranking fraction (categorical axis), zero-shot and BM25 as
+    dashed lines, steps and training seconds in the tick labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rankwise.data._io import atomic_writer
+
+    tuned = [m for m in results["models"] if m["fraction"] is not None]
+    zero = next((m for m in results["models"] if m["fraction"] is None), None)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    xs = list(range(len(tuned)))
+    labels = [f"{m['fraction']:g}\n{m['steps']} st, {m['train_seconds'] or 0:.0f} s" for m in tuned]
+    left, right = axes
+    left.plot(xs, [m.get("ranking", {}).get("nDCG@10") for m in tuned], "o-", label="tuned (P(True))")
+    if zero is not None:
+        left.axhline(zero["ranking"]["nDCG@10"], color="grey", linestyle="--", label="zero-shot")
+    if results.get("bm25"):
+        left.axhline(results["bm25"]["nDCG@10"], color="black", linestyle=":", label="BM25 alone")
+    left.set_title("SciFact test: rerank BM25 top-20, nDCG@10")
+    for key, label in (("em", "EM"), ("f1", "F1"), ("sp_paragraph_f1", "SP-F1")):
+        line = right.plot(xs, [m.get("hotpotqa", {}).get(key) for m in tuned], "o-", label=label)[0]
+        if zero is not None and zero.get("hotpotqa"):
+            right.axhline(zero["hotpotqa"][key], color=line.get_color(), linestyle="--", alpha=0.6)
+    right.set_title("HotpotQA held-out (dashed: zero-shot)")
+    for axis in axes:
+        axis.set_xticks(xs, labels, fontsize=8)
+        axis.set_xlabel("ranking fraction (steps, training seconds)")
+        axis.legend(fontsize=8)
+        axis.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_writer(path) as handle:  # text handle: write the PNG through its binary buffer
+        fig.savefig(handle.buffer, format="png", dpi=110)
+    plt.close(fig)

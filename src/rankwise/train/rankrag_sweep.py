@@ -1,0 +1,128 @@
+"""The RankRAG ranking-fraction study: one model per ranking fraction, same step budget, same evaluation.
+
+``run_sweep(config)`` — for each fraction: build the blend with that ``ranking_fraction`` (BLEND's builder), train
+(:func:`rankwise.train.rankrag_train.train_rankrag`, ``max_steps`` fixed), then evaluate the tuned model:
+
+- ranking: P(True) reranking of BM25's top-``depth`` (20) for the first ``scifact_queries`` (50) SciFact *test*
+  queries, nDCG@10 and RR@10 — what ``python benchmarks/rerank.py llm-zero-shot --queries 50 --depth 20``
+  computes, with passages cut to the blend's ``max_passage_tokens``;
+- answering: the held-out HotpotQA questions (``rankwise.train.rankrag.hotpotqa_split``, never in any blend),
+  distractor setting, through :func:`rankwise.rag.run_hotpotqa` with the tuned model as both reranker and
+  generator (:mod:`rankwise.rankrag_preset`), top-``k`` shown: EM/F1 and supporting-paragraph F1;
+- the "no reranking" ablation: the same questions, BM25 order, answered by the tuned model.
+
+The zero-shot base model is evaluated the same way; fraction 0 is the "Stage-II without ranking data" ablation.
+Writes ``sweep.json``, ``sweep.md`` and ``sweep.png`` (rewritten after every model). Resumable at every level:
+a trained model is not retrained, each evaluation is cached in its own file, and HotpotQA runs resume
+question-chunk by chunk — rerunning the command does only what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rankwise.data._io import atomic_write_text
+from rankwise.errors import RankwiseError
+from rankwise.train.rankrag_train_config import RankRAGTrainConfig, blend_config, expand_path
+from rankwise.train.yaml_config import build, read_mapping
+
+logger = logging.getLogger(__name__)
+
+
+class SweepEval(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scifact: str = Field("${RANKWISE_DATA}/scifact", description="BEIR SciFact directory (test split evaluated)")
+    scifact_queries: int = Field(50, ge=1, description="first N judged test queries")
+    depth: int = Field(20, ge=1, description="BM25 documents reranked per query")
+    hotpotqa: str | None = Field(
+        "${RANKWISE_DATA}/hotpotqa-train100/hotpotqa_train.json", description="HotpotQA file; null: skip answering"
+    )
+    hotpotqa_limit: int | None = Field(None, ge=1, description="first N held-out questions only")
+    k: int = Field(5, ge=1, description="passages given to the generator")
+    max_new_tokens: int = Field(48, ge=1)
+    batch_size: int = Field(4, ge=1, description="prompts per generation batch")
+    rerank_batch_size: int = Field(16, ge=1)
+    no_rerank: bool | list[float] = Field(True, description="no-reranking ablation: for every fraction, or a list")
+    zero_shot: bool = Field(True, description="also evaluate the untuned base model")
+
+
+class SweepConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    output_dir: str
+    fractions: list[float] = Field([0.0, 0.05, 0.1, 0.25, 1.0], min_length=1)
+    train: dict[str, Any] = Field(default_factory=dict, description="RankRAGTrainConfig keys (not output_dir/blend)")
+    blend: dict[str, Any] = Field(description="BlendConfig section; ranking_fraction is set per model")
+    eval: SweepEval = SweepEval()
+
+
+def load_sweep_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
+    path, text, raw = read_mapping(path, overrides)
+    if isinstance(raw.get("output_dir"), str):
+        raw["output_dir"] = expand_path(path, text, "output_dir", raw["output_dir"])
+    config = build(SweepConfig, raw, path, text)
+    for key in ("output_dir", "blend", "blend_path"):
+        if key in config.train:
+            raise RankwiseError(f"{path}: 'train.{key}' is set by the sweep; remove it")
+    blend_config(config.blend, path, text)
+    return config
+
+
+def fraction_name(fraction: float) -> str:
+    return f"fraction-{fraction:g}"
+
+
+def train_config(config: SweepConfig, fraction: float) -> RankRAGTrainConfig:
+    out = Path(config.output_dir) / fraction_name(fraction) / "train"
+    return RankRAGTrainConfig(**config.train, output_dir=str(out), blend={**config.blend, "ranking_fraction": fraction})
+
+
+def run_sweep(config: SweepConfig, show_progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate every fraction (module docstring); returns what ``sweep.json`` holds."""
+    from rankwise.train.rankrag_eval import Evaluator
+    from rankwise.train.rankrag_train import train_rankrag
+
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    base = RankRAGTrainConfig(**config.train, output_dir=str(out), blend=config.blend)
+    evaluator = Evaluator(config.eval, blend_config(config.blend), out, base.dtype, base.threads, show_progress)
+    results: dict[str, Any] = {"config": config.model_dump(mode="json"), "models": []}
+    if config.eval.zero_shot:
+        row = {"name": "zero-shot", "fraction": None, "steps": 0, "train_seconds": 0.0}
+        row.update(evaluator.evaluate(base.model, out / "zero-shot", no_rerank=False))
+        results["models"].append(row)
+        _write(out, results, evaluator)
+    for fraction in config.fractions:
+        started = time.perf_counter()
+        trained = train_rankrag(train_config(config, fraction), show_progress=show_progress)
+        logger.info("fraction %g trained in %.0f s", fraction, time.perf_counter() - started)
+        wanted = config.eval.no_rerank
+        ablate = wanted if isinstance(wanted, bool) else any(abs(fraction - f) < 1e-9 for f in wanted)
+        row = {
+            "name": fraction_name(fraction),
+            "fraction": fraction,
+            "steps": trained["steps"],
+            "train_seconds": trained["train_seconds"],
+            "last_loss": trained["last_loss"],
+        }
+        row.update(evaluator.evaluate(trained["model_dir"], out / fraction_name(fraction) / "eval", no_rerank=ablate))
+        results["models"].append(row)
+        _write(out, results, evaluator)
+    return results
+
+
+def _write(out: Path, results: dict[str, Any], evaluator: Any) -> None:
+    from rankwise.train.rankrag_report import markdown_table, plot
+
+    results["bm25"] = evaluator.bm25_metrics()
+    results["hotpotqa_heldout"] = evaluator.heldout_summary()
+    atomic_write_text(out / "sweep.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / "sweep.md", markdown_table(results))
+    plot(results, out / "sweep.png")

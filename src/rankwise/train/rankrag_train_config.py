@@ -1,0 +1,112 @@
+"""Settings of ``rankwise rankrag train``: a pydantic model read from YAML (``yaml.safe_load``).
+
+Unknown keys are an error naming the key, the file and its line. Path settings may name environment variables
+(``blend_path: ${RANKWISE_DATA}/...``). Stage-II data is either ``blend_path`` (a blend JSONL written by
+``rankwise rankrag build-blend``) or a ``blend:`` section (:class:`rankwise.train.rankrag_config.BlendConfig`),
+built on the fly into ``<output_dir>/blend.jsonl``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rankwise.errors import DataError
+from rankwise.train.yaml_config import build, key_line, read_mapping
+
+PATH_KEYS = ("output_dir", "blend_path")
+
+
+class LoraSettings(BaseModel):
+    """peft ``LoraConfig`` knobs (``target_modules: all-linear`` = every linear layer but the output head)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    r: int = Field(16, ge=1, description="adapter rank")
+    alpha: int = Field(32, ge=1, description="scaling numerator (lora_alpha)")
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | str = Field("all-linear", description="module names, or 'all-linear'")
+
+
+class StageOne(BaseModel):
+    """Optional Stage-I: general instruction SFT (for base models) before the blend.
+
+    ``data``: a JSONL file in trl's ``messages`` (conversational) or ``prompt``/``completion`` format, or a
+    Hugging Face dataset name (loaded with ``datasets.load_dataset(data, split=split)``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str
+    split: str = "train"
+    max_steps: int = Field(100, ge=1)
+    learning_rate: float | None = Field(None, gt=0, description="default: the Stage-II learning rate")
+    limit: int | None = Field(None, ge=1, description="first N examples only")
+
+
+class RankRAGTrainConfig(BaseModel):
+    """One RankRAG training run (LoRA on a causal LM). Paths are as given (relative to the working directory)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    output_dir: str = Field(description="checkpoints/, adapter/, model/, metrics.json and log.jsonl go here")
+    model: str = Field("smollm2", description="start point: 'smollm2' (bundled GGUF), a hub name or a local path")
+    blend_path: str | None = Field(None, description="Stage-II blend JSONL (rankwise rankrag build-blend)")
+    blend: dict[str, Any] | None = Field(None, description="a BlendConfig section: build the blend on the fly")
+    stage1: StageOne | None = None
+    max_steps: int = Field(60, ge=1, description="Stage-II optimizer steps (the training budget)")
+    batch_size: int = Field(8, ge=1, description="sequences per device per step")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    learning_rate: float = Field(2e-4, gt=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_length: int = Field(512, ge=16, description="prompt + completion tokens; longer ones are cut at the end")
+    lora: LoraSettings = LoraSettings()
+    qlora: bool = Field(False, description="4-bit base weights (bitsandbytes + a CUDA GPU; untested here)")
+    merge: bool = Field(True, description="save a merged plain checkpoint in model/ (else model/ holds the adapter)")
+    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    gradient_checkpointing: bool = False
+    save_steps: int = Field(20, ge=1, description="checkpoint interval (steps)")
+    save_total_limit: int = Field(2, ge=1)
+    logging_steps: int = Field(5, ge=1)
+    seed: int = 0
+    resume: bool = Field(True, description="continue from the last checkpoint in output_dir if there is one")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    device: str | None = Field(None, description="'cpu' to force the CPU; default: what the Trainer picks")
+    trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> RankRAGTrainConfig:
+        if (self.blend_path is None) == (self.blend is None):
+            raise ValueError("give exactly one of blend_path (a blend JSONL) and blend (a BlendConfig section)")
+        return self
+
+
+def blend_config(section: dict[str, Any], path: str | Path = "<blend section>", text: str = "") -> Any:
+    """Validate a ``blend:`` section as BLEND's ``BlendConfig`` (errors name the key, file and line)."""
+    from rankwise.train.rankrag_config import from_mapping
+
+    return from_mapping(dict(section), path, text)
+
+
+def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RankRAGTrainConfig:
+    """Read a YAML config; ``overrides`` (e.g. from ``--set key=value``) replace its top-level keys."""
+    path, text, raw = read_mapping(path, overrides)
+    for key in PATH_KEYS:
+        if isinstance(raw.get(key), str):
+            raw[key] = expand_path(path, text, key, raw[key])
+    config = build(RankRAGTrainConfig, raw, path, text)
+    if config.blend is not None:
+        blend_config(config.blend, path, text)  # fail now, not after the model has loaded
+    return config
+
+
+def expand_path(path: Path, text: str, key: str, value: str) -> str:
+    """``$VAR``/``${VAR}`` in a path setting, from the environment; an unset variable is an error."""
+    expanded = os.path.expandvars(value)
+    if "$" in expanded:
+        raise DataError(path, f"'{key}': environment variable in {value!r} is not set", key_line(text, key))
+    return expanded

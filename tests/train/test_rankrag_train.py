@@ -1,0 +1,284 @@
+"""RankRAG training, the one-model preset and the sweep, on a tiny Llama built from a config (no download).
+
+The tokenizer is the bundled SmolLM2 one (its chat template is what the real model trains and scores with).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from transformers import TrainerCallback
+
+from rankwise.rerank.llm import ranking_messages
+from rankwise.train.rankrag_train import train_rankrag
+from rankwise.train.rankrag_train_config import RankRAGTrainConfig, load_train_config
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random Llama with the SmolLM2 tokenizer (read once from the bundled GGUF, saved plainly)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rankwise.models import load_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = load_tokenizer("smollm2")
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_blend(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Ranking examples (the reranker's exact messages) and QA examples, in the blend file format."""
+    path = tmp_path_factory.mktemp("blend") / "blend.jsonl"
+    rows = []
+    for i in range(8):
+        rows.append(
+            {
+                "id": f"rank-{i}",
+                "task": "ranking",
+                "prompt": ranking_messages(f"what is item {i}", f"Item {i} is a thing number {i}."),
+                "completion": [{"role": "assistant", "content": "True" if i % 2 else "False"}],
+            }
+        )
+        rows.append(
+            {
+                "id": f"qa-{i}",
+                "task": "context_qa",
+                "prompt": [{"role": "system", "content": "Answer."}, {"role": "user", "content": f"Capital {i}?"}],
+                "completion": [{"role": "assistant", "content": f"City {i} [1]"}],
+            }
+        )
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def config_for(model: Path, blend: Path, out: Path, **overrides: Any) -> RankRAGTrainConfig:
+    settings: dict[str, Any] = dict(
+        output_dir=str(out),
+        model=str(model),
+        blend_path=str(blend),
+        max_steps=2,
+        batch_size=4,
+        learning_rate=5e-2,
+        warmup_ratio=0.0,
+        dtype="float32",
+        save_steps=2,
+        logging_steps=1,
+        lora={"r": 4, "alpha": 8, "dropout": 0.0},
+        seed=0,
+    )
+    settings.update(overrides)
+    return RankRAGTrainConfig(**settings)
+
+
+class Recorder(TrainerCallback):
+    """Keeps the parameters at the start and end of training, and the first batch the trainer sees."""
+
+    def __init__(self) -> None:
+        self.start: dict[str, torch.Tensor] = {}
+        self.end: dict[str, torch.Tensor] = {}
+        self.batch: dict[str, torch.Tensor] = {}
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        self.start = {n: p.detach().clone() for n, p in model.named_parameters()}
+        self.batch = next(iter(kwargs["train_dataloader"]))
+
+    def on_train_end(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        self.end = {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+class StopAt(TrainerCallback):
+    """Simulates a kill after ``step`` (the checkpoint of that step is already on disk)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step > self.step:
+            raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_lm_dir: Path, tiny_blend: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    recorder = Recorder()
+    out = tmp_path_factory.mktemp("rankrag-run")
+    metrics = train_rankrag(config_for(tiny_lm_dir, tiny_blend, out), show_progress=False, callbacks=[recorder])
+    return {"metrics": metrics, "recorder": recorder, "out": out}
+
+
+def test_training_changes_the_adapter_and_leaves_the_base_untouched(trained: dict[str, Any]) -> None:
+    start, end = trained["recorder"].start, trained["recorder"].end
+    lora = [n for n in start if "lora_" in n]
+    base = [n for n in start if "lora_" not in n]
+    assert lora and base
+    assert all(not torch.equal(start[n], end[n]) for n in lora if "lora_B" in n)
+    assert all(torch.equal(start[n], end[n]) for n in base)
+    assert trained["metrics"]["trainable_parameters"] == sum(start[n].numel() for n in lora)
+    assert trained["metrics"]["steps"] == 2
+    log = [json.loads(line) for line in (trained["out"] / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in log if "loss" in entry] == [1, 2]
+
+
+def test_loss_is_on_the_completion_tokens_only(trained: dict[str, Any], tiny_lm_dir: Path, tiny_blend: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_lm_dir)
+    rows = [json.loads(line) for line in tiny_blend.read_text().splitlines()]
+    by_prompt = {
+        tokenizer.apply_chat_template(r["prompt"], tokenize=False, add_generation_prompt=True): r for r in rows
+    }
+    batch = trained["recorder"].batch
+    for ids, labels in zip(batch["input_ids"], batch["labels"], strict=True):
+        kept = labels != -100
+        first = int(kept.nonzero()[0])
+        prompt = tokenizer.decode(ids[:first])
+        row = by_prompt[prompt]  # the masked part is exactly the prompt as scored (chat template, generation prompt)
+        completion = tokenizer.decode(labels[kept])
+        assert completion == row["completion"][0]["content"] + "<|im_end|>\n"
+
+
+def test_resume_after_a_kill_continues_from_the_checkpoint(tiny_lm_dir: Path, tiny_blend: Path, tmp_path: Path) -> None:
+    config = config_for(tiny_lm_dir, tiny_blend, tmp_path / "run", max_steps=4, save_steps=2)
+    with pytest.raises(KeyboardInterrupt):
+        train_rankrag(config, show_progress=False, callbacks=[StopAt(2)])
+    assert (tmp_path / "run" / "checkpoints" / "checkpoint-2").is_dir()
+    assert not (tmp_path / "run" / "model").exists()
+    metrics = train_rankrag(config, show_progress=False)
+    assert metrics["steps"] == 4
+    assert metrics["resumed_from"].endswith("checkpoint-2")
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log if "loss" in e][-2:] == [3, 4]
+    again = train_rankrag(config, show_progress=False)  # finished: nothing is redone
+    assert again["already_done"] and again["steps"] == 4
+    with pytest.raises(Exception, match="different settings"):
+        train_rankrag(config_for(tiny_lm_dir, tiny_blend, tmp_path / "run", max_steps=5), show_progress=False)
+
+
+def test_merged_checkpoint_scores_like_the_adapter_model(trained: dict[str, Any], tiny_lm_dir: Path) -> None:
+    from peft import PeftModel
+
+    from rankwise.models import load_causal_lm
+    from rankwise.rerank.llm import LLMReranker
+
+    pairs = [("what is item 3", "Item 3 is a thing number 3."), ("what is item 4", "Something else entirely.")]
+    merged, tokenizer = load_causal_lm(str(trained["out"] / "model"))
+    assert not hasattr(merged, "peft_config")
+    base, _ = load_causal_lm(str(tiny_lm_dir))
+    before = LLMReranker(base, tokenizer, show_progress=False).score(pairs)
+    adapter = PeftModel.from_pretrained(base, str(trained["out"] / "adapter")).eval()  # unmerged LoRA
+    with_adapter = LLMReranker(adapter, tokenizer, show_progress=False).score(pairs)
+    via_loader, _ = load_causal_lm(str(trained["out"] / "adapter"))  # the loader merges an adapter directory
+    scores = LLMReranker(merged, tokenizer, show_progress=False).score(pairs)
+    assert scores == pytest.approx(with_adapter, abs=1e-5)
+    assert LLMReranker(via_loader, tokenizer, show_progress=False).score(pairs) == pytest.approx(scores, abs=1e-5)
+    assert max(abs(a - b) for a, b in zip(scores, before, strict=True)) > 1e-4  # training moved the scores
+
+
+def test_preset_shares_one_model_between_reranker_and_generator(trained: dict[str, Any]) -> None:
+    from rankwise.rankrag_preset import load_rankrag
+    from rankwise.types import Document, Query
+
+    parts = load_rankrag(str(trained["out"] / "model"), dtype="float32", max_new_tokens=4, show_progress=False)
+    model, tokenizer = parts.generator.model_and_tokenizer()
+    assert parts.reranker.model is model is parts.model
+    assert parts.reranker.tokenizer is tokenizer
+    corpus = {"a": Document("a", "A", "Item 1 is a thing."), "b": Document("b", "B", "Other text.")}
+    run = parts.reranker.rerank({"q": Query("q", "what is item 1")}, {"q": {"a": 1.0, "b": 2.0}}, corpus, k=2)
+    assert set(run["q"]) == {"a", "b"}
+    answer = parts.generator.generate("what is item 1", [corpus["a"]])
+    assert isinstance(answer.text, str)
+
+
+def test_config_errors_name_the_key(tmp_path: Path) -> None:
+    from rankwise.errors import DataError
+
+    path = tmp_path / "train.yaml"
+    path.write_text("output_dir: x\nblend_path: b.jsonl\nmax_stepz: 3\n")
+    with pytest.raises(DataError, match=r"line 3.*max_stepz"):
+        load_train_config(path)
+    path.write_text("output_dir: x\n")
+    with pytest.raises(DataError, match="exactly one of blend_path"):
+        load_train_config(path)
+
+
+def test_trainer_runs_under_torchrun(tiny_lm_dir: Path, tiny_blend: Path, tmp_path: Path) -> None:
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).parent / "torchrun")
+    config = tmp_path / "train.yaml"
+    config.write_text(
+        f"output_dir: {tmp_path / 'ddp'}\nmodel: {tiny_lm_dir}\nblend_path: {tiny_blend}\nmax_steps: 1\n"
+        "batch_size: 2\ndtype: float32\nlora: {r: 2, alpha: 4}\nthreads: 1\ndevice: cpu\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [torchrun, "--nproc-per-node", "1", "-m", "rankwise", "rankrag", "train", "--config", str(config)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["steps"] == 1 and (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
+
+
+def test_sweep_writes_table_and_plot_and_skips_finished_work(
+    tiny_lm_dir: Path, data_root: Path, tmp_path: Path
+) -> None:
+    from rankwise.train.rankrag_sweep import load_sweep_config, run_sweep
+
+    config = tmp_path / "sweep.yaml"
+    config.write_text(
+        f"""output_dir: {tmp_path / "sweep"}
+fractions: [0.0, 1.0]
+train: {{model: {tiny_lm_dir}, max_steps: 1, batch_size: 2, dtype: float32, lora: {{r: 2, alpha: 4}}, threads: 1}}
+blend:
+  size: 6
+  tokenizer: {tiny_lm_dir}
+  hotpotqa: {{path: {data_root}/hotpotqa-train100/hotpotqa_train.json, heldout: 50, cap: 6}}
+  scifact: {{path: {data_root}/scifact, cap: 6}}
+eval:
+  scifact: {data_root}/scifact
+  scifact_queries: 2
+  depth: 3
+  hotpotqa: {data_root}/hotpotqa-train100/hotpotqa_train.json
+  hotpotqa_limit: 2
+  max_new_tokens: 2
+  no_rerank: [1.0]
+"""
+    )
+    settings = load_sweep_config(config)
+    results = run_sweep(settings, show_progress=False)
+    out = tmp_path / "sweep"
+    names = [m["name"] for m in results["models"]]
+    assert names == ["zero-shot", "fraction-0", "fraction-1"]
+    assert all(0 <= m["ranking"]["nDCG@10"] <= 1 for m in results["models"])
+    assert "hotpotqa_no_rerank" in results["models"][2] and "hotpotqa_no_rerank" not in results["models"][1]
+    assert results["models"][1]["steps"] == 1 and results["hotpotqa_heldout"]["questions"] == 2
+    blend0 = [json.loads(x) for x in (out / "fraction-0" / "train" / "blend.jsonl").read_text().splitlines()]
+    blend1 = [json.loads(x) for x in (out / "fraction-1" / "train" / "blend.jsonl").read_text().splitlines()]
+    assert not any(r["task"] in ("ranking", "rag_ranking") for r in blend0)
+    assert all(r["task"] in ("ranking", "rag_ranking") for r in blend1)
+    table = (out / "sweep.md").read_text()
+    assert "| fraction-1 | 1 | 1 |" in table and "BM25 alone" in table
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cached = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name in ("ranking.json", "metrics.json")}
+    assert len(cached) >= 8
+    again = run_sweep(settings, show_progress=False)  # everything is done: nothing is retrained or re-evaluated
+    assert {p: p.stat().st_mtime_ns for p in cached} == cached
+    assert [m["ranking"] for m in again["models"]] == [m["ranking"] for m in results["models"]]
