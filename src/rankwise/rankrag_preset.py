@@ -72,8 +72,19 @@ def rankrag_parts(
 def load_rankrag(
     model_dir: str, dtype: str = "bfloat16", threads: int | None = None, device: str | None = None, **options: Any
 ) -> RankRAGParts:
-    """Load ``model_dir`` once and build both roles on it; ``options`` go to :func:`rankrag_parts`."""
+    """Load ``model_dir`` once and build both roles on it; ``options`` go to :func:`rankrag_parts`.
+
+    A model written by ``rankwise rankrag train`` carries ``rankrag.json`` (the blend's prompt settings: answer
+    template, passage cuts, ranking prompt); those are the defaults, and ``options`` override them.
+    """
+    import json
+    from pathlib import Path
+
     from rankwise.models import load_causal_lm
+
+    saved = Path(model_dir) / "rankrag.json"
+    if saved.is_file():
+        options = {**json.loads(saved.read_text(encoding="utf-8")), **options}
 
     if threads is not None:
         import torch
@@ -81,3 +92,17 @@ def load_rankrag(
         torch.set_num_threads(threads)
     model, tokenizer = load_causal_lm(model_dir, dtype=dtype, device=device)
     return rankrag_parts(model, tokenizer, **options)
+
+
+def cli_parts(
+    model_dir: str, reranker: str, generator: str, template: str, max_new_tokens: int, **options: Any
+) -> RankRAGParts:
+    """The preset for ``rankwise ask/rag --rankrag MODEL_DIR``: refuses a separate ``--reranker``/``--generator``
+    (the one model plays both); ``--template default`` means the template the model was trained with."""
+    from rankwise.errors import RankwiseError
+
+    if reranker != "none" or generator != "smollm2":
+        raise RankwiseError("--rankrag MODEL_DIR is both the reranker and the generator: drop --reranker/--generator")
+    if template != "default":
+        options["template"] = template
+    return load_rankrag(model_dir, max_new_tokens=max_new_tokens, **{k: v for k, v in options.items() if v is not None})

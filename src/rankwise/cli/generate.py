@@ -39,6 +39,13 @@ MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", help="Answer length 
 ThreadsOpt = Annotated[
     int | None, typer.Option("--threads", help="torch intra-op threads for a local model (1 is fastest on a busy CPU).")
 ]
+RankRAGOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--rankrag",
+        help="RankRAG preset: this one model (rankwise rankrag train's model/) reranks by P(True) and answers.",
+    ),
+]
 PassageWordsOpt = Annotated[
     int | None, typer.Option("--max-passage-words", help="Cut each passage to this many words in the prompt.")
 ]
@@ -164,6 +171,7 @@ def ask(
     max_new_tokens: MaxNewOpt = 96,
     max_passage_words: PassageWordsOpt = None,
     threads: ThreadsOpt = None,
+    rankrag: RankRAGOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Answer one question from an index: the answer with its numbered sources, and time per stage."""
@@ -176,17 +184,26 @@ def ask(
     docs = _load_corpus(corpus, format)
     retrievers = [load_index(d, show_progress=False) for d in index_dirs]
     retriever = retrievers[0] if len(retrievers) == 1 else FusedRetriever(retrievers)
-    gen = build_generator(
-        generator, generator_model, api_key_env, template, max_new_tokens, max_passage_words, threads, batch_size=1
-    )
-    pipeline = Pipeline(
-        retriever,
-        docs,
-        generator=gen,
-        reranker=build_reranker(reranker, reranker_model, gen),
-        k=k,
-        candidates=candidates,
-    )
+    if rankrag is not None:
+        from rankwise.rankrag_preset import cli_parts
+
+        parts = cli_parts(
+            str(rankrag),
+            reranker,
+            generator,
+            template,
+            max_new_tokens,
+            threads=threads,
+            batch_size=1,
+            max_passage_words=max_passage_words,
+        )
+        gen, rerank = parts.generator, parts.reranker
+    else:
+        gen = build_generator(
+            generator, generator_model, api_key_env, template, max_new_tokens, max_passage_words, threads, batch_size=1
+        )
+        rerank = build_reranker(reranker, reranker_model, gen)
+    pipeline = Pipeline(retriever, docs, generator=gen, reranker=rerank, k=k, candidates=candidates)
     result = pipeline.ask(Query("q", question, tuple(history or ())))
     cited = set(result.answer.cited_ids)
     if as_json:
@@ -254,6 +271,7 @@ def rag(
     max_passage_words: PassageWordsOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per generation batch.")] = 4,
     threads: ThreadsOpt = None,
+    rankrag: RankRAGOpt = None,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Questions per saved chunk (resume unit).")] = 16,
 ) -> None:
     """Run a data set end to end (retrieve → rerank → answer with citations) and score it."""
@@ -264,18 +282,27 @@ def rag(
     if dataset not in ("hotpotqa", "mtrag"):
         raise RankwiseError(f"--dataset must be hotpotqa or mtrag, not '{dataset}'")
     console = Console(stderr=True)
-    gen = build_generator(
-        generator,
-        generator_model,
-        api_key_env,
-        template,
-        max_new_tokens,
-        max_passage_words,
-        threads,
-        batch_size=batch_size,
-    )
-    rerank = build_reranker(reranker, reranker_model, gen)
+    if rankrag is not None:
+        from rankwise.rankrag_preset import cli_parts
+
+        parts = cli_parts(
+            str(rankrag),
+            reranker,
+            generator,
+            template,
+            max_new_tokens,
+            threads=threads,
+            batch_size=batch_size,
+            max_passage_words=max_passage_words,
+        )
+        gen, rerank = parts.generator, parts.reranker
+    else:
+        gen = build_generator(
+            generator, generator_model, api_key_env, template, max_new_tokens, max_passage_words, threads, batch_size
+        )
+        rerank = build_reranker(reranker, reranker_model, gen)
     settings = {
+        "rankrag": str(rankrag) if rankrag else None,
         "retriever": retriever,
         "dense_model": dense_model,
         "reranker": reranker,

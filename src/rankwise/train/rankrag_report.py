@@ -14,6 +14,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def ordered(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Zero-shot first, then by ranking fraction (the sweep may train them in any order)."""
+    return sorted(models, key=lambda m: -1.0 if m["fraction"] is None else m["fraction"])
+
+
 def markdown_table(results: dict[str, Any]) -> str:
     """One row per model (zero-shot, then each fraction), plus BM25 alone for the ranking column."""
     header = (
@@ -23,7 +28,7 @@ def markdown_table(results: dict[str, Any]) -> str:
     )
     bm25 = results.get("bm25", {})
     rows = [f"| BM25 alone | – | – | – | {_fmt(bm25.get('nDCG@10'))} | {_fmt(bm25.get('RR@10'))} |  |  |  |  |  |  |"]
-    for model in results["models"]:
+    for model in ordered(results["models"]):
         ranking = model.get("ranking", {})
         qa = model.get("hotpotqa", {})
         plain = model.get("hotpotqa_no_rerank", {})
@@ -54,7 +59,7 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
 
     from rankwise.data._io import atomic_writer
 
-    tuned = [m for m in results["models"] if m["fraction"] is not None]
+    tuned = [m for m in ordered(results["models"]) if m["fraction"] is not None]
     zero = next((m for m in results["models"] if m["fraction"] is None), None)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     xs = list(range(len(tuned)))

@@ -38,6 +38,7 @@ from rankwise.train.rankrag_train_config import RankRAGTrainConfig, blend_config
 
 logger = logging.getLogger(__name__)
 
+PRESET_FILE = "rankrag.json"  # in model/: the prompt settings it was trained with (read by the preset)
 BASE_FILE = "rankwise_base.json"  # in an adapter directory: the base model the adapter belongs to
 RESUME_IGNORED = {"threads", "resume", "device"}
 
@@ -99,6 +100,20 @@ def stage2_blend(config: RankRAGTrainConfig, out: Path, is_main: bool = True) ->
     return target
 
 
+def preset_settings(config: RankRAGTrainConfig) -> dict[str, Any]:
+    """How the blend built its prompts, so the preset reranks and answers with the same ones."""
+    if config.blend is None:
+        return {}
+    blend = blend_config(config.blend)
+    return {
+        "template": blend.qa_template,
+        "max_passage_words": blend.max_passage_words,
+        "max_passage_tokens": blend.max_passage_tokens,
+        "ranking_template": blend.ranking_template,
+        "ranking_system_prompt": blend.ranking_system_prompt,
+    }
+
+
 def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callbacks: list | None = None) -> dict:
     """Run Stage-I (if configured) and Stage-II (module docstring); returns the metrics in ``metrics.json``."""
     import torch
@@ -148,6 +163,7 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
             tokenizer.save_pretrained(str(tmp))
             atomic_write_text(tmp / BASE_FILE, json.dumps({"model": base}) + "\n")
         with atomic_dir(out / "model") as tmp:
+            atomic_write_text(tmp / PRESET_FILE, json.dumps(preset_settings(config), indent=2) + "\n")
             if config.merge:
                 save_causal_lm(trainer.model.merge_and_unload(), tokenizer, tmp)
             else:
