@@ -282,3 +282,23 @@ eval:
     again = run_sweep(settings, show_progress=False)  # everything is done: nothing is retrained or re-evaluated
     assert {p: p.stat().st_mtime_ns for p in cached} == cached
     assert [m["ranking"] for m in again["models"]] == [m["ranking"] for m in results["models"]]
+
+
+def test_ask_with_the_rankrag_preset(trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from rankwise.cli import main
+
+    data = tmp_path / "toy"
+    data.mkdir()
+    docs = [("d1", "Cats", "Cats purr and sleep all day."), ("d2", "Dogs", "Dogs bark."), ("d3", "Fish", "Fish swim.")]
+    (data / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": i, "title": t, "text": x}) + "\n" for i, t, x in docs)
+    )
+    (data / "queries.jsonl").write_text(json.dumps({"_id": "q1", "text": "why do cats purr"}) + "\n")
+    assert main(["index", str(data), "--out", str(tmp_path / "idx")]) == 0
+    model = str(trained["out"] / "model")
+    ask = ["ask", "why do cats purr", "--index", str(tmp_path / "idx"), "--corpus", str(data), "--rankrag", model]
+    capsys.readouterr()
+    assert main([*ask, "--k", "2", "--max-new-tokens", "3", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert len(payload["sources"]) == 2 and "rerank_s" in payload["latency_s"]  # the model reranked, then answered
+    assert main([*ask, "--reranker", "llm"]) == 2  # one model plays both roles: a second reranker is refused
