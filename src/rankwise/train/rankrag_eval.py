@@ -157,9 +157,15 @@ class Evaluator:
         return result
 
     def _hotpotqa(self, out_dir: Path, model: str, shared: Any, rerank: bool) -> dict[str, Any]:
+        wanted = {"model": model, "rerank": rerank, "dtype": self.dtype, "template": self.blend.qa_template}
+        wanted.update(k=self.settings.k, max_new_tokens=self.settings.max_new_tokens)
+        questions = len(self._heldout_file()["ids"])
         done = out_dir / "metrics.json"
-        if done.is_file():
-            return _qa_summary(json.loads(done.read_text(encoding="utf-8")))
+        if done.is_file():  # reuse it only if it was made with these settings on these questions
+            saved = json.loads(done.read_text(encoding="utf-8"))
+            config = saved.get("config", {})
+            if config.get("questions") == questions and all(config.get(k) == v for k, v in wanted.items()):
+                return _qa_summary(saved)
         from rankwise.rag import run_hotpotqa
         from rankwise.retrieve.bm25 import BM25Retriever
 
@@ -178,7 +184,7 @@ class Evaluator:
             k=self.settings.k,
             setting="distractor",
             chunk_size=10,
-            settings={"model": model, "rerank": rerank, "dtype": self.dtype, "template": self.blend.qa_template},
+            settings=wanted,
         )
         return _qa_summary(metrics)
 
