@@ -251,7 +251,6 @@ blend:
   size: 6
   tokenizer: {tiny_lm_dir}
   hotpotqa: {{path: {data_root}/hotpotqa-train100/hotpotqa_train.json, heldout: 50, cap: 6}}
-  scifact: {{path: {data_root}/scifact, cap: 6}}
 eval:
   scifact: {data_root}/scifact
   scifact_queries: 2

@@ -97,6 +97,12 @@ def stage2_blend(config: RankRAGTrainConfig, out: Path, is_main: bool = True) ->
         examples, summary = build_blend(blend_config(config.blend or {}))
         write_blend(examples, target)
         atomic_write_text(out / "blend_summary.json", json.dumps(summary, indent=2, default=str) + "\n")
+    waited = 0
+    while not target.is_file():  # other ranks of a multi-process launch wait for the main one to write it
+        if waited > 3600:
+            raise RankwiseError(f"{target}: the main process has not written the blend after an hour")
+        time.sleep(2)
+        waited += 2
     return target
 
 
