@@ -159,6 +159,7 @@ class Evaluator:
     def _hotpotqa(self, out_dir: Path, model: str, shared: Any, rerank: bool) -> dict[str, Any]:
         wanted = {"model": model, "rerank": rerank, "dtype": self.dtype, "template": self.blend.qa_template}
         wanted.update(k=self.settings.k, max_new_tokens=self.settings.max_new_tokens)
+        wanted.update(max_passage_words=self.blend.max_passage_words, max_passage_tokens=self.blend.max_passage_tokens)
         questions = len(self._heldout_file()["ids"])
         done = out_dir / "metrics.json"
         if done.is_file():  # reuse it only if it was made with these settings on these questions
