@@ -236,7 +236,8 @@ def test_compare_and_check_commands(tmp_path, shipped, cli, capsys):
     # experiment folders expand to one output per data set; systems are paired within each data set
     assert cli("compare", shipped / "mtrag-last-turn", shipped / "mtrag-full-history", "-m", "nDCG@10", "--json") == 0
     by_dataset = json.loads(capsys.readouterr().out)
-    assert sorted(by_dataset) == ["mtrag-clapnq", "mtrag-cloud", "mtrag-fiqa", "mtrag-govt"]
+    domains = ["clapnq", "cloud", "fiqa", "govt"]
+    assert sorted(by_dataset) == [f"mtrag-{d}" for d in domains] + [f"mtrag-human-{d}" for d in domains]
     assert [r["system"] for r in by_dataset["mtrag-govt"]["nDCG@10"]] == ["mtrag-last-turn", "mtrag-full-history"]
 
     wrong = tmp_path / "wrong.yaml"

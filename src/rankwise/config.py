@@ -190,7 +190,7 @@ class RewriteConfig(Strict):
     """How a conversational question becomes the search query (retrieval and reranking see the rewrite; the
     generator sees the question with its history)."""
 
-    strategy: Literal["last_turn", "full_history", "llm"] = "last_turn"
+    strategy: Literal["last_turn", "full_history", "llm", "human"] = "last_turn"
     model: str = Field("smollm2", description="llm: the chat model that rewrites (local name/path)")
     max_new_tokens: PositiveInt = 48
     threads: PositiveInt | None = None

@@ -76,6 +76,35 @@ def test_human_rewrite_subset(mtrag_dir, tasks) -> None:
     assert queries["human"][qid].history == queries["full_history"][qid].history
 
 
+def test_human_rewrites_and_their_data_set(mtrag_dir, tasks) -> None:
+    rewrites = mtrag.load_human_rewrites(mtrag_dir, "govt")
+    assert len(rewrites) == 201 and all(r and not r.startswith("|user|") for r in rewrites.values())
+    queries, qrels, _ = mtrag.load_human_rewrite_subset(mtrag_dir, "govt", mtrag.pooled_corpus(tasks, "govt"))
+    assert all(rewrites[q] == query.text for q, query in queries["human"].items())
+    dataset = mtrag.load_human_retrieval(mtrag_dir, "govt", tasks)
+    assert dataset.queries == queries["last_turn"] and dataset.qrels == qrels
+    assert len(dataset.corpus) == 435 and "POOLED" in dataset.warnings[0] and "46 of 201" in dataset.warnings[1]
+    changed = [q for q, query in dataset.queries.items() if rewrites[q] != query.text]
+    assert len(changed) > len(dataset.queries) // 2  # the humans rewrote most non-standalone turns
+
+
+def test_answerability_probe_is_balanced_seeded_and_keeps_unjudged_tasks(mtrag_dir, tasks) -> None:
+    probe = mtrag.load_answerability_probe(mtrag_dir, "cloud")
+    by_id = {t.id: t for t in tasks}
+    labels = Counter(by_id[q].answerability for q in probe.queries)
+    assert labels == {"UNANSWERABLE": 36, "ANSWERABLE": 36}
+    order = [t.id for t in tasks if t.id in probe.queries]
+    assert list(probe.queries) == order  # file order, not sample order
+    assert all(by_id[q].answerability == "ANSWERABLE" for q in probe.qrels)
+    assert set(probe.qrels) < set(probe.queries)
+    assert probe.warnings[1] == (
+        "cloud: answerability probe = all 36 UNANSWERABLE tasks + 36 of 81 ANSWERABLE tasks sampled with seed 0"
+    )
+    assert mtrag.load_answerability_probe(mtrag_dir, "cloud").queries.keys() == probe.queries.keys()
+    other = mtrag.load_answerability_probe(mtrag_dir, "cloud", seed=1)
+    assert other.queries.keys() != probe.queries.keys()
+
+
 def _write_task(root: Path, record: dict) -> Path:
     path = root / mtrag.REFERENCE_FILE
     path.parent.mkdir(parents=True)

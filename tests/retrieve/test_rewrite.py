@@ -7,10 +7,12 @@ import pytest
 from rankwise.errors import DataError, RankwiseError
 from rankwise.retrieve.rewrite import (
     CachedRewriter,
+    GivenRewrites,
     LLMRewriter,
     clean_rewrite,
     full_history,
     last_turn,
+    rewrite_names,
     rewrite_queries,
     split_turn,
 )
@@ -103,7 +105,7 @@ def test_rewrite_queries_by_name() -> None:
     queries = {"t1": CONVERSATION}
     assert rewrite_queries(queries, "last_turn") == queries
     assert rewrite_queries(queries, "full_history")["t1"].text.startswith("Where do")
-    with pytest.raises(RankwiseError, match="needs an LLMRewriter"):
+    with pytest.raises(RankwiseError, match="needs a LLMRewriter"):
         rewrite_queries(queries, "llm")
     with pytest.raises(RankwiseError, match="unknown rewrite strategy 'magic'"):
         rewrite_queries(queries, "magic")
@@ -120,3 +122,24 @@ def test_cached_rewriter_saves_each_chunk(tmp_path: Path) -> None:
     assert path.read_text().count("\n") == 1  # the first chunk was kept
     resumed = CachedRewriter(LLMRewriter(ScriptedChat(["Rewrite two"])), path, chunk_size=1).rewrite(queries)
     assert [q.text for q in resumed.values()] == ["Rewrite one", "Rewrite two"]
+
+
+def test_human_strategy_uses_the_given_rewrites_and_refuses_gaps() -> None:
+    second = Query("t2", "Who won?", ("user: The 1947 NFL title game?",))
+    queries = {"t1": CONVERSATION, "t2": second}
+    given = GivenRewrites({"t1": " Are the Arizona and Chicago Cardinals the same team? ", "t2": "Who won in 1947?"})
+    rewritten = rewrite_queries(queries, "human", given)
+    assert [q.text for q in rewritten.values()] == [
+        "Are the Arizona and Chicago Cardinals the same team?",
+        "Who won in 1947?",
+    ]
+    assert rewritten["t2"].history == second.history and rewritten["t1"].id == "t1"
+    assert "human" in rewrite_names() and "llm" in rewrite_names()
+    with pytest.raises(RankwiseError, match=r"MT-RAG human rewrites: no rewrite for 1 of 2 queries \(e.g. 't2'\)"):
+        rewrite_queries(queries, "human", GivenRewrites({"t1": "x", "t2": "  "}, source="MT-RAG human rewrites"))
+    with pytest.raises(RankwiseError, match="'human' rewrite strategy needs a GivenRewrites"):
+        rewrite_queries(queries, "human")
+    with pytest.raises(RankwiseError, match="'human' rewrite strategy needs a GivenRewrites"):
+        rewrite_queries(queries, "human", LLMRewriter(ScriptedChat([])))
+    with pytest.raises(RankwiseError, match="'llm' rewrite strategy needs a LLMRewriter"):
+        rewrite_queries(queries, "llm", given)

@@ -246,3 +246,66 @@ def load_human_rewrite_subset(
         f"in the pool ({sum(len(d) for d in qrels.values())} of {sum(len(d) for d in raw.values())} judgements)",
     ]
     return queries, qrels, warnings
+
+
+def load_human_retrieval(path: str | Path, domain: str, tasks: list[MTRAGTask] | None = None) -> Dataset:
+    """The human-rewrite subset of ``domain`` (:func:`load_human_rewrite_subset`) as a data set: the pooled
+    corpus, the last turns as queries (earlier user turns as history) and the in-pool qrels.
+
+    Its queries are the original MT-RAG tasks, not the MT-RAG-UN ones, so scores on it compare strategies with
+    each other (including ``human``, :func:`load_human_rewrites`), not with :func:`load_pooled_retrieval`'s.
+    """
+    domain = canonical_domain(domain, path)
+    tasks = tasks if tasks is not None else load_generation_tasks(path, [domain])
+    corpus = pooled_corpus(tasks, domain)
+    by_strategy, qrels, warnings = load_human_rewrite_subset(path, domain, corpus)
+    return Dataset(f"mtrag-human-{domain}-pooled", corpus, by_strategy["last_turn"], qrels, warnings)
+
+
+def load_human_rewrites(path: str | Path, domain: str) -> dict[str, str]:
+    """The benchmark's human rewrites of ``domain``'s original MT-RAG retrieval tasks: task id -> rewrite.
+
+    Read from ``mtrag-human/retrieval_tasks/<domain>/<domain>_rewrite.jsonl`` (``_id``, ``text`` as
+    ``"|user|: question"``); every task of the file, judged in the pool or not.
+    """
+    domain = canonical_domain(domain, path)
+    file = _root(path) / "mtrag-human" / "retrieval_tasks" / domain / f"{domain}_{HUMAN_QUERY_FILES['human']}.jsonl"
+    rewrites: dict[str, str] = {}
+    for line, record in iter_jsonl(file):
+        qid = require_str(file, line, record, "_id")
+        turns = [t.strip() for t in require_str(file, line, record, "text").split("\n") if t.strip()]
+        if not turns:
+            raise DataError(file, f"task {qid}: empty rewrite", line=line)
+        if qid in rewrites:
+            raise DataError(file, f"task id {qid} appears twice", line=line)
+        rewrites[qid] = turns[-1].removeprefix("|user|:").strip()
+    return rewrites
+
+
+def load_answerability_probe(path: str | Path, domain: str, seed: int = 0) -> Dataset:
+    """Generation tasks of ``domain`` that test abstention: every UNANSWERABLE task and a seeded random sample
+    of as many ANSWERABLE ones (all of them if fewer), in file order, on the pooled corpus.
+
+    UNANSWERABLE tasks have no judgements (their qrels stay empty); the ANSWERABLE ones keep the pooled qrels
+    they have. A generator should say "insufficient context" on the first group and answer the second.
+    """
+    import random
+
+    domain = canonical_domain(domain, path)
+    tasks = load_generation_tasks(path, [domain])
+    unanswerable = [t.id for t in tasks if t.answerability == "UNANSWERABLE"]
+    answerable = [t.id for t in tasks if t.answerability == "ANSWERABLE"]
+    sampled = set(random.Random(seed).sample(answerable, min(len(unanswerable), len(answerable))))
+    chosen = [t for t in tasks if t.id in sampled or t.answerability == "UNANSWERABLE"]
+    judged = load_pooled_retrieval(path, domain, tasks).qrels
+    note = (
+        f"{domain}: answerability probe = all {len(unanswerable)} UNANSWERABLE tasks + {len(sampled)} of "
+        f"{len(answerable)} ANSWERABLE tasks sampled with seed {seed}"
+    )
+    return Dataset(
+        name=f"mtrag-answerability-{domain}-pooled",
+        corpus=pooled_corpus(tasks, domain),
+        queries={t.id: t.query() for t in chosen},
+        qrels={t.id: judged[t.id] for t in chosen if t.id in judged},
+        warnings=[POOLED_NOTE, note],
+    )

@@ -77,7 +77,7 @@ GOLD: dict[str, Callable[[Dataset, Mapping[str, Any]], dict[str, Gold]]] = {
 
 
 def gold_for(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]:
-    key = "mtrag" if info.get("source") == "mtrag" else str(info.get("format") or "")
+    key = "mtrag" if info.get("source") in ("mtrag", "mtrag-answerability") else str(info.get("format") or "")
     if key != "mtrag" and info.get("source") == "files":
         from rankwise.data import detect_format
 

@@ -4,6 +4,11 @@
 
 1. ``mtrag:<domain>`` — an MT-RAG domain (clapnq, cloud, fiqa, govt) on its pooled corpus, from
    ``$RANKWISE_DATA/mtrag``; a bare domain name works too when no file of that name exists;
+   ``mtrag-human:<domain>`` — the original MT-RAG tasks of the domain judged inside the same pool, where the
+   benchmark's human rewrites exist (``rewrite: {strategy: human}``; see
+   :func:`rankwise.data.mtrag.load_human_retrieval`); ``mtrag-answerability:<domain>`` — every UNANSWERABLE
+   generation task of the domain and as many ANSWERABLE ones (seeded sample), unjudged ones kept, for
+   measuring abstention (:func:`rankwise.data.mtrag.load_answerability_probe`);
 2. a path to a data set directory or file (BEIR, SMART, HotpotQA);
 3. a folder name under ``$RANKWISE_DATA`` (``scifact``, ``cranfield``, ``hotpotqa-train100``);
 4. a BEIR data set name, downloaded (md5-checked, cached) by :func:`rankwise.data.download.ensure_beir`.
@@ -23,6 +28,9 @@ from rankwise.errors import RankwiseError
 from rankwise.types import Dataset
 
 MTRAG_DOMAINS = ("clapnq", "cloud", "fiqa", "govt")
+# -d prefix -> source kind
+MTRAG_PREFIXES = {"mtrag": "mtrag", "mtrag-human": "mtrag-human", "mtrag-answerability": "mtrag-answerability"}
+KEEPS_UNJUDGED = ("mtrag-answerability",)  # source kinds whose unjudged queries are kept (generation probes)
 
 
 @dataclass(frozen=True)
@@ -44,11 +52,11 @@ def resolve_dataset(arg: str) -> DatasetSource:
     """Resolve one ``-d`` argument (see the module docstring); raise :class:`RankwiseError` when nothing fits."""
     root = data_root()
     prefix, sep, domain = arg.partition(":")
-    if (sep and prefix == "mtrag") or (not sep and arg in MTRAG_DOMAINS and not Path(arg).exists()):
-        domain = domain if sep else arg
+    if (sep and prefix in MTRAG_PREFIXES) or (not sep and arg in MTRAG_DOMAINS and not Path(arg).exists()):
+        prefix, domain = (prefix, domain) if sep else ("mtrag", arg)
         if root is None or not (root / "mtrag").is_dir():
             raise RankwiseError(f"-d {arg}: MT-RAG is read from $RANKWISE_DATA/mtrag; set RANKWISE_DATA")
-        return DatasetSource(f"mtrag-{domain}", "mtrag", str(root / "mtrag"), domain)
+        return DatasetSource(f"{prefix}-{domain}", MTRAG_PREFIXES[prefix], str(root / "mtrag"), domain)
     path = Path(arg)
     if path.exists():
         name = path.name if path.is_dir() else path.stem
@@ -62,7 +70,7 @@ def resolve_dataset(arg: str) -> DatasetSource:
     where = f"$RANKWISE_DATA ({root})" if root is not None else "$RANKWISE_DATA (unset)"
     raise RankwiseError(
         f"-d {arg}: not a path, not a folder of {where}, not a BEIR data set name and not an MT-RAG domain "
-        f"(mtrag:{'|'.join(MTRAG_DOMAINS)})"
+        f"(mtrag:{'|'.join(MTRAG_DOMAINS)}, mtrag-human:DOMAIN, mtrag-answerability:DOMAIN)"
     )
 
 
@@ -85,21 +93,36 @@ def _load_mtrag(source: DatasetSource, config: DataConfig) -> Dataset:
     return load_pooled_retrieval(source.path, source.domain or "")
 
 
+def _load_mtrag_human(source: DatasetSource, config: DataConfig) -> Dataset:
+    from rankwise.data.mtrag import load_human_retrieval
+
+    return load_human_retrieval(source.path, source.domain or "")
+
+
+def _load_mtrag_answerability(source: DatasetSource, config: DataConfig) -> Dataset:
+    from rankwise.data.mtrag import load_answerability_probe
+
+    return load_answerability_probe(source.path, source.domain or "")
+
+
 # source kind -> loader (plain dict literal; see the module docstring).
 SOURCES: dict[str, Callable[[DatasetSource, DataConfig], Dataset]] = {
     "files": _load_files,
     "beir-download": _load_beir_download,
     "mtrag": _load_mtrag,
+    "mtrag-human": _load_mtrag_human,
+    "mtrag-answerability": _load_mtrag_answerability,
 }
 
 
 def load_for_experiment(source: DatasetSource, config: DataConfig) -> Dataset:
-    """Load the data set and keep its judged queries (the first ``max_queries`` when set) and their qrels."""
+    """Load the data set and keep its judged queries (all queries for :data:`KEEPS_UNJUDGED` sources; the first
+    ``max_queries`` when set) and their qrels."""
     dataset = SOURCES[source.source](source, config)
-    queries = dataset.judged_queries()
+    queries = dict(dataset.queries) if source.source in KEEPS_UNJUDGED else dataset.judged_queries()
     if not queries:
         raise RankwiseError(f"{source.path}: no judged queries in split '{config.split}'; nothing to evaluate")
     if config.max_queries is not None:
         queries = dict(list(queries.items())[: config.max_queries])
-    qrels = {qid: dataset.qrels[qid] for qid in queries}
+    qrels = {qid: dataset.qrels[qid] for qid in queries if qid in dataset.qrels}
     return Dataset(dataset.name, dataset.corpus, queries, qrels, list(dataset.warnings))

@@ -142,7 +142,7 @@ def run_dataset(
         search_key = content_hash("rewrite", version, rewrite_config.model_dump(), data_key)
         search_queries = done.run(
             "rewrite", search_key, "queries.jsonl",
-            lambda: stages.rewrite(rewrite_config, dataset.queries, show_progress),
+            lambda: stages.rewrite(rewrite_config, dataset.queries, show_progress, source),
             stages.write_queries, stages.read_queries,
         )  # fmt: skip
     runs: dict[str, Run] = {}

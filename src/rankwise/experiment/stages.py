@@ -23,8 +23,9 @@ from rankwise.config import (
     RewriteConfig,
     SparseConfig,
 )
-from rankwise.errors import IndexStoreError
+from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.experiment.cache import Chunks, content_hash, model_stamp
+from rankwise.experiment.datasets import DatasetSource
 from rankwise.types import Document, Query, Run, top_k
 
 Log = Callable[[str], None]
@@ -33,18 +34,30 @@ Log = Callable[[str], None]
 
 
 def rewrite(
-    config: RewriteConfig, queries: Mapping[str, Query], progress: bool
+    config: RewriteConfig, queries: Mapping[str, Query], progress: bool, source: DatasetSource | None = None
 ) -> tuple[dict[str, Query], dict[str, Any]]:
-    """The search queries: each question rewritten by the configured strategy (history kept)."""
-    from rankwise.retrieve.rewrite import LLMRewriter, rewrite_queries
+    """The search queries: each question rewritten by the configured strategy (history kept). ``human`` reads
+    the rewrites the data set ships (MT-RAG's original tasks: ``-d mtrag-human:<domain>``)."""
+    from rankwise.retrieve.rewrite import GivenRewrites, LLMRewriter, rewrite_queries
 
     started = time.perf_counter()
-    rewriter = None
+    rewriter: Any = None
     if config.strategy == "llm":
         from rankwise.generate.local import LocalGenerator
 
         chat = LocalGenerator(config.model, threads=config.threads, show_progress=progress)
         rewriter = LLMRewriter(chat, max_new_tokens=config.max_new_tokens)
+    elif config.strategy == "human":
+        if source is None or source.source != "mtrag-human":
+            given = "no data set" if source is None else f"-d {source.name}"
+            raise RankwiseError(
+                f"rewrite strategy 'human' needs a data set that ships human rewrites (mtrag-human:<domain>), "
+                f"not {given}"
+            )
+        from rankwise.data.mtrag import load_human_rewrites
+
+        table = load_human_rewrites(source.path, source.domain or "")
+        rewriter = GivenRewrites(table, source=f"MT-RAG human rewrites of {source.domain}")
     rewritten = rewrite_queries(queries, config.strategy, rewriter)
     changed = sum(1 for qid, q in rewritten.items() if q.text != queries[qid].text)
     return rewritten, {"rewrite_s": _since(started), "changed": changed}

@@ -6,7 +6,9 @@ Strategies (:data:`STRATEGIES`, a name → function table):
 - ``full_history``: every user turn so far joined into one query (agent turns too with ``include_agent``);
 - ``llm``: a chat model rewrites the last question into a standalone question given the conversation
   (:class:`LLMRewriter`; any object with ``chat(conversations, max_new_tokens, stop) -> list[str]`` works, e.g.
-  :class:`~rankwise.generate.local.LocalGenerator` or :class:`~rankwise.generate.http.HTTPGenerator`).
+  :class:`~rankwise.generate.local.LocalGenerator` or :class:`~rankwise.generate.http.HTTPGenerator`);
+- ``human``: rewrites written by people, looked up by query id (:class:`GivenRewrites`; MT-RAG ships them for
+  its original retrieval tasks, see :func:`rankwise.data.mtrag.load_human_rewrites`).
 
 History entries are turns prefixed ``"user: "`` or ``"agent: "`` (as :mod:`rankwise.data.mtrag` writes them);
 an entry without a prefix counts as a user turn. Rewritten queries keep their history, so a generator still
@@ -142,6 +144,26 @@ class CachedRewriter:
         return {qid: replace(q, text=self.cache[(qid, q.text)]) for qid, q in queries.items()}
 
 
+class GivenRewrites:
+    """Rewrites that already exist (e.g. a benchmark's human rewrites), as a table query id -> rewritten text.
+
+    Every query must have one: a missing rewrite is an error naming the queries (silently searching with the
+    raw question would mix two strategies in one run). ``source`` names where the table came from, for errors.
+    """
+
+    def __init__(self, rewrites: Mapping[str, str], source: str = "the given rewrites") -> None:
+        self.rewrites = dict(rewrites)
+        self.source = source
+
+    def rewrite(self, queries: Mapping[str, Query]) -> dict[str, Query]:
+        missing = [qid for qid in queries if not self.rewrites.get(qid, "").strip()]
+        if missing:
+            raise RankwiseError(
+                f"{self.source}: no rewrite for {len(missing)} of {len(queries)} queries (e.g. {missing[0]!r})"
+            )
+        return {qid: replace(q, text=self.rewrites[qid].strip()) for qid, q in queries.items()}
+
+
 def clean_rewrite(output: str) -> str:
     """First non-empty line of a model's rewrite, without a lead-in like "Standalone question:" or quotes."""
     for line in output.strip().splitlines():
@@ -152,21 +174,27 @@ def clean_rewrite(output: str) -> str:
 
 
 STRATEGIES: dict[str, Callable[[Query], Query]] = {"last_turn": last_turn, "full_history": full_history}
+# strategy -> the rewriter class it needs (passed to rewrite_queries as ``rewriter``).
+NEEDS_REWRITER: dict[str, type] = {"llm": LLMRewriter, "human": GivenRewrites}
 
 
 def rewrite_queries(
-    queries: Mapping[str, Query], strategy: str, rewriter: LLMRewriter | CachedRewriter | None = None
+    queries: Mapping[str, Query],
+    strategy: str,
+    rewriter: LLMRewriter | CachedRewriter | GivenRewrites | None = None,
 ) -> dict[str, Query]:
-    """Apply a strategy by name (``last_turn``, ``full_history``, ``llm``) to every query."""
-    if strategy == "llm":
-        if rewriter is None:
-            raise RankwiseError("the 'llm' rewrite strategy needs an LLMRewriter")
+    """Apply a strategy by name (``last_turn``, ``full_history``, ``llm``, ``human``) to every query."""
+    if strategy in NEEDS_REWRITER:
+        expected = NEEDS_REWRITER[strategy]
+        wrong = isinstance(rewriter, GivenRewrites) != (expected is GivenRewrites)
+        if rewriter is None or wrong:
+            raise RankwiseError(f"the '{strategy}' rewrite strategy needs a {expected.__name__}")
         return rewriter.rewrite(queries)
     if strategy not in STRATEGIES:
-        raise RankwiseError(f"unknown rewrite strategy '{strategy}' (known: {', '.join([*STRATEGIES, 'llm'])})")
+        raise RankwiseError(f"unknown rewrite strategy '{strategy}' (known: {', '.join(rewrite_names())})")
     function = STRATEGIES[strategy]
     return {qid: function(q) for qid, q in queries.items()}
 
 
 def rewrite_names() -> Sequence[str]:
-    return (*STRATEGIES, "llm")
+    return (*STRATEGIES, *NEEDS_REWRITER)
