@@ -17,21 +17,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
-def best_of(repeats: int, *fns: Callable[[], object]) -> list[float]:
-    """Best time of each function, the functions alternating so that load changes hit all of them alike."""
-    best = [float("inf")] * len(fns)
-    for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best
+from _timing import best_of  # benchmarks/_timing.py (scripts run as python benchmarks/X.py)
 
 
 def main() -> None:
