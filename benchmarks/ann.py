@@ -2,7 +2,8 @@
 
 The corpus is encoded once with the bundled all-MiniLM-L6-v2 into resumable shards under ``--work-dir`` (a rerun
 reuses them) — or taken from an existing exact rankwise index with ``--from-index`` (e.g. the quickstart's) —
-then indexed as FAISS exact (``IndexFlatIP``, the peer), HNSW and IVF through rankwise's ``DenseRetriever``.
+then indexed as FAISS exact (``IndexFlatIP``, the peer), HNSW (vectors stored as float16, rankwise's default, and
+float32) and IVF through rankwise's ``DenseRetriever``. Recall is always against float32 exact search.
 Each index answers all SciFact queries (1,109) two ways, with the same FAISS thread count:
 
 - one query at a time (the RAG case: a question arrives, its passages are needed now);
@@ -31,9 +32,10 @@ def main() -> None:
     parser.add_argument("--from-index", type=Path, help="an exact dense index of SciFact to take the vectors from")
     parser.add_argument("--threads", type=int, default=1, help="FAISS and torch threads")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--hnsw-m", type=int, nargs="+", default=[8, 16, 32])
-    parser.add_argument("--ef-search", type=int, nargs="+", default=[16, 24, 32, 48, 64])
+    parser.add_argument("--hnsw-m", type=int, nargs="+", default=[16, 24])
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[24, 32, 36, 48])
     parser.add_argument("--ef-construction", type=int, nargs="+", default=[200], help="HNSW build-time list sizes")
+    parser.add_argument("--hnsw-storage", nargs="+", default=["float16", "float32"], choices=["float16", "float32"])
     parser.add_argument("--nprobe", type=int, nargs="+", default=[4, 8, 16])
     args = parser.parse_args()
 
@@ -77,7 +79,12 @@ def main() -> None:
     header = f"{'index':<30}{'recall@10':>10}{'exact ms/q':>12}{'ann ms/q':>10}{'speed-up':>10}"
     print(header + f"{'exact batch':>13}{'ann batch':>11}{'speed-up':>10}")
     configs = [
-        ("hnsw", {"hnsw_m": m, "ef_construction": efc, "ef_search": ef}, f"hnsw M={m} efc={efc} ef={ef}")
+        (
+            "hnsw",
+            {"hnsw_m": m, "ef_construction": efc, "ef_search": ef, "hnsw_storage": storage},
+            f"hnsw {storage[-2:]} M={m} efc={efc} ef={ef}",
+        )
+        for storage in args.hnsw_storage
         for m in args.hnsw_m
         for efc in args.ef_construction
         for ef in args.ef_search
@@ -85,7 +92,7 @@ def main() -> None:
     configs += [("ivf", {"nprobe": n}, f"ivf nprobe={n}") for n in args.nprobe]
     built: dict[str, DenseRetriever] = {}
     for kind, options, label in configs:
-        key = kind if kind == "ivf" else f"hnsw{options['hnsw_m']}/{options['ef_construction']}"
+        key = "ivf" if kind == "ivf" else "hnsw{hnsw_m}/{ef_construction}/{hnsw_storage}".format(**options)
         if key not in built:
             built[key] = exact.converted(kind, **options)
         retriever = built[key]

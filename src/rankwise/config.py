@@ -75,6 +75,7 @@ class DenseConfig(Strict):
     hnsw_m: PositiveInt = 32
     ef_construction: PositiveInt = 200
     ef_search: PositiveInt = 128
+    hnsw_storage: Literal["float16", "float32"] = "float16"
     nlist: PositiveInt | None = None
     nprobe: PositiveInt = 16
     dtype: Literal["float32", "float16"] = "float32"

@@ -58,7 +58,10 @@ def test_recall_at_k_is_the_share_of_exact_top_k_found() -> None:
     assert recall_at_k(approximate, exact, k=3) == pytest.approx((2 / 3 + 1 / 2) / 2)
 
 
-@pytest.mark.parametrize(("kind", "options"), [("hnsw", {"hnsw_m": 16, "ef_search": 64}), ("ivf", {"nprobe": 8})])
+HNSW32 = {"hnsw_m": 16, "ef_search": 64, "hnsw_storage": "float32"}  # float16's reference is its rounded vectors
+
+
+@pytest.mark.parametrize(("kind", "options"), [("hnsw", HNSW32), ("ivf", {"nprobe": 8})])
 def test_approximate_indexes_find_most_of_the_exact_top_10(kind: str, options: dict, exact: DenseRetriever) -> None:
     approximate = build(kind, **options)
     assert approximate.doc_ids == exact.doc_ids and approximate._index.ntotal == 3000
@@ -151,3 +154,29 @@ def test_cli_builds_hnsw_and_reports_recall(tmp_path: Path, minilm_path: str, ca
     assert params["index_kind"] == "hnsw" and 0.0 <= params["recall_at_10_vs_exact"] <= 1.0
     assert main(["index", str(data), "--kind", "bm25", "--faiss", "hnsw", "--out", str(tmp_path / "x")]) == 2
     assert "--faiss, --work-dir and --devices apply to --kind dense only" in capsys.readouterr().err
+
+
+def test_hnsw_stores_float16_by_default_at_half_the_size_and_the_same_ranking(
+    exact: DenseRetriever, tmp_path: Path
+) -> None:
+    half, full = build("hnsw", hnsw_m=16, ef_search=64), build("hnsw", hnsw_m=16, ef_search=64, hnsw_storage="float32")
+    assert half.faiss_params["hnsw_storage"] == "float16" and type(half._index).__name__ == "IndexHNSWSQ"
+    assert type(full._index).__name__ == "IndexHNSWFlat"
+    truth = exact.search(QUERIES, k=10)
+    assert recall_at_k(half.search(QUERIES, k=10), truth) >= recall_at_k(full.search(QUERIES, k=10), truth) - 0.02
+    stored = half._index.reconstruct_n(0, 3000)
+    assert np.abs(stored - exact._index.reconstruct_n(0, 3000)).max() < 1e-3  # fp16 rounding only
+    half.save(tmp_path / "half")
+    full.save(tmp_path / "full")
+    saved = (tmp_path / "full" / "index.faiss").stat().st_size - (tmp_path / "half" / "index.faiss").stat().st_size
+    assert saved >= 0.99 * 3000 * DIM * 2  # two bytes a dimension instead of four; the graph links are the same
+
+
+def test_an_index_saved_before_hnsw_storage_existed_loads_as_float32(tmp_path: Path) -> None:
+    build("hnsw", hnsw_storage="float32").save(tmp_path / "old")
+    manifest = json.loads((tmp_path / "old" / "manifest.json").read_text())
+    del manifest["params"]["faiss"]["hnsw_storage"]
+    (tmp_path / "old" / "manifest.json").write_text(json.dumps(manifest))
+    assert DenseRetriever.load(tmp_path / "old", show_progress=False).faiss_params["hnsw_storage"] == "float32"
+    with pytest.raises(RankwiseError, match="hnsw_storage must be one of float16, float32, not 'int4'"):
+        DenseRetriever(index_kind="hnsw", hnsw_storage="int4")

@@ -49,6 +49,9 @@ def index(
     ] = None,
     hnsw_m: Annotated[int, typer.Option("--hnsw-m", help="HNSW links per node.")] = 16,
     ef_search: Annotated[int, typer.Option("--ef-search", help="HNSW candidate list size at search.")] = 64,
+    hnsw_storage: Annotated[
+        str, typer.Option("--hnsw-storage", help="HNSW vector storage: float16 (half the memory) | float32.")
+    ] = "float16",
     nlist: Annotated[int | None, typer.Option("--nlist", help="IVF cells (default ~4*sqrt(N)).")] = None,
     nprobe: Annotated[int, typer.Option("--nprobe", help="IVF cells searched.")] = 16,
     max_seq_length: Annotated[
@@ -95,6 +98,7 @@ def index(
             index_kind=faiss_kind,
             hnsw_m=hnsw_m,
             ef_search=ef_search,
+            hnsw_storage=hnsw_storage,
             nlist=nlist,
             nprobe=nprobe,
             shard_size=shard_size,
