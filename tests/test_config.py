@@ -17,6 +17,8 @@ from rankwise.config import (
     load_config,
     parse_override,
 )
+from rankwise.train.yaml_config import read_mapping
+from rankwise.yaml_keys import merge
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -144,6 +146,18 @@ def test_parse_and_apply_overrides_do_not_mutate():
     data = {"a": {"b": 1}}
     assert apply_overrides(data, ["a.c=true", "d.e=null"]) == {"a": {"b": 1, "c": True}, "d": {"e": None}}
     assert data == {"a": {"b": 1}}
+
+
+def test_training_set_overrides_take_dotted_keys_and_merge_sections(tmp_path):
+    from rankwise.cli.train import parse_overrides
+
+    path = write(tmp_path, "max_steps: 10\nblend:\n  size: 800\n  seed: 0\n", "train.yaml")
+    overrides = parse_overrides(["blend.size=100", "max_steps=2"])
+    assert overrides == {"blend": {"size": 100}, "max_steps": 2}
+    assert read_mapping(path, overrides)[2] == {"max_steps": 2, "blend": {"size": 100, "seed": 0}}
+    assert merge({"a": {"b": 1}}, {"a": 5}) == {"a": 5}
+    with pytest.raises(ConfigError, match="expected key=value"):
+        parse_overrides(["blend.size"])
 
 
 def test_bad_files(tmp_path):

@@ -29,15 +29,12 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
 
-from rankwise.errors import RankwiseError
+from rankwise.errors import ConfigError, RankwiseError
+from rankwise.yaml_keys import apply_overrides, line_of, parse_override
 
 DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 RESERVED_STAGE_NAMES = ("rewrite", "fuse", "rerank", "generate", "evaluate")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-class ConfigError(RankwiseError):
-    """A config file or override that cannot be used: names the file, the key and the problem."""
 
 
 class Strict(BaseModel):
@@ -322,39 +319,6 @@ def _with_kind(name: str, section: Any, table: dict[str, type[Strict]]) -> Any:
 # ---------------------------------------------------------------------------------------------------- loading
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"rerank.top_n=50"`` -> ``(["rerank", "top_n"], 50)``; the value is parsed as YAML."""
-    key, sep, raw = text.partition("=")
-    parts = key.strip().split(".")
-    if not sep or not all(parts):
-        raise ConfigError(f"override {text!r}: expected key=value with a dotted key, e.g. rerank.top_n=50")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
-    return parts, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Return a copy of ``data`` with each ``key=value`` override set (missing sections are created)."""
-    import copy
-
-    result = copy.deepcopy(data)
-    for text in overrides:
-        parts, value = parse_override(text)
-        node: Any = result
-        for depth, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                where = ".".join(parts[: depth + 1])
-                raise ConfigError(f"override {text!r}: {where} is a {type(child).__name__}, not a section")
-            node = child
-        node[parts[-1]] = value
-    return result
-
-
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Read, override and validate an experiment config; raise :class:`ConfigError` on any problem."""
     path = Path(path)
@@ -408,28 +372,8 @@ def _origin(parts: list[str], text: str, overrides: list[str] | tuple[str, ...])
         keys, _ = parse_override(override)
         if keys == parts[: len(keys)] or parts == keys[: len(parts)]:
             return f" (from -o {override})"
-    line = _line_of(parts, text)
+    line = line_of(parts, text)
     return f", line {line}" if line is not None else ""
-
-
-def _line_of(parts: list[str], text: str) -> int | None:
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    line = None
-    for part in parts:
-        if isinstance(node, yaml.MappingNode):
-            match = next(((k, v) for k, v in node.value if str(k.value) == part), None)
-            if match is None:
-                break
-            line, node = match[0].start_mark.line + 1, match[1]
-        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
-            node = node.value[int(part)]
-            line = node.start_mark.line + 1
-        else:
-            break
-    return line
 
 
 def dump_config(config: ExperimentConfig) -> str:

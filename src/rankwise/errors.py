@@ -20,6 +20,10 @@ class DataError(RankwiseError):
         super().__init__(f"{where}: {problem}")
 
 
+class ConfigError(RankwiseError):
+    """A config file or override that cannot be used: names the file, the key and the problem."""
+
+
 class IndexStoreError(RankwiseError):
     """A stored index is missing, corrupted, or does not match what it is used with."""
 

@@ -11,7 +11,9 @@ from rankwise.cli.train import parse_overrides
 
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a config key: --set max_steps=100 (value parsed as YAML); repeatable."),
+    typer.Option(
+        "--set", help="Override a config key: --set max_steps=100, --set blend.size=800 (YAML value); repeatable."
+    ),
 ]
 
 

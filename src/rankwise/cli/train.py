@@ -7,8 +7,6 @@ from typing import Annotated, Any
 
 import typer
 
-from rankwise.errors import RankwiseError
-
 
 def register(app: typer.Typer) -> None:
     from rankwise.cli import train_retriever
@@ -39,13 +37,7 @@ def reranker(
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["epochs=2", "loss=bce"]`` -> ``{"epochs": 2, "loss": "bce"}`` (values parsed with ``yaml.safe_load``)."""
-    import yaml
+    """``["epochs=2", "blend.size=100"]`` -> ``{"epochs": 2, "blend": {"size": 100}}`` (values parsed as YAML)."""
+    from rankwise.yaml_keys import apply_overrides
 
-    parsed: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise RankwiseError(f"--set expects key=value, not {item!r}")
-        parsed[key.strip()] = yaml.safe_load(value)
-    return parsed
+    return apply_overrides({}, items)

@@ -15,7 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rankwise.errors import DataError
-from rankwise.train.yaml_config import build, key_line, read_mapping
+from rankwise.train.yaml_config import build, read_mapping
+from rankwise.yaml_keys import line_of
 
 PATH_KEYS = ("output_dir", "blend_path")
 
@@ -108,5 +109,5 @@ def expand_path(path: Path, text: str, key: str, value: str) -> str:
     """``$VAR``/``${VAR}`` in a path setting, from the environment; an unset variable is an error."""
     expanded = os.path.expandvars(value)
     if "$" in expanded:
-        raise DataError(path, f"'{key}': environment variable in {value!r} is not set", key_line(text, key))
+        raise DataError(path, f"'{key}': environment variable in {value!r} is not set", line_of([key], text))
     return expanded

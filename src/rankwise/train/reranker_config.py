@@ -14,7 +14,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rankwise.errors import DataError
-from rankwise.train.yaml_config import build, key_line, read_mapping
+from rankwise.train.yaml_config import build, read_mapping
+from rankwise.yaml_keys import line_of
 
 LOSSES = ("bce", "softmax", "listnet", "lambda")
 PATH_KEYS = ("data", "output_dir", "first_stage_run")  # these may name environment variables: ${RANKWISE_DATA}
@@ -79,5 +80,5 @@ def _expand(path: Path, text: str, key: str, value: str) -> str:
     """``$VAR``/``${VAR}`` in a path setting, from the environment; an unset variable is an error."""
     expanded = os.path.expandvars(value)
     if "$" in expanded:
-        raise DataError(path, f"'{key}': environment variable in {value!r} is not set", key_line(text, key))
+        raise DataError(path, f"'{key}': environment variable in {value!r} is not set", line_of([key], text))
     return expanded

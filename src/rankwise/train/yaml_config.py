@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from rankwise.errors import DataError
+from rankwise.yaml_keys import line_of, merge
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -32,8 +33,7 @@ def read_mapping(path: str | Path, overrides: dict[str, Any] | None = None) -> t
         raw = {}
     if not isinstance(raw, dict):
         raise DataError(path, "expected a mapping of settings at the top level", 1)
-    raw.update(overrides or {})
-    return path, text, raw
+    return path, text, merge(raw, overrides or {})
 
 
 def build(model: type[Model], raw: dict[str, Any], path: Path, text: str) -> Model:
@@ -43,39 +43,6 @@ def build(model: type[Model], raw: dict[str, Any], path: Path, text: str) -> Mod
     except ValidationError as exc:
         error = exc.errors()[0]
         key = ".".join(str(part) for part in error["loc"]) or "(config)"
-        top = str(error["loc"][0]) if error["loc"] else ""
         problem = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
         known = f" (known keys: {', '.join(model.model_fields)})" if problem == "unknown key" else ""
-        raise DataError(
-            path, f"'{key}': {problem}{known}", nested_key_line(text, error["loc"]) or key_line(text, top)
-        ) from exc
-
-
-def key_line(text: str, key: str) -> int | None:
-    """1-based line of a top-level ``key:`` in the YAML text (None when it is not there, e.g. a missing key)."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if key and line.startswith(f"{key}:"):
-            return number
-    return None
-
-
-def nested_key_line(text: str, loc: tuple[Any, ...]) -> int | None:
-    """1-based line of the deepest key of ``loc`` (e.g. ``("scifact", "split")``) found in block-style YAML."""
-    lines = text.splitlines()
-    found: int | None = None
-    start, indent = 0, -1
-    for part in loc:
-        if not isinstance(part, str):
-            break
-        for number in range(start, len(lines)):
-            line = lines[number]
-            stripped = line.lstrip(" ")
-            depth = len(line) - len(stripped)
-            if stripped and not stripped.startswith("#") and depth <= indent:
-                return found  # left the parent's block
-            if depth > indent and stripped.startswith(f"{part}:"):
-                found, start, indent = number + 1, number + 1, depth
-                break
-        else:
-            return found
-    return found
+        raise DataError(path, f"'{key}': {problem}{known}", line_of(error["loc"], text)) from exc
