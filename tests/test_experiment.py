@@ -211,7 +211,10 @@ def test_compare_and_check_commands(tmp_path, shipped, cli, capsys):
 
     # experiment folders expand to one output per data set; systems are paired within each data set
     assert cli("compare", shipped / "mtrag-last-turn", shipped / "mtrag-full-history", "-m", "nDCG@10", "--json") == 0
-    by_dataset = json.loads(capsys.readouterr().out)
+    printed = capsys.readouterr()
+    by_dataset = json.loads(printed.out)
+    assert "warning: mtrag-govt: POOLED EVALUATION" in printed.err  # not comparable with full-corpus MT-RAG
+    assert "> warning: " in markdown and "225 rows have grade -1" in markdown  # the loader's warnings, once
     domains = ["clapnq", "cloud", "fiqa", "govt"]
     assert sorted(by_dataset) == [f"mtrag-{d}" for d in domains] + [f"mtrag-human-{d}" for d in domains]
     assert [r["system"] for r in by_dataset["mtrag-govt"]["nDCG@10"]] == ["mtrag-last-turn", "mtrag-full-history"]

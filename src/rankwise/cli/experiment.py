@@ -122,7 +122,15 @@ def compare(
     from rich.table import Table
 
     from rankwise.data._io import atomic_write_text
-    from rankwise.experiment.compare import HEADERS, cells, compare_systems, group_by_dataset, to_json, to_markdown
+    from rankwise.experiment.compare import (
+        HEADERS,
+        cells,
+        compare_systems,
+        dataset_warnings,
+        group_by_dataset,
+        to_json,
+        to_markdown,
+    )
     from rankwise.experiment.outputs import load_systems
 
     groups = group_by_dataset(load_systems(outputs))
@@ -130,8 +138,17 @@ def compare(
         dataset: compare_systems(systems, metrics, alpha, correction, permutations, seed)
         for dataset, systems in groups.items()
     }
+    warnings = {dataset: dataset_warnings(systems) for dataset, systems in groups.items()}
+    for dataset, notes in warnings.items():  # stderr: the JSON on stdout stays parseable
+        for note in notes:
+            typer.echo(f"warning: {dataset}: {note}", err=True)
     if markdown is not None:
-        text = "\n".join(f"### {dataset}\n\n{to_markdown(t, alpha, correction)}\n" for dataset, t in results.items())
+        text = "\n".join(
+            f"### {dataset}\n\n"
+            + "".join(f"> warning: {note}\n\n" for note in warnings[dataset])
+            + f"{to_markdown(t, alpha, correction)}\n"
+            for dataset, t in results.items()
+        )
         atomic_write_text(markdown, text)
     if as_json:
         payload = {dataset: to_json(t) for dataset, t in results.items()}

@@ -84,6 +84,14 @@ def compare_systems(
     return tables
 
 
+def dataset_warnings(systems: Sequence[System]) -> list[str]:
+    """The data-set warnings recorded in the systems' ``metrics.json`` (e.g. MT-RAG's pooled-evaluation note), once."""
+    seen: dict[str, None] = {}
+    for system in systems:
+        seen.update(dict.fromkeys(str(w) for w in system.output.metrics.get("warnings", [])))
+    return list(seen)
+
+
 def to_json(tables: dict[str, list[Row]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, rows in tables.items():
