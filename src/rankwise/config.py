@@ -12,251 +12,91 @@ A config file is a YAML mapping::
     generate: {kind: local, model: smollm2, top_k: 5}   # answers.jsonl + QA metrics
     evaluate: {metrics: [nDCG@10, RR@10, R@100]}
 
+``rerank: {kind: rankrag, model: DIR}`` with ``generate: {kind: rankrag, model: DIR}`` is the RankRAG preset: one
+tuned model reranks and answers. The section models live in :mod:`rankwise.config_sections`; this module puts
+them together (``ExperimentConfig``) and re-exports them.
+
 ``load_config(path, overrides)`` reads it with ``yaml.safe_load``, applies ``key=value`` overrides
 (``rerank.top_n=50``, ``retrieve.bm25.k1=0.9``; values are YAML, so ``50`` is an int and ``null`` is None) and
 validates it. An unknown key or a wrong type raises :class:`ConfigError` naming the file, the line (when the key
 is in the file) and the dotted key. A retriever's ``kind`` defaults to its name when that names a kind.
 
-Only this module and :mod:`rankwise.experiment` read configuration; every other module takes plain arguments.
+Only these two modules and :mod:`rankwise.experiment` read configuration; every other module takes plain arguments.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from rankwise.errors import ConfigError, RankwiseError
+from rankwise.config_sections import (
+    DEFAULT_DENSE_MODEL,
+    GENERATOR_CONFIGS,
+    RERANKER_CONFIGS,
+    RETRIEVER_CONFIGS,
+    BM25Config,
+    CrossEncoderConfig,
+    DataConfig,
+    DenseConfig,
+    EvaluateConfig,
+    FuseConfig,
+    GenerateConfig,
+    HTTPGenerateConfig,
+    HTTPRerankConfig,
+    LLMRerankConfig,
+    LocalGenerateConfig,
+    RankRAGGenerateConfig,
+    RankRAGRerankConfig,
+    RerankConfig,
+    RetrieverConfig,
+    RewriteConfig,
+    SparseConfig,
+    Strict,
+    TrackingConfig,
+)
+from rankwise.errors import ConfigError
 from rankwise.yaml_keys import apply_overrides, line_of, parse_override
 
-DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+__all__ = [  # the section models are defined in config_sections and imported from here
+    "DEFAULT_DENSE_MODEL",
+    "GENERATOR_CONFIGS",
+    "RERANKER_CONFIGS",
+    "RESERVED_STAGE_NAMES",
+    "RETRIEVER_CONFIGS",
+    "BM25Config",
+    "ConfigError",
+    "CrossEncoderConfig",
+    "DataConfig",
+    "DenseConfig",
+    "EvaluateConfig",
+    "ExperimentConfig",
+    "FuseConfig",
+    "GenerateConfig",
+    "HTTPGenerateConfig",
+    "HTTPRerankConfig",
+    "LLMRerankConfig",
+    "LocalGenerateConfig",
+    "RankRAGGenerateConfig",
+    "RankRAGRerankConfig",
+    "RerankConfig",
+    "RetrieverConfig",
+    "RewriteConfig",
+    "SparseConfig",
+    "Strict",
+    "TrackingConfig",
+    "apply_overrides",
+    "dump_config",
+    "format_errors",
+    "load_config",
+    "parse_override",
+]
+
 RESERVED_STAGE_NAMES = ("rewrite", "fuse", "rerank", "generate", "evaluate")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class DataConfig(Strict):
-    split: str = "test"
-    format: Literal["beir", "smart", "hotpotqa"] | None = None
-    max_queries: PositiveInt | None = Field(None, description="keep the first N judged queries (quick runs)")
-
-
-class BM25Config(Strict):
-    kind: Literal["bm25"] = "bm25"
-    k: PositiveInt = 100
-    k1: float = Field(1.5, ge=0)
-    b: float = Field(0.75, ge=0, le=1)
-    method: str = "lucene"
-    stopwords: str | None = "en"
-    stemmer: str | None = "english"
-
-    def index_params(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"k"})
-
-
-class DenseConfig(Strict):
-    kind: Literal["dense"] = "dense"
-    k: PositiveInt = 100
-    model: str = DEFAULT_DENSE_MODEL
-    batch_size: PositiveInt = 64
-    query_prompt: str = ""
-    document_prompt: str = ""
-    trust_remote_code: bool = False
-    index_kind: Literal["exact", "hnsw", "ivf"] = "exact"
-    hnsw_m: PositiveInt = 32
-    ef_construction: PositiveInt = 200
-    ef_search: PositiveInt = 128
-    hnsw_storage: Literal["float16", "float32"] = "float16"
-    nlist: PositiveInt | None = None
-    nprobe: PositiveInt = 16
-    dtype: Literal["float32", "float16"] = "float32"
-    seed: int = 0
-
-    def index_params(self) -> dict[str, Any]:
-        """What the saved index depends on (search-time settings such as ef_search and nprobe excluded)."""
-        return self.model_dump(exclude={"k", "batch_size", "query_prompt", "ef_search", "nprobe"})
-
-
-class SparseConfig(Strict):
-    """Learned sparse retrieval (SPLADE); ``splade-tiny`` is the small offline model (weak, for trying it out)."""
-
-    kind: Literal["sparse"] = "sparse"
-    k: PositiveInt = 100
-    model: str = "splade-tiny"
-    batch_size: PositiveInt = 32
-    max_active_dims: PositiveInt | None = None
-    max_seq_length: PositiveInt | None = None
-    trust_remote_code: bool = False
-
-    def index_params(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"k", "batch_size"})
-
-
-# name -> config class of each retriever kind (the experiment's factory table uses the same keys).
-RETRIEVER_CONFIGS: dict[str, type[Strict]] = {"bm25": BM25Config, "dense": DenseConfig, "sparse": SparseConfig}
-RetrieverConfig = Annotated[BM25Config | DenseConfig | SparseConfig, Field(discriminator="kind")]
-
-
-class FuseConfig(Strict):
-    method: Literal["rrf", "weighted"] = "rrf"
-    k: int | float = Field(60, ge=0, description="RRF constant (rrf only)")
-    weights: dict[str, float] | None = Field(None, description="retriever name -> weight (default 1 each)")
-    depth: PositiveInt | None = 100
-
-
-class _RerankCommon(Strict):
-    top_n: PositiveInt = Field(100, description="rerank the top N of the previous ranking (the rest is dropped)")
-    interpolate: float | None = Field(
-        None, ge=0, le=1, description="weight of the first-stage score, min-max fused with the reranker's"
-    )
-    checkpoint_every: PositiveInt | None = Field(
-        None,
-        description="save progress every N queries so a killed run resumes mid-stage (scores then equal an "
-        "unchunked run's to float rounding, not bit for bit); None = an interrupted stage restarts",
-    )
-
-
-class CrossEncoderConfig(_RerankCommon):
-    kind: Literal["cross-encoder"] = "cross-encoder"
-    model: str = "cross-encoder/ms-marco-MiniLM-L6-v2"
-    max_length: PositiveInt | None = None
-    batch_size: PositiveInt = 128
-    max_tokens: PositiveInt = 16384
-    trust_remote_code: bool = False
-    train: dict[str, Any] | None = Field(
-        None,
-        description="train the cross-encoder first (rankwise train reranker settings without output_dir; "
-        "'model' is then the starting point); the trained model is cached by these settings",
-    )
-
-    @field_validator("train")
-    @classmethod
-    def _train_settings(cls, train: dict[str, Any] | None) -> dict[str, Any] | None:
-        if train is None:
-            return None
-        from rankwise.train.reranker_config import RerankerTrainConfig
-
-        if "output_dir" in train or "model" in train:
-            raise ValueError("'output_dir' and 'model' are set by the experiment (use rerank.model for the start)")
-        try:
-            RerankerTrainConfig.model_validate({"output_dir": "-", **train})
-        except ValidationError as exc:
-            error = exc.errors()[0]
-            key = ".".join(str(p) for p in error["loc"])
-            problem = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            raise ValueError(f"train.{key}: {problem}") from None
-        return train
-
-
-class LLMRerankConfig(_RerankCommon):
-    kind: Literal["llm"] = "llm"
-    model: str = "smollm2"
-    gguf_file: str | None = None
-    template: str | None = Field(None, description="prompt with {question} and {passage} (default: RankRAG's)")
-    system_prompt: str | None = None
-    max_passage_tokens: PositiveInt = 256
-    batch_size: PositiveInt = 8
-    max_tokens: PositiveInt = 4096
-    dtype: str = "float32"
-    trust_remote_code: bool = False
-
-
-class HTTPRerankConfig(_RerankCommon):
-    kind: Literal["http"] = "http"
-    url: str
-    model: str | None = None
-    api_key_env: str | None = Field(None, description="environment variable holding the API key")
-    timeout: float = Field(30.0, gt=0)
-    max_documents: PositiveInt = 100
-
-
-RERANKER_CONFIGS: dict[str, type[Strict]] = {
-    "cross-encoder": CrossEncoderConfig,
-    "llm": LLMRerankConfig,
-    "http": HTTPRerankConfig,
-}
-RerankConfig = Annotated[CrossEncoderConfig | LLMRerankConfig | HTTPRerankConfig, Field(discriminator="kind")]
-
-
-class RewriteConfig(Strict):
-    """How a conversational question becomes the search query (retrieval and reranking see the rewrite; the
-    generator sees the question with its history)."""
-
-    strategy: Literal["last_turn", "full_history", "llm", "human"] = "last_turn"
-    model: str = Field("smollm2", description="llm: the chat model that rewrites (local name/path)")
-    max_new_tokens: PositiveInt = 48
-    threads: PositiveInt | None = None
-
-
-class _GenerateCommon(Strict):
-    top_k: PositiveInt = Field(5, description="passages shown to the generator, from the final ranking")
-    template: str = Field("default", description="prompt template name or YAML file (rankwise.generate.prompts)")
-    max_new_tokens: PositiveInt = 96
-    max_passage_words: PositiveInt | None = None
-    checkpoint_every: PositiveInt | None = Field(
-        16, description="answers saved every N questions, so a killed run resumes; None = all in one go"
-    )
-
-
-class LocalGenerateConfig(_GenerateCommon):
-    kind: Literal["local"] = "local"
-    model: str = Field("smollm2", description="'smollm2' (bundled GGUF), a hub name, a directory or a .gguf file")
-    gguf_file: str | None = None
-    batch_size: PositiveInt = 4
-    dtype: str = "float32"
-    threads: PositiveInt | None = Field(None, description="torch CPU threads (a process-wide setting)")
-    max_input_tokens: PositiveInt | None = None
-    trust_remote_code: bool = False
-
-
-class HTTPGenerateConfig(_GenerateCommon):
-    kind: Literal["http"] = "http"
-    base_url: str
-    model: str
-    api_key_env: str | None = Field(None, description="environment variable holding the API key")
-    temperature: float = Field(0.0, ge=0)
-    timeout: float = Field(60.0, gt=0)
-    concurrency: PositiveInt = 4
-
-
-GENERATOR_CONFIGS: dict[str, type[Strict]] = {"local": LocalGenerateConfig, "http": HTTPGenerateConfig}
-GenerateConfig = Annotated[LocalGenerateConfig | HTTPGenerateConfig, Field(discriminator="kind")]
-
-
-class EvaluateConfig(Strict):
-    metrics: list[str] = Field(default_factory=lambda: ["nDCG@10", "RR@10", "R@100"], min_length=1)
-    missing: Literal["skip", "zero"] = "skip"
-    sweep: list[PositiveInt] = Field(
-        default_factory=lambda: [1, 3, 5, 10, 20, 50, 100], description="cutoffs k for the nDCG@k / R@k sweep"
-    )
-
-    @field_validator("metrics")
-    @classmethod
-    def _known_metrics(cls, names: list[str]) -> list[str]:
-        from rankwise.evaluate.retrieval import parse_measures
-
-        try:
-            parse_measures(names)
-        except RankwiseError as exc:
-            raise ValueError(str(exc)) from None
-        return names
-
-    @field_validator("sweep")
-    @classmethod
-    def _sorted_sweep(cls, cutoffs: list[int]) -> list[int]:
-        return sorted(set(cutoffs))
-
-
-class TrackingConfig(Strict):
-    backend: Literal["none", "mlflow", "wandb"] = "none"
-    uri: str | None = Field(None, description="mlflow: tracking URI (default file store ./mlruns); wandb: dir")
-    project: str = "rankwise"
 
 
 class ExperimentConfig(Strict):
@@ -298,6 +138,13 @@ class ExperimentConfig(Strict):
             unknown = sorted(set(self.fuse.weights) - set(self.retrieve))
             if unknown:
                 raise ValueError(f"fuse.weights names unknown retrievers {unknown} (known: {list(self.retrieve)})")
+        rerank, generate = self.rerank, self.generate
+        if (
+            isinstance(rerank, RankRAGRerankConfig)
+            and isinstance(generate, RankRAGGenerateConfig)
+            and (rerank.model, rerank.dtype) != (generate.model, generate.dtype)
+        ):
+            raise ValueError("rerank and generate of kind rankrag are one model: give both the same model and dtype")
         return self
 
     def ranking_stages(self) -> list[str]:

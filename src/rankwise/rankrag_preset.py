@@ -11,6 +11,7 @@ passages cut to 128 tokens for ranking, the ``short`` answer template with passa
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from rankwise.rerank.llm import DEFAULT_TEMPLATE
@@ -77,21 +78,29 @@ def load_rankrag(
     A model written by ``rankwise rankrag train`` carries ``rankrag.json`` (the blend's prompt settings: answer
     template, passage cuts, ranking prompt); those are the defaults, and ``options`` override them.
     """
+    model, tokenizer, saved = shared_model(model_dir, dtype, threads, device)
+    return rankrag_parts(model, tokenizer, **{**saved, **options})
+
+
+@lru_cache(maxsize=1)
+def shared_model(
+    model_dir: str, dtype: str = "bfloat16", threads: int | None = None, device: str | None = None
+) -> tuple[Any, Any, dict[str, Any]]:
+    """``(model, tokenizer, saved prompt settings)``, loaded once: the last model asked for stays loaded, so an
+    experiment's ``rerank`` and ``generate`` stages of kind ``rankrag`` share one copy of the weights."""
     import json
     from pathlib import Path
 
     from rankwise.models import load_causal_lm
 
     saved = Path(model_dir) / "rankrag.json"
-    if saved.is_file():
-        options = {**json.loads(saved.read_text(encoding="utf-8")), **options}
-
+    options = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else {}
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
     model, tokenizer = load_causal_lm(model_dir, dtype=dtype, device=device)
-    return rankrag_parts(model, tokenizer, **options)
+    return model, tokenizer, options
 
 
 def cli_parts(

@@ -301,3 +301,34 @@ def test_ask_with_the_rankrag_preset(trained: dict[str, Any], tmp_path: Path, ca
     payload = json.loads(capsys.readouterr().out)
     assert len(payload["sources"]) == 2 and "rerank_s" in payload["latency_s"]  # the model reranked, then answered
     assert main([*ask, "--reranker", "llm"]) == 2  # one model plays both roles: a second reranker is refused
+
+
+def test_experiment_config_rankrag_preset_loads_one_model_for_both_stages(
+    trained: dict[str, Any], hotpotqa_file: Path, tmp_path: Path
+) -> None:
+    from rankwise.config import ConfigError, load_config
+    from rankwise.data import read_run
+    from rankwise.experiment import run_experiment
+    from rankwise.rankrag_preset import shared_model
+
+    model = trained["out"] / "model"
+    config = tmp_path / "rankrag.yaml"
+    config.write_text(
+        f"""name: rankrag
+data: {{max_queries: 2}}
+retrieve: {{bm25: {{k: 10}}}}
+rerank: {{kind: rankrag, model: {model}, top_n: 4, dtype: float32}}
+generate: {{kind: rankrag, model: {model}, top_k: 2, max_new_tokens: 2, dtype: float32}}
+"""
+    )
+    shared_model.cache_clear()
+    [out] = run_experiment(load_config(config), [str(hotpotqa_file)], tmp_path / "out", show_progress=False, log=str)
+    assert shared_model.cache_info().misses == 1  # the reranker and the generator share one loaded model
+    reranked = read_run(out / "runs" / "rerank.trec")
+    assert len(reranked) == 2 and all(len(docs) == 4 for docs in reranked.values())
+    answers = [json.loads(line) for line in (out / "answers.jsonl").read_text().splitlines()]
+    assert len(answers) == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert "rerank" in metrics["stages"] and metrics["stages"]["generate"]["questions"] == 2
+    with pytest.raises(ConfigError, match="one model: give both the same model and dtype"):
+        load_config(config, ["generate.model=smollm2"])

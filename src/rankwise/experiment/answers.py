@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rankwise.config import HTTPGenerateConfig, LocalGenerateConfig
+from rankwise.config import HTTPGenerateConfig, LocalGenerateConfig, RankRAGGenerateConfig
 from rankwise.errors import RankwiseError
 from rankwise.experiment.cache import Chunks
 from rankwise.types import Dataset, Document, Query, Run, sort_run
 
-GenerateConfig = LocalGenerateConfig | HTTPGenerateConfig
+GenerateConfig = LocalGenerateConfig | HTTPGenerateConfig | RankRAGGenerateConfig
 QA_METRICS = ("em", "f1", "answer_in_passages", "citation_precision", "citation_recall", "support_f1", "cited",
               "abstained", "dropped_citations")  # fmt: skip
 
@@ -91,6 +91,16 @@ def build_generator(config: GenerateConfig, progress: bool) -> Any:
 
     from rankwise.generate.prompts import load_template
 
+    if isinstance(config, RankRAGGenerateConfig):  # the model's own prompt settings unless the config sets them
+        from rankwise.rankrag_preset import load_rankrag
+
+        options: dict[str, Any] = {"max_new_tokens": config.max_new_tokens, "batch_size": config.batch_size}
+        if config.template != "default":
+            options["template"] = config.template
+        if config.max_passage_words is not None:
+            options["max_passage_words"] = config.max_passage_words
+        parts = load_rankrag(config.model, config.dtype, config.threads, show_progress=progress, **options)
+        return parts.generator
     template = load_template(config.template)
     if config.max_passage_words is not None:
         template = replace(template, max_passage_words=config.max_passage_words)

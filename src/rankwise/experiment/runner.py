@@ -185,7 +185,8 @@ def run_dataset(
     records = None
     if config.generate is not None:
         generate_config, final = config.generate, runs[last]
-        key = content_hash("generate", version, generate_config.model_dump(), done.keys[last], data_key)
+        stamp = stages.model_stamp(getattr(generate_config, "model", None))  # a model retrained in place: new key
+        key = content_hash("generate", version, generate_config.model_dump(), stamp, done.keys[last], data_key)
         chunks = Chunks(out_dir, "generate", key)
         records = done.run(
             "generate", key, "answers.jsonl",

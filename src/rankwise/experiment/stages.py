@@ -20,6 +20,7 @@ from rankwise.config import (
     FuseConfig,
     HTTPRerankConfig,
     LLMRerankConfig,
+    RankRAGRerankConfig,
     RewriteConfig,
     SparseConfig,
 )
@@ -201,7 +202,7 @@ def fuse(config: FuseConfig, runs: Mapping[str, Run]) -> Run:
 
 # --------------------------------------------------------------------------------------------------- rerank
 
-RerankConfig = CrossEncoderConfig | LLMRerankConfig | HTTPRerankConfig
+RerankConfig = CrossEncoderConfig | LLMRerankConfig | HTTPRerankConfig | RankRAGRerankConfig
 
 
 def _cross_encoder(config: CrossEncoderConfig, model: str, progress: bool) -> Any:
@@ -247,8 +248,22 @@ def _http(config: HTTPRerankConfig, model: str | None, progress: bool) -> Any:
     )
 
 
+def _rankrag(config: RankRAGRerankConfig, model: str, progress: bool) -> Any:
+    from rankwise.rankrag_preset import load_rankrag
+
+    parts = load_rankrag(
+        model, dtype=config.dtype, threads=config.threads, rerank_batch_size=config.batch_size, show_progress=progress
+    )
+    return parts.reranker
+
+
 # kind -> builder(config, model name or path, show_progress); plain dict literal.
-RERANKERS: dict[str, Callable[[Any, Any, bool], Any]] = {"cross-encoder": _cross_encoder, "llm": _llm, "http": _http}
+RERANKERS: dict[str, Callable[[Any, Any, bool], Any]] = {
+    "cross-encoder": _cross_encoder,
+    "llm": _llm,
+    "http": _http,
+    "rankrag": _rankrag,
+}
 
 
 def rerank_model(config: RerankConfig, models_root: Path, log: Log) -> tuple[str | None, dict[str, Any]]:
