@@ -9,7 +9,8 @@ import pytest
 
 from rankwise.errors import RankwiseError
 from rankwise.generate.citations import build_answer
-from rankwise.rag import hotpotqa_inputs, run_hotpotqa, run_mtrag
+from rankwise.rag import hotpotqa_inputs, run_hotpotqa
+from rankwise.rag_mtrag import run_mtrag
 from rankwise.retrieve.bm25 import BM25Retriever
 
 

@@ -277,7 +277,8 @@ def rag(
     """Run a data set end to end (retrieve → rerank → answer with citations) and score it."""
     from rich.console import Console
 
-    from rankwise.rag import run_hotpotqa, run_mtrag
+    from rankwise.rag import run_hotpotqa
+    from rankwise.rag_mtrag import run_mtrag
 
     if dataset not in ("hotpotqa", "mtrag"):
         raise RankwiseError(f"--dataset must be hotpotqa or mtrag, not '{dataset}'")
