@@ -136,6 +136,7 @@ def test_training_changes_the_adapter_and_leaves_the_base_untouched(trained: dic
     assert all(torch.equal(start[n], end[n]) for n in base)
     assert trained["metrics"]["trainable_parameters"] == sum(start[n].numel() for n in lora)
     assert trained["metrics"]["steps"] == 2
+    assert trained["metrics"]["examples_trained"] == trained["metrics"]["examples"]  # every example fits
     log = [json.loads(line) for line in (trained["out"] / "log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log if "loss" in entry] == [1, 2]
 
@@ -332,3 +333,8 @@ generate: {{kind: rankrag, model: {model}, top_k: 2, max_new_tokens: 2, dtype: f
     assert "rerank" in metrics["stages"] and metrics["stages"]["generate"]["questions"] == 2
     with pytest.raises(ConfigError, match="one model: give both the same model and dtype"):
         load_config(config, ["generate.model=smollm2"])
+
+
+def test_examples_cut_before_their_answer_are_counted(tiny_lm_dir: Path, tiny_blend: Path, tmp_path: Path) -> None:
+    metrics = train_rankrag(config_for(tiny_lm_dir, tiny_blend, tmp_path, max_length=48, max_steps=1), False)
+    assert 0 < metrics["examples_trained"] < metrics["examples"]  # the longer prompts lost their answers

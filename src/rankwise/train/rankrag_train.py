@@ -181,6 +181,7 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
         "steps": state.global_step,
         "stage1_steps": stage1_steps,
         "examples": len(dataset),
+        "examples_trained": trainer.examples_trained,  # after trl dropped those cut before their answer
         "blend": str(blend_file),
         "first_loss": losses[0] if losses else None,
         "last_loss": losses[-1] if losses else None,
@@ -256,6 +257,14 @@ def _fit(
         peft_config=lora,
         callbacks=[json_log_callback(out / "log.jsonl"), *(callbacks or [])],
     )
+    # trl cuts each example at max_length and drops those left with no answer token: say so, they are lost data
+    trainer.examples_trained = len(trainer.train_dataset)
+    if trainer.examples_trained < len(dataset):
+        logger.warning(
+            "%d of %d examples have their whole answer beyond max_length %d and are dropped by trl: raise "
+            "max_length or cut passages harder (blend: max_passage_words / max_passage_tokens)",
+            len(dataset) - trainer.examples_trained, len(dataset), config.max_length,
+        )  # fmt: skip
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() and config.resume else None
     if last:
         logger.info("resuming from %s", last)

@@ -64,7 +64,9 @@ class RankRAGTrainConfig(BaseModel):
     learning_rate: float = Field(2e-4, gt=0)
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
-    max_length: int = Field(512, ge=16, description="prompt + completion tokens; longer ones are cut at the end")
+    max_length: int = Field(
+        512, ge=16, description="prompt + completion tokens, cut at the end (examples cut before the answer: dropped)"
+    )
     lora: LoraSettings = LoraSettings()
     qlora: bool = Field(False, description="4-bit base weights (bitsandbytes + a CUDA GPU; untested here)")
     merge: bool = Field(True, description="save a merged plain checkpoint in model/ (else model/ holds the adapter)")
