@@ -191,3 +191,22 @@ def test_shipped_configs_validate(path):
     assert isinstance(config, ExperimentConfig)
     assert config.datasets, f"{path.name} should name its data sets so `rankwise run -e` needs no -d"
     assert path.with_name(f"{path.stem}.expected.yaml").is_file(), f"{path.name} has no expected.yaml"
+
+
+TRAINING_CONFIGS = sorted((CONFIGS / "rankrag").glob("*.yaml")) + sorted((CONFIGS / "train").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", TRAINING_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_shipped_training_configs_load(path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rankwise.train import rankrag_config, rankrag_sweep, rankrag_train_config, reranker_config, retriever_config
+
+    monkeypatch.setenv("RANKWISE_DATA", str(data_root))
+    loaders = {
+        "blend": rankrag_config.load_blend_config,
+        "sweep": rankrag_sweep.load_sweep_config,
+        "train": rankrag_train_config.load_train_config,
+        "reranker": reranker_config.load_config,
+        "retriever": retriever_config.load_config,
+    }
+    [load] = [loader for prefix, loader in loaders.items() if path.stem.startswith(prefix)]
+    assert load(path) is not None
