@@ -188,6 +188,30 @@ def test_qa_prompt_is_the_generators_prompt(sources, tokenizer, data_root):
         assert shown == 5 and "[" in example["completion"][0]["content"]  # 5 passages shown, the gold cited
 
 
+def test_examples_over_the_token_budget_are_rendered_shorter_to_fit(sources, tokenizer):
+    from rankwise.train.rankrag_format import example_tokens
+
+    settings = {"size": 60, "ranking_fraction": 0.0, "seed": 1, **_pick(sources, "mtrag", "hotpotqa")}
+    free, free_summary = build_blend(from_mapping(settings), tokenizer)
+    budget = 400
+    fitted, summary = build_blend(from_mapping({**settings, "max_example_tokens": budget}), tokenizer)
+    assert [e["id"] for e in fitted] == [e["id"] for e in free]  # the same picks, only shorter texts
+    assert free_summary["shrunk_to_fit"] == {} and free_summary["max_example_tokens"] is None
+    before = {e["id"]: example_tokens(tokenizer, e["prompt"], e["completion"]) for e in free}
+    after = {e["id"]: example_tokens(tokenizer, e["prompt"], e["completion"]) for e in fitted}
+    too_long = {i for i, n in before.items() if n > budget}
+    assert too_long  # the test means something: some examples did not fit
+    over = {i for i, n in after.items() if n > budget}
+    assert sum(summary["shrunk_to_fit"].values()) == len(too_long - over)
+    assert sum(summary["over_budget"].values()) == len(over)  # what cannot fit is counted, and noted
+    assert not over or any("over max_example_tokens" in note for note in summary["notes"])
+    assert len(over) < len(too_long) / 2  # most are fitted (the rest: long MT-RAG answers)
+    for e in fitted:
+        if e["id"] not in too_long:
+            assert after[e["id"]] == before[e["id"]]  # examples that fitted are untouched
+        assert e["completion"] == next(f["completion"] for f in free if f["id"] == e["id"])  # answers never cut
+
+
 def test_cli_writes_the_blend_and_bad_keys_name_their_line(tmp_path, sources):
     from rankwise.cli.rankrag_blend import build_blend as command
 

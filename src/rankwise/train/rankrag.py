@@ -32,7 +32,8 @@ from typing import Any
 
 from rankwise.errors import RankwiseError
 from rankwise.train.rankrag_config import QA_TASKS, RANKING_TASKS, TASKS, BlendConfig
-from rankwise.train.rankrag_sources import READERS, Candidate, Formatter, hotpotqa_split
+from rankwise.train.rankrag_format import Formatter, prompt_text
+from rankwise.train.rankrag_sources import READERS, Candidate, hotpotqa_split
 
 __all__ = ["build_blend", "hotpotqa_split", "read_blend", "write_blend"]
 
@@ -77,6 +78,14 @@ def build_blend(
     notes.extend([shrink_note] if shrink_note else [])
     examples = materialise(picked, show_progress)
     summary = summarise(examples, picked, candidates, config, tokenizer)
+    summary["max_example_tokens"] = config.max_example_tokens
+    summary["shrunk_to_fit"] = dict(fmt.shrunk)
+    summary["over_budget"] = dict(fmt.over_budget)
+    if fmt.over_budget:
+        notes.append(
+            f"{sum(fmt.over_budget.values())} examples stay over max_example_tokens={config.max_example_tokens} "
+            "even with passages and history cut to a few words; a trainer with that max_length cuts their end"
+        )
     summary["heldout"] = {name: len(ids) for name, ids in heldout_ids.items()}
     summary["notes"] = notes
     summary["seconds"] = round(time.perf_counter() - start, 2)
@@ -234,15 +243,6 @@ def materialise(picked: Sequence[Candidate], show_progress: bool = False) -> lis
             }
         )
     return examples
-
-
-def prompt_text(tokenizer: Any, prompt: Sequence[Mapping[str, str]]) -> str:
-    """The prompt as the model sees it: the chat template with the assistant turn opened (plain text without)."""
-    if getattr(tokenizer, "chat_template", None):
-        return str(tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True))
-    from rankwise.generate.prompts import messages_to_text
-
-    return messages_to_text(prompt)
 
 
 def summarise(

@@ -118,6 +118,12 @@ class BlendConfig(BaseModel):
     ranking_system_prompt: str | None = Field(None, description="system turn of the ranking prompt (default none)")
     qa_template: str = Field("short", description="generator prompt template (name or YAML file) for QA examples")
     max_passage_words: int | None = Field(80, ge=1, description="QA passages cut to this many words (as generate)")
+    max_example_tokens: int | None = Field(
+        None,
+        ge=16,
+        description="QA / rag_ranking examples longer than this (prompt + answer tokens) are rendered again with "
+        "shorter passages and history turns until they fit; set it to the training max_length (training does)",
+    )
     contexts: int = Field(5, ge=1, description="passages shown in rag_qa / rag_ranking examples")
     rag_variants: int = Field(
         1, ge=1, description="rag_qa / rag_ranking candidates per query, each with other negatives and order"

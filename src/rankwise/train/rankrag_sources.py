@@ -14,21 +14,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rankwise.data._io import iter_jsonl, read_lines, require_str
 from rankwise.errors import DataError
+from rankwise.train.rankrag_format import Formatter, Messages
 from rankwise.types import Document, Query
-
-Messages = list[dict[str, str]]
-
-RAG_RANKING_USER = (
-    "Passages:\n{passages}\n\nFor the question {question}, find all passages relevant to the question. "
-    "Answer with their numbers in square brackets, like [1] [3]."
-)
 
 
 @dataclass(frozen=True)
@@ -43,78 +37,6 @@ class Candidate:
     make: Callable[[], tuple[Messages, Messages]] = field(compare=False, repr=False)
     label: str | None = None  # "True"/"False" for ranking examples
     where: str = ""  # file and line, for errors about user data
-
-
-class Formatter:
-    """Builds prompts exactly as the reranker and the generator do."""
-
-    def __init__(self, config: Any, tokenizer: Any) -> None:
-        from rankwise.generate.prompts import load_template
-        from rankwise.rerank.llm import DEFAULT_TEMPLATE
-
-        self.tokenizer = tokenizer
-        self.max_passage_tokens = config.max_passage_tokens
-        self.ranking_template = config.ranking_template or DEFAULT_TEMPLATE
-        self.ranking_system = config.ranking_system_prompt
-        template = load_template(config.qa_template)
-        if config.max_passage_words is not None:
-            template = replace(template, max_passage_words=config.max_passage_words)
-        self.qa_template = template
-        self.list_template = replace(template, number_sentences=False)
-        self.contexts = config.contexts
-        self.seed = config.seed
-        self.variants = config.rag_variants
-
-    def rng(self, *parts: object) -> random.Random:
-        return random.Random(":".join(str(p) for p in (self.seed, *parts)))
-
-    def ranking(self, question: str, passage: str, relevant: bool) -> tuple[Messages, Messages]:
-        from rankwise.rerank.llm import ranking_messages, truncate_passages
-
-        (cut,) = truncate_passages(self.tokenizer, [passage], self.max_passage_tokens)
-        prompt = ranking_messages(question, cut, self.ranking_template, self.ranking_system)
-        return prompt, [{"role": "assistant", "content": "True" if relevant else "False"}]
-
-    def qa(
-        self,
-        question: str,
-        passages: Sequence[Document],
-        answer: str,
-        cited: Sequence[int] = (),
-        sentences: Sequence[tuple[int, int]] = (),
-        history: Sequence[str] = (),
-    ) -> tuple[Messages, Messages]:
-        """``cited``: 1-based passage numbers; ``sentences``: (passage, sentence) 1-based, used when the
-        template numbers sentences and they are known."""
-        prompt = self.qa_template.messages(question, passages, history)
-        if self.qa_template.number_sentences and sentences:
-            marks = " ".join(f"[{p}.{s}]" for p, s in sentences)
-        else:
-            marks = " ".join(f"[{n}]" for n in cited)
-        text = f"{answer.strip()} {marks}".strip()
-        return prompt, [{"role": "assistant", "content": text}]
-
-    def rag_ranking(
-        self, question: str, passages: Sequence[Document], relevant: Sequence[int]
-    ) -> tuple[Messages, Messages]:
-        shown = "\n".join(self.list_template.render_passage(i, doc) for i, doc in enumerate(passages, start=1))
-        prompt = [{"role": "user", "content": RAG_RANKING_USER.format(passages=shown, question=question.strip())}]
-        return prompt, [{"role": "assistant", "content": " ".join(f"[{n}]" for n in relevant)}]
-
-    def mix(
-        self, gold: Sequence[Document], negatives: Sequence[Document], variant: int, *salt: object
-    ) -> tuple[list[Document], list[int]]:
-        """Gold passages (at most ``contexts - 1`` when negatives exist) plus negatives to ``contexts``, shuffled;
-        returns the passages and the 1-based positions of the gold ones. Variant 0 takes the hardest (first)
-        negatives; variant ``v > 0`` samples them from the first 30."""
-        keep = list(gold[: self.contexts - 1] if negatives else gold[: self.contexts])
-        room = self.contexts - len(keep)
-        pool = list(negatives[:30])
-        picked = pool[:room] if variant == 0 else self.rng(*salt, variant).sample(pool, min(room, len(pool)))
-        shown = keep + picked
-        self.rng(*salt, variant).shuffle(shown)
-        gold_ids = {doc.id for doc in keep}
-        return shown, [i for i, doc in enumerate(shown, start=1) if doc.id in gold_ids]
 
 
 def bm25_negatives(corpus: Mapping[str, Document], queries: Mapping[str, Query], depth: int) -> dict[str, list[str]]:

@@ -94,7 +94,8 @@ def stage2_blend(config: RankRAGTrainConfig, out: Path, is_main: bool = True) ->
     if not target.is_file() and is_main:
         from rankwise.train.rankrag import build_blend, write_blend
 
-        examples, summary = build_blend(blend_config(config.blend or {}))
+        section = {"max_example_tokens": config.max_length, **(config.blend or {})}  # fit the trainer's window
+        examples, summary = build_blend(blend_config(section))
         write_blend(examples, target)
         atomic_write_text(out / "blend_summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     waited = 0
