@@ -275,7 +275,7 @@ eval:
     assert not any(r["task"] in ("ranking", "rag_ranking") for r in blend0)
     assert all(r["task"] in ("ranking", "rag_ranking") for r in blend1)
     table = (out / "sweep.md").read_text()
-    assert "| fraction-1 | 1 | 1 |" in table and "BM25 alone" in table
+    assert "| fraction-1 | 1 | 1 | 6 / 6 |" in table and "BM25 alone" in table
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cached = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name in ("ranking.json", "metrics.json")}
     assert len(cached) >= 8

@@ -14,6 +14,13 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _trained(model: dict[str, Any]) -> str:
+    """``kept / blend`` examples (trl drops those cut before their answer); "–" for zero-shot or older sweeps."""
+    if model.get("examples_trained") is None:
+        return "–"
+    return f"{model['examples_trained']} / {model.get('examples')}"
+
+
 def ordered(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Zero-shot first, then by ranking fraction (the sweep may train them in any order)."""
     return sorted(models, key=lambda m: -1.0 if m["fraction"] is None else m["fraction"])
@@ -22,19 +29,22 @@ def ordered(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def markdown_table(results: dict[str, Any]) -> str:
     """One row per model (zero-shot, then each fraction), plus BM25 alone for the ranking column."""
     header = (
-        "| model | ranking fraction | steps | train s | SciFact nDCG@10 | SciFact RR@10 | HotpotQA EM | F1 | SP-F1 "
-        "| no-rerank EM | no-rerank F1 | no-rerank SP-F1 |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| model | ranking fraction | steps | examples trained | train s | SciFact nDCG@10 | SciFact RR@10 "
+        "| HotpotQA EM | F1 | SP-F1 | no-rerank EM | no-rerank F1 | no-rerank SP-F1 |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     bm25 = results.get("bm25", {})
-    rows = [f"| BM25 alone | – | – | – | {_fmt(bm25.get('nDCG@10'))} | {_fmt(bm25.get('RR@10'))} |  |  |  |  |  |  |"]
+    rows = [
+        f"| BM25 alone | – | – | – | – | {_fmt(bm25.get('nDCG@10'))} | {_fmt(bm25.get('RR@10'))} |  |  |  |  |  |  |"
+    ]
     for model in ordered(results["models"]):
         ranking = model.get("ranking", {})
         qa = model.get("hotpotqa", {})
         plain = model.get("hotpotqa_no_rerank", {})
         fraction = "–" if model["fraction"] is None else format(model["fraction"], "g")
         rows.append(
-            f"| {model['name']} | {fraction} | {model['steps']} | {_fmt(model['train_seconds'], 0)} "
+            f"| {model['name']} | {fraction} | {model['steps']} | {_trained(model)} "
+            f"| {_fmt(model['train_seconds'], 0)} "
             f"| {_fmt(ranking.get('nDCG@10'))} | {_fmt(ranking.get('RR@10'))} "
             f"| {_fmt(qa.get('em'))} | {_fmt(qa.get('f1'))} | {_fmt(qa.get('sp_paragraph_f1'))} "
             f"| {_fmt(plain.get('em'))} | {_fmt(plain.get('f1'))} | {_fmt(plain.get('sp_paragraph_f1'))} |"
@@ -44,7 +54,8 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"\nSciFact: P(True) reranking of BM25 top-{results['config']['eval']['depth']} for the first "
         f"{results['config']['eval']['scifact_queries']} test queries. HotpotQA: {heldout.get('questions', 0)} "
         f"held-out questions (split seed {heldout.get('seed')}), distractor setting, the same model reranks and "
-        "answers; no-rerank = BM25 order, same model answers. SP-F1 = supporting-paragraph F1 of the citations.\n"
+        "answers; no-rerank = BM25 order, same model answers. SP-F1 = supporting-paragraph F1 of the citations. "
+        "Examples trained: blend examples trl kept (it drops those that max_length cuts before their answer).\n"
     )
     return header + "\n".join(rows) + "\n" + note
 

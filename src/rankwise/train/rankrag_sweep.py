@@ -124,6 +124,8 @@ def _train_and_evaluate(config: SweepConfig, fraction: float, show_progress: boo
         "steps": trained["steps"],
         "train_seconds": trained["train_seconds"],
         "last_loss": trained["last_loss"],
+        "examples": trained.get("examples"),
+        "examples_trained": trained.get("examples_trained"),  # what trl kept of the blend (see rankrag_train)
     }
     eval_dir = str(Path(config.output_dir) / fraction_name(fraction) / "eval")
     row.update(_evaluate(config, trained["model_dir"], eval_dir, ablate, show_progress))
