@@ -36,10 +36,12 @@ def train(
     overrides: SetOpt = None,
 ) -> None:
     """LoRA-tune a causal LM on the RankRAG blend (Stage-I optional); rerun the same command to resume."""
+    from rankwise.allocator import keep_freed_memory
     from rankwise.train.rankrag_train import train_rankrag
     from rankwise.train.rankrag_train_config import load_train_config
 
     settings = load_train_config(config, parse_overrides(overrides or []))
+    keep_freed_memory()
     metrics = train_rankrag(settings)
     done = " (already trained)" if metrics.get("already_done") else ""
     typer.echo(
@@ -60,6 +62,7 @@ def sweep(
 ) -> None:
     """Train one model per ranking fraction at a fixed step budget, evaluate each (SciFact reranking, held-out
     HotpotQA answering, no-rerank ablation) and the zero-shot model; writes sweep.json/.md/.png. Resumable."""
+    from rankwise.allocator import keep_freed_memory
     from rankwise.errors import RankwiseError
     from rankwise.train.rankrag_sweep import load_sweep_config, run_sweep
 
@@ -73,5 +76,7 @@ def sweep(
             raise RankwiseError(f"--fractions takes numbers: {' '.join(ctx.args)}") from exc
     if out is not None:
         settings["output_dir"] = str(out)
-    results = run_sweep(load_sweep_config(config, settings))
+    sweep_config = load_sweep_config(config, settings)
+    keep_freed_memory()  # also reaches the spawned training / evaluation workers, through the environment
+    results = run_sweep(sweep_config)
     typer.echo((Path(results["config"]["output_dir"]) / "sweep.md").read_text(encoding="utf-8"))

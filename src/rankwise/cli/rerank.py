@@ -66,6 +66,7 @@ def rerank(
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow model code.")] = False,
 ) -> None:
     """Rerank the top-N of a run with a cross-encoder, an LLM's P(True), or a hosted rerank API."""
+    from rankwise.allocator import keep_freed_memory
     from rankwise.data import load_queries, read_run, write_run
     from rankwise.rerank import reranker_class
     from rankwise.types import top_k
@@ -81,6 +82,7 @@ def rerank(
     options = _options(
         reranker, model, max_length, batch_size, max_passage_tokens, gguf_file, url, api_key_env, trust_remote_code
     )
+    keep_freed_memory()
     reranked = reranker_class(reranker)(**options).rerank(loaded_queries, first_stage, docs, k=top_n)
     if interpolate:
         reranked = _interpolate(first_stage, reranked, interpolate)

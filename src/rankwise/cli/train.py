@@ -25,10 +25,12 @@ def reranker(
     ] = None,
 ) -> None:
     """Train a cross-encoder on BM25 hard negatives; rerun the same command to resume after an interruption."""
+    from rankwise.allocator import keep_freed_memory
     from rankwise.train.reranker import train_reranker
     from rankwise.train.reranker_config import load_config
 
     settings = load_config(config, parse_overrides(overrides or []))
+    keep_freed_memory()
     metrics = train_reranker(settings)
     typer.echo(
         f"best dev nDCG@10 {metrics['best_dev_ndcg@10']:.4f} (first stage {metrics['first_stage_dev_ndcg@10']:.4f}) "

@@ -27,11 +27,14 @@ def retriever(
     ] = None,
 ) -> None:
     """Train a dense encoder (base + projection head) with in-batch and BM25 hard negatives; rerun to resume."""
+    from rankwise.allocator import keep_freed_memory
     from rankwise.cli.train import parse_overrides
     from rankwise.train.retriever import train_retriever
     from rankwise.train.retriever_config import load_config
 
-    summary = train_retriever(load_config(config, parse_overrides(overrides or [])))
+    settings = load_config(config, parse_overrides(overrides or []))
+    keep_freed_memory()
+    summary = train_retriever(settings)
     before, after = summary["before"], summary["after"]
     if "dev_ndcg@10" in after:
         typer.echo(f"dev nDCG@10 {before['dev_ndcg@10']:.4f} -> {after['dev_ndcg@10']:.4f}")
