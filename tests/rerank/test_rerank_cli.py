@@ -67,6 +67,32 @@ def test_rerank_cross_encoder_writes_top_n(app, beir, tmp_path, tiny_cross_encod
     assert list(read_run(fused_out)["q1"]) == ["d2", "d5", "d1"]
 
 
+def test_interpolate_auto_reads_the_weight_the_trainer_picked(app, beir, tmp_path, tiny_cross_encoder_dir):
+    import json
+    import shutil
+
+    model = tmp_path / "trained"
+    shutil.copytree(tiny_cross_encoder_dir, model)
+    out = tmp_path / "auto.trec"
+    args = ["rerank", "--run", str(tmp_path / "bm25.trec"), "--corpus", str(beir), "--out", str(out)]
+    args += ["--model", str(model), "--top-n", "3", "--max-length", "32", "--interpolate", "auto"]
+    missing = CliRunner().invoke(app, args)
+    assert missing.exit_code != 0 and "rankwise_rerank.json" in str(missing.exception or missing.output)
+    assert not out.exists()
+
+    (model / "rankwise_rerank.json").write_text(json.dumps({"first_stage_weight": 1.0}))
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "first-stage weight 1.0" in result.output
+    assert list(read_run(out)["q1"]) == ["d2", "d5", "d1"]  # all weight on BM25: its order comes back
+
+    (model / "rankwise_rerank.json").write_text(json.dumps({"first_stage_weight": 3}))
+    bad = CliRunner().invoke(app, args)
+    assert bad.exit_code != 0 and "[0, 1]" in str(bad.exception or bad.output)
+    wrong = CliRunner().invoke(app, [*args[:-1], "lots"])
+    assert wrong.exit_code != 0 and "'auto'" in str(wrong.exception or wrong.output)
+
+
 def test_options_for_another_reranker_are_rejected(app, beir, tmp_path):
     base = ["rerank", "--run", str(tmp_path / "bm25.trec"), "--corpus", str(beir), "--out", str(tmp_path / "x")]
     result = CliRunner().invoke(app, [*base, "--reranker", "cross-encoder", "--url", "http://127.0.0.1:1/rerank"])

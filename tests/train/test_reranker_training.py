@@ -232,6 +232,10 @@ def test_cli_train_reranker(toy_data, tiny_bert, tmp_path):
     assert "best dev nDCG@10" in result.output
     assert json.loads((out / "config.json").read_text())["epochs"] == 1
     assert (out / "model" / "model.safetensors").is_file()
+    # the dev-picked first-stage weight travels with the model, for `rankwise rerank --interpolate auto`
+    picked = json.loads((out / "model" / "rankwise_rerank.json").read_text())
+    assert picked["first_stage_weight"] == json.loads((out / "metrics.json").read_text())["interpolation"]["weight"]
+    assert picked["max_length"] == settings["max_length"]
 
 
 def test_tune_interpolation_prefers_the_better_ranking():

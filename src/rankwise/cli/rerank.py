@@ -56,8 +56,12 @@ def rerank(
         str | None, typer.Option("--api-key-env", help="http: environment variable holding the API key.")
     ] = None,
     interpolate: Annotated[
-        float | None,
-        typer.Option("--interpolate", help="Weight in [0,1] of the first-stage score (min-max fused); 0 = none."),
+        str | None,
+        typer.Option(
+            "--interpolate",
+            help="Weight in [0,1] of the first-stage score (min-max fused); 0 = none; 'auto' = the weight "
+            "`rankwise train reranker` picked on its dev split for --model.",
+        ),
     ] = None,
     metrics: Annotated[
         str | None,
@@ -73,6 +77,7 @@ def rerank(
 
     if top_n < 1:
         raise RankwiseError(f"--top-n must be at least 1, not {top_n}")
+    weight = _interpolation_weight(interpolate, reranker, model)
     first_stage = read_run(run)
     if limit_queries is not None:
         first_stage = dict(list(first_stage.items())[:limit_queries])
@@ -84,8 +89,8 @@ def rerank(
     )
     keep_freed_memory()
     reranked = reranker_class(reranker)(**options).rerank(loaded_queries, first_stage, docs, k=top_n)
-    if interpolate:
-        reranked = _interpolate(first_stage, reranked, interpolate)
+    if weight:
+        reranked = _interpolate(first_stage, reranked, weight)
     write_run(reranked, out, tag=f"rankwise-{reranker}")
     typer.echo(f"reranked {len(reranked):,} queries (top {top_n}) -> {out}")
     if metrics:
@@ -125,6 +130,24 @@ def _options(
     elif kind == "llm":
         options.update(gguf_file=gguf_file, max_passage_tokens=max_passage_tokens)
     return options
+
+
+def _interpolation_weight(value: str | None, reranker: str, model: str | None) -> float:
+    """``--interpolate``: a number, or 'auto' for the weight stored with a trained cross-encoder."""
+    if value is None:
+        return 0.0
+    if value.strip().lower() == "auto":
+        if reranker != "cross-encoder" or model is None:
+            raise RankwiseError("--interpolate auto needs --reranker cross-encoder and a trained --model directory")
+        from rankwise.rerank.cross_encoder import trained_interpolation
+
+        weight = trained_interpolation(model)
+        typer.echo(f"first-stage weight {weight} (picked on the dev split by `rankwise train reranker`)")
+        return weight
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise RankwiseError(f"--interpolate takes a number in [0, 1] or 'auto', not {value!r}") from exc
 
 
 def _interpolate(first_stage: dict, reranked: dict, weight: float) -> dict:

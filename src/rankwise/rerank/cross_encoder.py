@@ -20,6 +20,29 @@ if TYPE_CHECKING:
 # A hub cross-encoder for real use; no package bundles a trained one, so offline users pass a trained path
 # (``rankwise train reranker`` writes one).
 DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
+# Written next to the weights by ``rankwise train reranker``: the first-stage weight it picked on its dev split,
+# read back by ``rankwise rerank --interpolate auto``.
+TRAINED_SETTINGS = "rankwise_rerank.json"
+
+
+def trained_interpolation(model: str) -> float:
+    """The first-stage weight ``rankwise train reranker`` picked for ``model`` (a trained model directory)."""
+    import json
+    from pathlib import Path
+
+    path = Path(model) / TRAINED_SETTINGS
+    if not path.is_file():
+        raise RankwiseError(
+            f"--interpolate auto needs a model written by `rankwise train reranker` ({path} does not exist); "
+            "pass a weight in [0, 1] instead"
+        )
+    try:
+        weight = json.loads(path.read_text(encoding="utf-8"))["first_stage_weight"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RankwiseError(f"{path}: no readable 'first_stage_weight' ({exc})") from exc
+    if not isinstance(weight, int | float) or not 0 <= weight <= 1:
+        raise RankwiseError(f"{path}: 'first_stage_weight' must be a number in [0, 1], not {weight!r}")
+    return float(weight)
 
 
 def load_cross_encoder(

@@ -152,7 +152,7 @@ def train_reranker(
     from transformers.trainer_utils import get_last_checkpoint
 
     from rankwise.evaluate.retrieval import evaluate
-    from rankwise.rerank.cross_encoder import load_cross_encoder
+    from rankwise.rerank.cross_encoder import TRAINED_SETTINGS, load_cross_encoder
     from rankwise.retrieve.store import atomic_dir
 
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -233,6 +233,12 @@ def train_reranker(
     if config.tune_interpolation:
         evaluator(trainer.model)  # the best model's dev run
         metrics["interpolation"] = tune_interpolation(evaluator.last_run, data["dev_run"], data["dev_qrels"])
+        picked = {
+            "first_stage_weight": metrics["interpolation"]["weight"],
+            "picked_on": f"dev nDCG@10, {len(data['dev_queries'])} queries, first-stage top {config.dev_depth}",
+            "max_length": config.max_length,
+        }
+        atomic_write_text(out / "model" / TRAINED_SETTINGS, json.dumps(picked, indent=2) + "\n")
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 
