@@ -41,10 +41,12 @@ def test_max_length_truncates_like_predict(tiny_cross_encoder_dir):
     assert a == pytest.approx(b, abs=1e-6)
 
 
-def test_rerank_orders_by_cross_encoder_score(tiny_model, toy_corpus, toy_queries):
+def test_rerank_orders_by_cross_encoder_score(tiny_model, toy_corpus, toy_queries, capsys):
     reranker = CrossEncoderReranker(tiny_model, show_progress=True)
     run = {"q1": {"d1": 4.0, "d2": 3.0, "d3": 2.0, "d4": 1.0}, "q2": {"d4": 2.0, "d1": 1.0}}
     out = reranker.rerank(toy_queries, run, toy_corpus, k=3)
+    # stderr is not a terminal here: progress comes as a plain line (a log file gets it too)
+    assert "reranking: 5/5 pairs" in capsys.readouterr().err
     assert set(out["q1"]) == {"d1", "d2", "d3"}
     pairs = [(toy_queries["q1"].text, toy_corpus[d].contents) for d in ("d1", "d2", "d3")]
     expected = dict(zip(("d1", "d2", "d3"), tiny_model.predict(pairs).tolist(), strict=True))
@@ -68,3 +70,17 @@ def test_training_mode_is_restored(tiny_model):
     CrossEncoderReranker(tiny_model, show_progress=False).score(PAIRS[:1])
     assert tiny_model.model.training
     tiny_model.model.eval()
+
+
+def test_plain_progress_reports_count_rate_and_time_left_when_not_on_a_terminal(capsys):
+    from rankwise.rerank.base import progress
+
+    with progress(10, enabled=True, description="reranking", every=0) as advance:
+        advance(4)
+        advance(6)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("reranking: 4/10 pairs, ") and "min left" in lines[0]
+    assert lines[-1].startswith("reranking: 10/10 pairs, ") and "left" not in lines[-1]
+    with progress(10, enabled=False) as advance:
+        advance(10)
+    assert capsys.readouterr().err == ""

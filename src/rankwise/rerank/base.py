@@ -92,18 +92,28 @@ class Reranker(ABC):
 
 
 class progress:
-    """A rich progress bar as a context manager yielding ``advance(n)``; a no-op when disabled."""
+    """A rich progress bar as a context manager yielding ``advance(n)``; a no-op when disabled.
 
-    def __init__(self, total: int, enabled: bool, description: str = "reranking") -> None:
-        self.total, self.enabled, self.description = total, enabled, description
+    When stderr is not a terminal (a log file, CI), rich draws nothing until the end, so a plain line with the
+    count, the rate and the time left is printed instead, at most every ``every`` seconds and once at the end.
+    """
+
+    def __init__(self, total: int, enabled: bool, description: str = "reranking", every: float = 30.0) -> None:
+        self.total, self.enabled, self.description, self.every = total, enabled, description, every
         self._bar: Any = None
+        self._plain: _PlainProgress | None = None
 
     def __enter__(self) -> Any:
         if not self.enabled:
             return lambda n: None
+        from rich.console import Console
         from rich.progress import Progress
 
-        self._bar = Progress(transient=True)
+        console = Console(stderr=True)
+        if not console.is_terminal:
+            self._plain = _PlainProgress(self.total, self.description, self.every)
+            return self._plain.advance
+        self._bar = Progress(transient=True, console=console)
         self._bar.start()
         task = self._bar.add_task(self.description, total=self.total)
         return lambda n: self._bar.advance(task, n)
@@ -111,3 +121,34 @@ class progress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.stop()
+        if self._plain is not None and exc[0] is None:
+            self._plain.report()
+
+
+class _PlainProgress:
+    """``reranking: 1,200/30,000 pairs, 24.1/s, ~19.9 min left`` lines on stderr, throttled."""
+
+    def __init__(self, total: int, description: str, every: float) -> None:
+        import time
+
+        self.total, self.description, self.every = total, description, every
+        self.done = 0
+        self.started = self.last = time.perf_counter()
+
+    def advance(self, n: int) -> None:
+        import time
+
+        self.done += n
+        if time.perf_counter() - self.last >= self.every and self.done < self.total:
+            self.report()
+
+    def report(self) -> None:
+        import sys
+        import time
+
+        now = time.perf_counter()
+        self.last = now
+        rate = self.done / max(now - self.started, 1e-9)
+        left = f", ~{(self.total - self.done) / rate / 60:.1f} min left" if 0 < self.done < self.total else ""
+        line = f"{self.description}: {self.done:,}/{self.total:,} pairs, {rate:.1f}/s{left}"
+        print(line, file=sys.stderr, flush=True)
