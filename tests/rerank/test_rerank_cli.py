@@ -91,6 +91,8 @@ def test_interpolate_auto_reads_the_weight_the_trainer_picked(app, beir, tmp_pat
     assert bad.exit_code != 0 and "[0, 1]" in str(bad.exception or bad.output)
     wrong = CliRunner().invoke(app, [*args[:-1], "lots"])
     assert wrong.exit_code != 0 and "'auto'" in str(wrong.exception or wrong.output)
+    too_much = CliRunner().invoke(app, [*args[:-1], "1.5"])
+    assert too_much.exit_code != 0 and "must be in [0, 1]" in str(too_much.exception or too_much.output)
 
 
 def test_options_for_another_reranker_are_rejected(app, beir, tmp_path):

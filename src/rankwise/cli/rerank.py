@@ -145,9 +145,12 @@ def _interpolation_weight(value: str | None, reranker: str, model: str | None) -
         typer.echo(f"first-stage weight {weight} (picked on the dev split by `rankwise train reranker`)")
         return weight
     try:
-        return float(value)
+        weight = float(value)
     except ValueError as exc:
         raise RankwiseError(f"--interpolate takes a number in [0, 1] or 'auto', not {value!r}") from exc
+    if not 0 <= weight <= 1:  # checked before the reranking, not after it
+        raise RankwiseError(f"--interpolate must be in [0, 1], not {value}")
+    return weight
 
 
 def _interpolate(first_stage: dict, reranked: dict, weight: float) -> dict:
