@@ -5,8 +5,10 @@
 
 ``throughput`` builds (query, BM25 top-``depth`` passage) pairs for the first ``--queries`` SciFact test queries,
 scores them with ``CrossEncoder.predict`` (batch size 32, its default) and with rankwise's
-``CrossEncoderReranker`` (token-length buckets under a token budget) in the same process, alternating rounds,
-and prints pairs/s of each, the ratio (best round of each) and the largest score difference (must be < 1e-4).
+``CrossEncoderReranker`` (token-length buckets under a token budget; its device default unless ``--max-tokens``)
+in the same process, alternating rounds, and prints pairs/s of each, the ratio (best round of each) and the
+largest score difference (must be < 1e-4). Both paths run with the allocator settings that ``rankwise rerank``
+uses (``rankwise.allocator``; ``RANKWISE_KEEP_FREED_MEMORY=0`` turns them off for both).
 It then times the LLM reranker (bundled SmolLM2) on ``--llm-pairs`` of the same pairs.
 
 ``llm-zero-shot`` reranks BM25's top-20 of the first 50 SciFact test queries with SmolLM2-135M-Instruct's
@@ -37,9 +39,11 @@ def _scifact(args: argparse.Namespace):
 def throughput(args: argparse.Namespace) -> None:
     import numpy as np
 
+    from rankwise.allocator import keep_freed_memory
     from rankwise.rerank.base import collect_candidates
     from rankwise.rerank.cross_encoder import CrossEncoderReranker, load_cross_encoder
 
+    keep_freed_memory()
     dataset, queries, run = _scifact(args)
     pairs = collect_candidates(queries, run, dataset.corpus, args.depth).pairs
     model = load_cross_encoder(args.model, max_length=args.max_length, num_labels=1 if args.model == "minilm" else None)
@@ -56,7 +60,10 @@ def throughput(args: argparse.Namespace) -> None:
         times["rankwise"].append(time.perf_counter() - start)
         diff = float(np.max(np.abs(scores - reference)))
     best = {name: len(pairs) / min(values) for name, values in times.items()}
-    print(f"cross-encoder {args.model} max_length={ours.max_length}, {len(pairs)} pairs, {args.rounds} rounds")
+    print(
+        f"cross-encoder {args.model} max_length={ours.max_length}, {len(pairs)} pairs, {args.rounds} rounds, "
+        f"rankwise token budget {ours.max_tokens}"
+    )
     print(f"  CrossEncoder.predict(batch_size=32): {best['predict']:8.1f} pairs/s")
     print(f"  rankwise CrossEncoderReranker:       {best['rankwise']:8.1f} pairs/s")
     print(f"  ratio rankwise / predict:            {best['rankwise'] / best['predict']:8.2f}x")
@@ -103,7 +110,7 @@ def main() -> None:
     parser.add_argument("--depth", type=int, help="BM25 documents per query (default 50 / 20)")
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--max-tokens", type=int, default=16384)
+    parser.add_argument("--max-tokens", type=int, help="rankwise's token budget (default: its device default)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--llm-pairs", type=int, default=24, help="pairs to time the LLM reranker on (0: skip)")
     parser.add_argument("--llm-passage-tokens", type=int, default=256)

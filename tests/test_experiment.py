@@ -357,3 +357,28 @@ def test_reranker_training_is_cached_by_its_settings(tmp_path, data_root, monkey
     assert rerank_model(other, tmp_path / "models", quiet)[0] != path and len(trained) == 2
     plain = CrossEncoderConfig(model="some/model")
     assert rerank_model(plain, tmp_path / "models", quiet) == ("some/model", {})
+
+
+def test_rerank_windows_and_auto_interpolation_give_what_the_cli_gives(
+    tmp_path, cranfield_dir, cli, tiny_cross_encoder_dir
+):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_cross_encoder_dir, model)
+    picked = {"first_stage_weight": 0.5, "picked_on": "a test", "max_length": 32}
+    (model / "rankwise_rerank.json").write_text(json.dumps(picked))
+    assert cli("index", cranfield_dir, "--kind", "bm25", "--out", tmp_path / "idx") == 0
+    assert cli("search", "--index", tmp_path / "idx", "--queries", cranfield_dir, "--out", tmp_path / "bm25.trec") == 0
+    windows = ["--windows", "max", "--window-words", "30", "--window-stride", "20", "--interpolate", "auto"]
+    rerank = ["rerank", "--run", tmp_path / "bm25.trec", "--corpus", cranfield_dir, "--top-n", "5", *windows]
+    assert cli(*rerank, "--model", model, "--max-length", "32", "--out", tmp_path / "rerank.trec") == 0
+    stage = "kind: cross-encoder, top_n: 5, max_length: 32, windows: max, window_words: 30, window_stride: 20"
+    config = f"name: cran\nretrieve:\n  bm25: {{k: 100}}\nrerank: {{{stage}, model: '{model}', interpolate: auto}}\n"
+    path = write_config(tmp_path, config + "evaluate: {metrics: [nDCG@10]}\n")
+    assert cli("run", "-e", path, "-d", cranfield_dir, "--out", tmp_path / "out", "-q") == 0
+    out = tmp_path / "out" / "cran" / "cranfield"
+    assert read_run(out / "runs" / "rerank.trec") == read_run(tmp_path / "rerank.trec")
+    assert json.loads((out / "metrics.json").read_text())["stages"]["rerank"]["timing"]["interpolate"] == 0.5
+    with pytest.raises(Exception, match="trained cross-encoder"):
+        load_config(
+            write_config(tmp_path, "name: x\nretrieve:\n  bm25: {k: 10}\nrerank: {kind: llm, interpolate: auto}\n")
+        )

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
 from rankwise.errors import RankwiseError
+from rankwise.rerank.windows import DEFAULT_STRIDE, DEFAULT_WORDS, Aggregate
 
 DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -89,8 +90,10 @@ class FuseConfig(Strict):
 
 class _RerankCommon(Strict):
     top_n: PositiveInt = Field(100, description="rerank the top N of the previous ranking (the rest is dropped)")
-    interpolate: float | None = Field(
-        None, ge=0, le=1, description="weight of the first-stage score, min-max fused with the reranker's"
+    interpolate: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] | None = Field(
+        None,
+        description="weight of the first-stage score, min-max fused with the reranker's; 'auto' (cross-encoder) = "
+        "the weight `rankwise train reranker` picked on its dev split, stored with the model",
     )
     checkpoint_every: PositiveInt | None = Field(
         None,
@@ -98,13 +101,29 @@ class _RerankCommon(Strict):
         "unchunked run's to float rounding, not bit for bit); None = an interrupted stage restarts",
     )
 
+    @field_validator("interpolate")
+    @classmethod
+    def _auto_needs_a_trained_cross_encoder(cls, value: Any) -> Any:
+        if value == "auto" and cls.model_fields["kind"].default != "cross-encoder":
+            raise ValueError("'auto' reads the weight stored with a trained cross-encoder; give a number in [0, 1]")
+        return value
+
 
 class CrossEncoderConfig(_RerankCommon):
     kind: Literal["cross-encoder"] = "cross-encoder"
     model: str = "cross-encoder/ms-marco-MiniLM-L6-v2"
     max_length: PositiveInt | None = None
     batch_size: PositiveInt = 128
-    max_tokens: PositiveInt = 16384
+    max_tokens: PositiveInt | None = Field(
+        None, description="padded tokens per forward pass; None = 4096 on a CPU, 16384 on an accelerator"
+    )
+    windows: Aggregate = Field(
+        "first",
+        description="first = plain; max/mean/top2 also score the title before later stretches of each passage "
+        "and fold the window scores (a forward pass per window)",
+    )
+    window_words: PositiveInt = DEFAULT_WORDS
+    window_stride: PositiveInt = DEFAULT_STRIDE
     trust_remote_code: bool = False
     train: dict[str, Any] | None = Field(
         None,

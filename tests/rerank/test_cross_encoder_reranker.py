@@ -65,6 +65,28 @@ def test_loads_by_path_and_validates(tiny_cross_encoder_dir):
         CrossEncoderReranker(str(tiny_cross_encoder_dir / "missing"))
 
 
+def test_token_budget_defaults_by_device_and_bounds_every_batch(tiny_model, monkeypatch):
+    from rankwise.rerank import cross_encoder
+
+    assert CrossEncoderReranker(tiny_model, show_progress=False).max_tokens == cross_encoder.CPU_TOKEN_BUDGET
+    assert CrossEncoderReranker(tiny_model, max_tokens=777, show_progress=False).max_tokens == 777
+    with pytest.raises(RankwiseError, match="positive"):
+        CrossEncoderReranker(tiny_model, max_tokens=0)
+    # The budget is what splits the work: record the padded size of every forward pass.
+    monkeypatch.setattr(cross_encoder, "CPU_TOKEN_BUDGET", 40)
+    reranker = CrossEncoderReranker(tiny_model, show_progress=False)
+    shapes: list[tuple[int, int]] = []
+    hook = tiny_model.model.register_forward_hook(
+        lambda _m, _a, kw, _o: shapes.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        reranker.score(PAIRS)
+    finally:
+        hook.remove()
+    assert len(shapes) > 1 and sum(rows for rows, _ in shapes) == len(PAIRS)
+    assert all(rows == 1 or rows * width <= 40 for rows, width in shapes)
+
+
 def test_training_mode_is_restored(tiny_model):
     tiny_model.model.train()
     CrossEncoderReranker(tiny_model, show_progress=False).score(PAIRS[:1])

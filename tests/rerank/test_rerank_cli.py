@@ -85,6 +85,15 @@ def test_interpolate_auto_reads_the_weight_the_trainer_picked(app, beir, tmp_pat
     assert result.exit_code == 0, result.output
     assert "first-stage weight 1.0" in result.output
     assert list(read_run(out)["q1"]) == ["d2", "d5", "d1"]  # all weight on BM25: its order comes back
+    assert "warning" not in result.output  # picked plain (no 'windows' stored), reranked plain
+
+    (model / "rankwise_rerank.json").write_text(json.dumps({"first_stage_weight": 0.2, "windows": "max"}))
+    mismatch = CliRunner().invoke(app, args)
+    assert mismatch.exit_code == 0 and "picked with --windows max, this run uses --windows first" in mismatch.output
+    matched = CliRunner().invoke(app, [*args, "--windows", "max"])
+    assert matched.exit_code == 0 and "warning" not in matched.output
+    (model / "rankwise_rerank.json").write_text(json.dumps({"first_stage_weight": 0.2, "windows": "median"}))
+    assert "'windows' must be one of" in str(CliRunner().invoke(app, args).exception)
 
     (model / "rankwise_rerank.json").write_text(json.dumps({"first_stage_weight": 3}))
     bad = CliRunner().invoke(app, args)
@@ -116,3 +125,18 @@ def test_mine_negatives_cli(app, beir, tmp_path):
     assert examples[1]["negative_ids"] == ["d5", "d1"]
     result = CliRunner().invoke(app, [*args, "--window", "ten"])
     assert "--window must look like 10-100" in str(result.exception)
+
+
+def test_window_options(app, beir, tmp_path, tiny_cross_encoder_dir):
+    out = tmp_path / "windows.trec"
+    base = ["rerank", "--run", str(tmp_path / "bm25.trec"), "--corpus", str(beir), "--out", str(out)]
+    args = [*base, "--model", str(tiny_cross_encoder_dir), "--max-length", "32", "--top-n", "3"]
+    result = CliRunner().invoke(app, [*args, "--windows", "top2", "--window-words", "3", "--window-stride", "2"])
+    assert result.exit_code == 0, result.output
+    assert set(read_run(out)["q1"]) == {"d2", "d5", "d1"}
+    wrong = CliRunner().invoke(app, [*args, "--windows", "median"])
+    assert "one of first, max, mean, top2" in str(wrong.exception)
+    skipping = CliRunner().invoke(app, [*args, "--windows", "max", "--window-words", "3", "--window-stride", "5"])
+    assert "would skip text" in str(skipping.exception)
+    llm = CliRunner().invoke(app, [*base, "--reranker", "llm", "--window-words", "30"])
+    assert "--window-words does not apply to --reranker llm" in str(llm.exception)

@@ -227,7 +227,9 @@ def test_cli_train_reranker(toy_data, tiny_bert, tmp_path):
     app = typer.Typer()
     app.command("noop")(lambda: None)
     train_cli.register(app)
-    result = CliRunner().invoke(app, ["train", "reranker", "--config", str(config), "--set", "epochs=1"])
+    command = ["train", "reranker", "--config", str(config), "--set", "epochs=1", "--set", "interpolation_depth=1"]
+    command += ["--set", "interpolation_windows=max"]
+    result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     assert "best dev nDCG@10" in result.output
     assert json.loads((out / "config.json").read_text())["epochs"] == 1
@@ -236,6 +238,12 @@ def test_cli_train_reranker(toy_data, tiny_bert, tmp_path):
     picked = json.loads((out / "model" / "rankwise_rerank.json").read_text())
     assert picked["first_stage_weight"] == json.loads((out / "metrics.json").read_text())["interpolation"]["weight"]
     assert picked["max_length"] == settings["max_length"]
+    # picked at interpolation_depth (1), not dev_depth (5): reranking one document cannot change the order,
+    # so every weight scores the same and the tie goes to 0
+    assert picked["picked_on"].endswith("first-stage top 1") and picked["first_stage_weight"] == 0.0
+    assert picked["windows"] == "max"
+    by_weight = json.loads((out / "metrics.json").read_text())["interpolation"]["dev_ndcg@10_by_weight"]
+    assert len(set(by_weight.values())) == 1
 
 
 def test_tune_interpolation_prefers_the_better_ranking():

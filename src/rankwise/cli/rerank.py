@@ -48,6 +48,20 @@ def rerank(
         int | None, typer.Option("--limit-queries", help="Rerank only the first N queries of the run.")
     ] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help="cross-encoder: max tokens.")] = None,
+    windows: Annotated[
+        str | None,
+        typer.Option(
+            "--windows",
+            help="cross-encoder: first (plain) | max | mean | top2 — also score the title before later "
+            "stretches of each passage and fold the scores (costs a forward pass per window).",
+        ),
+    ] = None,
+    window_words: Annotated[
+        int | None, typer.Option("--window-words", help="cross-encoder: words per window (default 70).")
+    ] = None,
+    window_stride: Annotated[
+        int | None, typer.Option("--window-stride", help="cross-encoder: words between window starts (default 60).")
+    ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Pairs per forward pass.")] = None,
     max_passage_tokens: Annotated[int, typer.Option("--max-passage-tokens", help="llm: passage budget.")] = 256,
     gguf_file: Annotated[str | None, typer.Option("--gguf-file", help="llm: GGUF file inside --model.")] = None,
@@ -77,7 +91,7 @@ def rerank(
 
     if top_n < 1:
         raise RankwiseError(f"--top-n must be at least 1, not {top_n}")
-    weight = _interpolation_weight(interpolate, reranker, model)
+    weight = _interpolation_weight(interpolate, reranker, model, windows or "first")
     first_stage = read_run(run)
     if limit_queries is not None:
         first_stage = dict(list(first_stage.items())[:limit_queries])
@@ -87,6 +101,7 @@ def rerank(
     options = _options(
         reranker, model, max_length, batch_size, max_passage_tokens, gguf_file, url, api_key_env, trust_remote_code
     )
+    options.update(_window_options(reranker, windows, window_words, window_stride))
     keep_freed_memory()
     reranked = reranker_class(reranker)(**options).rerank(loaded_queries, first_stage, docs, k=top_n)
     if weight:
@@ -132,17 +147,40 @@ def _options(
     return options
 
 
-def _interpolation_weight(value: str | None, reranker: str, model: str | None) -> float:
+def _window_options(kind: str, windows: str | None, words: int | None, stride: int | None) -> dict[str, Any]:
+    """``--windows``/``--window-words``/``--window-stride``, checked before any model loads."""
+    from rankwise.rerank.windows import DEFAULT_STRIDE, DEFAULT_WORDS, check_windows
+
+    given = {"--windows": windows, "--window-words": words, "--window-stride": stride}
+    options = {
+        key: value
+        for key, value in zip(("windows", "window_words", "window_stride"), given.values(), strict=True)
+        if value is not None
+    }
+    if options and kind != "cross-encoder":
+        flag = next(flag for flag, value in given.items() if value is not None)
+        raise RankwiseError(f"{flag} does not apply to --reranker {kind}")
+    if options:
+        check_windows(windows or "first", words or DEFAULT_WORDS, stride or DEFAULT_STRIDE)
+    return options
+
+
+def _interpolation_weight(value: str | None, reranker: str, model: str | None, windows: str) -> float:
     """``--interpolate``: a number, or 'auto' for the weight stored with a trained cross-encoder."""
     if value is None:
         return 0.0
     if value.strip().lower() == "auto":
         if reranker != "cross-encoder" or model is None:
             raise RankwiseError("--interpolate auto needs --reranker cross-encoder and a trained --model directory")
-        from rankwise.rerank.cross_encoder import trained_interpolation
+        from rankwise.rerank.cross_encoder import trained_pick
 
-        weight = trained_interpolation(model)
+        weight, picked_windows = trained_pick(model)
         typer.echo(f"first-stage weight {weight} (picked on the dev split by `rankwise train reranker`)")
+        if picked_windows != windows:
+            typer.echo(
+                f"warning: that weight was picked with --windows {picked_windows}, this run uses --windows {windows}",
+                err=True,
+            )
         return weight
     try:
         weight = float(value)
@@ -156,8 +194,7 @@ def _interpolation_weight(value: str | None, reranker: str, model: str | None) -
 def _interpolate(first_stage: dict, reranked: dict, weight: float) -> dict:
     from rankwise.retrieve.fusion import fuse
 
-    if not 0 <= weight <= 1:
-        raise RankwiseError(f"--interpolate must be in [0, 1], not {weight}")
+    # _interpolation_weight range-checked the weight before reranking.
     # Reranker first, so fused ties keep the reranker's order.
     return fuse([reranked, first_stage], method="weighted", weights=[1 - weight, weight])
 

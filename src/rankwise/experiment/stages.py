@@ -215,6 +215,9 @@ def _cross_encoder(config: CrossEncoderConfig, model: str, progress: bool) -> An
         max_tokens=config.max_tokens,
         trust_remote_code=config.trust_remote_code,
         show_progress=progress,
+        windows=config.windows,
+        window_words=config.window_words,
+        window_stride=config.window_stride,
     )
 
 
@@ -326,15 +329,29 @@ def rerank(
             else:
                 resumed += 1
             reranked.update(part)
-    if config.interpolate:
+    weight = _interpolation(config, model)
+    if weight:
         from rankwise.retrieve.fusion import fuse as fuse_runs
 
         # Reranker first, so fused ties keep the reranker's order (as `rankwise rerank --interpolate`).
-        reranked = fuse_runs([reranked, first], method="weighted", weights=[1 - config.interpolate, config.interpolate])
+        reranked = fuse_runs([reranked, first], method="weighted", weights=[1 - weight, weight])
     info: dict[str, Any] = {"rerank_s": _since(started), "pairs": sum(len(d) for d in first.values())}
+    if config.interpolate == "auto":
+        info["interpolate"] = weight
     if resumed:
         info["chunks_resumed"] = resumed
     return reranked, info
+
+
+def _interpolation(config: RerankConfig, model: str | None) -> float:
+    """The first-stage weight: the configured number, or for 'auto' the one stored with a trained cross-encoder."""
+    if config.interpolate != "auto":
+        return config.interpolate or 0.0
+    if config.kind != "cross-encoder" or model is None:
+        raise RankwiseError("rerank: interpolate: auto needs kind: cross-encoder and a model trained by rankwise")
+    from rankwise.rerank.cross_encoder import trained_interpolation
+
+    return trained_interpolation(model)
 
 
 def _since(started: float) -> float:

@@ -116,10 +116,13 @@ class DevRerankEvaluator(BaseEvaluator):
         depth: int,
         max_length: int,
         name: str = "dev",
+        show_progress: bool = False,
+        windows: str = "first",
     ) -> None:
         super().__init__()
         self.queries, self.run, self.corpus, self.qrels = queries, run, corpus, qrels
         self.depth, self.max_length, self.name = depth, max_length, name
+        self.show_progress, self.windows = show_progress, windows
         self.greater_is_better = True
         self.primary_metric = f"{name}_ndcg@10"
         self.last_run: Run = {}
@@ -128,7 +131,9 @@ class DevRerankEvaluator(BaseEvaluator):
         from rankwise.evaluate.retrieval import evaluate
         from rankwise.rerank.cross_encoder import CrossEncoderReranker
 
-        reranker = CrossEncoderReranker(model, max_length=self.max_length, show_progress=False)
+        reranker = CrossEncoderReranker(
+            model, max_length=self.max_length, show_progress=self.show_progress, windows=self.windows
+        )
         reranked = reranker.rerank(self.queries, self.run, self.corpus, k=self.depth)
         self.last_run = reranked
         value = evaluate(reranked, self.qrels, ["nDCG@10"])["nDCG@10"]
@@ -136,7 +141,7 @@ class DevRerankEvaluator(BaseEvaluator):
         return {self.primary_metric: value}
 
     def get_config_dict(self) -> dict[str, Any]:
-        return {"depth": self.depth}
+        return {"depth": self.depth, "windows": self.windows}
 
 
 def train_reranker(
@@ -231,12 +236,27 @@ def train_reranker(
         "model_dir": str(out / "model"),
     }
     if config.tune_interpolation:
-        evaluator(trainer.model)  # the best model's dev run
-        metrics["interpolation"] = tune_interpolation(evaluator.last_run, data["dev_run"], data["dev_qrels"])
+        depth = config.interpolation_depth or config.dev_depth
+        windows = config.interpolation_windows
+        logger.info("picking the first-stage weight on the dev queries' top %d (windows: %s)", depth, windows)
+        final = DevRerankEvaluator(
+            data["dev_queries"],
+            data["dev_run"],
+            data["corpus"],
+            data["dev_qrels"],
+            depth,
+            config.max_length,
+            show_progress=show_progress,
+            windows=windows,
+        )
+        final(trainer.model)  # the best model's dev run at the pick's depth
+        metrics["interpolation"] = tune_interpolation(final.last_run, data["dev_run"], data["dev_qrels"])
+        metrics["interpolation"].update(depth=depth, windows=windows)
         picked = {
             "first_stage_weight": metrics["interpolation"]["weight"],
-            "picked_on": f"dev nDCG@10, {len(data['dev_queries'])} queries, first-stage top {config.dev_depth}",
+            "picked_on": f"dev nDCG@10, {len(data['dev_queries'])} queries, first-stage top {depth}",
             "max_length": config.max_length,
+            "windows": windows,
         }
         atomic_write_text(out / "model" / TRAINED_SETTINGS, json.dumps(picked, indent=2) + "\n")
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rankwise.errors import DataError
+from rankwise.rerank.windows import Aggregate
 from rankwise.train.yaml_config import build, read_mapping
 from rankwise.yaml_keys import line_of
 
@@ -48,6 +49,17 @@ class RerankerTrainConfig(BaseModel):
     dev_depth: int = Field(20, ge=1, description="first-stage documents reranked per dev query")
     tune_interpolation: bool = Field(
         True, description="after training, pick the first-stage weight for `rerank --interpolate` on the dev split"
+    )
+    interpolation_depth: int | None = Field(
+        None,
+        ge=1,
+        description="first-stage documents per dev query reranked for that pick (default: dev_depth); "
+        "set it to the depth you will rerank at, since the best weight depends on it",
+    )
+    interpolation_windows: Aggregate = Field(
+        "first",
+        description="score the dev documents for that pick as `rankwise rerank --windows` does (first = plain); "
+        "stored with the weight",
     )
     logging_steps: int = Field(10, ge=1)
     save_total_limit: int = Field(2, ge=1)
