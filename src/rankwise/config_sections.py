@@ -115,7 +115,7 @@ class CrossEncoderConfig(_RerankCommon):
     max_length: PositiveInt | None = None
     batch_size: PositiveInt = 128
     max_tokens: PositiveInt | None = Field(
-        None, description="padded tokens per forward pass; None = 4096 on a CPU, 16384 on an accelerator"
+        None, description="padded tokens per forward pass; None = 2048 on a CPU, 16384 on an accelerator"
     )
     windows: Aggregate = Field(
         "first",

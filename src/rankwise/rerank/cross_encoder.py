@@ -6,9 +6,10 @@ count), and a batch holds as many pairs as fit a token budget (``max_tokens``), 
 batches and long ones in small, with almost no padding. ``benchmarks/rerank.py`` measures the gain.
 
 The default budget depends on the device. On a CPU, batches past a few thousand tokens run *slower* per pair
-(their activations no longer stay in cache): on SciFact pairs at 256 tokens, 2 cores, 4,096 tokens a batch scored
-15.4 pairs/s and 16,384 scored 13.3, against 13.1 for ``predict``'s 32 pairs a batch. An accelerator wants
-large batches.
+(their activations no longer stay in cache). SciFact pairs, 2 cores: at 256 tokens, 2,048 tokens a batch scored
+15.1 pairs/s, 4,096 15.4 and 16,384 13.3, against 13.1 for ``predict``'s 32 pairs a batch; at 128 tokens, 2,048
+beat ``predict`` by 1.07-1.20x in three runs, while 4,096 (``predict``'s own 32 pairs) only matched it. An
+accelerator wants large batches.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
 # read back by ``rankwise rerank --interpolate auto``.
 TRAINED_SETTINGS = "rankwise_rerank.json"
 # Padded tokens per forward pass when the caller gives no ``max_tokens`` (see the module docstring).
-CPU_TOKEN_BUDGET = 4096
+CPU_TOKEN_BUDGET = 2048
 ACCELERATOR_TOKEN_BUDGET = 16384
 
 
