@@ -148,9 +148,7 @@ def _options(
 
 
 def _window_options(kind: str, windows: str | None, words: int | None, stride: int | None) -> dict[str, Any]:
-    """``--windows``/``--window-words``/``--window-stride``, checked before any model loads."""
-    from rankwise.rerank.windows import DEFAULT_STRIDE, DEFAULT_WORDS, check_windows
-
+    """``--windows``/``--window-words``/``--window-stride`` (the reranker checks their values before loading)."""
     given = {"--windows": windows, "--window-words": words, "--window-stride": stride}
     options = {
         key: value
@@ -160,8 +158,6 @@ def _window_options(kind: str, windows: str | None, words: int | None, stride: i
     if options and kind != "cross-encoder":
         flag = next(flag for flag, value in given.items() if value is not None)
         raise RankwiseError(f"{flag} does not apply to --reranker {kind}")
-    if options:
-        check_windows(windows or "first", words or DEFAULT_WORDS, stride or DEFAULT_STRIDE)
     return options
 
 

@@ -347,11 +347,10 @@ def _interpolation(config: RerankConfig, model: str | None) -> float:
     """The first-stage weight: the configured number, or for 'auto' the one stored with a trained cross-encoder."""
     if config.interpolate != "auto":
         return config.interpolate or 0.0
-    if config.kind != "cross-encoder" or model is None:
-        raise RankwiseError("rerank: interpolate: auto needs kind: cross-encoder and a model trained by rankwise")
-    from rankwise.rerank.cross_encoder import trained_interpolation
+    from rankwise.rerank.cross_encoder import trained_pick
 
-    return trained_interpolation(model)
+    # config loading refuses 'auto' for every kind but cross-encoder, whose model is always set
+    return trained_pick(str(model))[0]
 
 
 def _since(started: float) -> float:

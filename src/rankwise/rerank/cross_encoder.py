@@ -36,11 +36,6 @@ CPU_TOKEN_BUDGET = 2048
 ACCELERATOR_TOKEN_BUDGET = 16384
 
 
-def trained_interpolation(model: str) -> float:
-    """The first-stage weight ``rankwise train reranker`` picked for ``model`` (a trained model directory)."""
-    return trained_pick(model)[0]
-
-
 def trained_pick(model: str) -> tuple[float, str]:
     """(first-stage weight, window aggregate it was picked with) stored by ``rankwise train reranker``."""
     import json

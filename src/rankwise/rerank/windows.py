@@ -11,14 +11,14 @@ truncates it), so ``aggregate="first"`` *is* plain reranking and window scoring 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Literal, get_args
 
 from rankwise.errors import RankwiseError
 from rankwise.types import Document
 
 Aggregate = Literal["first", "max", "mean", "top2"]
-AGGREGATES: tuple[str, ...] = ("first", "max", "mean", "top2")
+AGGREGATES: tuple[str, ...] = get_args(Aggregate)
 # Sized for a 128-token cross-encoder: query and title leave room for about 70 words of text.
 DEFAULT_WORDS, DEFAULT_STRIDE = 70, 60
 # A later window must start at least this many words before the end of the text: shorter tails repeat the end
@@ -52,21 +52,26 @@ def passage_windows(doc: Document, words: int, stride: int) -> list[str]:
     return texts
 
 
+def _top2(scores: Sequence[float]) -> float:
+    best = sorted(scores, reverse=True)[:2]
+    return sum(best) / len(best)
+
+
+_FOLDS: dict[str, Callable[[Sequence[float]], float]] = {
+    "first": lambda scores: scores[0],
+    "max": max,
+    "mean": lambda scores: sum(scores) / len(scores),
+    "top2": _top2,
+}
+
+
 def fold(scores: Sequence[float], aggregate: str) -> float:
     """One score from a document's window scores (the first is the plain-contents window).
 
     ``first``: plain reranking; ``max``: the best window (MaxP); ``mean``: all windows equally; ``top2``: the mean
     of the two best windows (one strong window is not enough, a weak tail does not dilute it).
     """
+    check_windows(aggregate, DEFAULT_WORDS, DEFAULT_STRIDE)
     if not scores:
         raise RankwiseError("a document with no window scores")
-    if aggregate == "first":
-        return float(scores[0])
-    if aggregate == "max":
-        return float(max(scores))
-    if aggregate == "mean":
-        return float(sum(scores) / len(scores))
-    if aggregate == "top2":
-        best = sorted(scores, reverse=True)[:2]
-        return float(sum(best) / len(best))
-    raise RankwiseError(f"window aggregate must be one of {', '.join(AGGREGATES)}, not {aggregate!r}")
+    return float(_FOLDS[aggregate](scores))
