@@ -89,3 +89,13 @@ def test_cranfield_bm25_is_far_above_random(cranfield_dir: Path) -> None:
     retriever.index(dataset.corpus)
     scores = evaluate(retriever.search(dataset.judged_queries(), k=100), dataset.qrels, ["nDCG@10"])
     assert scores["nDCG@10"] > 0.35
+
+
+def test_scores_of_one_query_match_search_for_every_document() -> None:
+    retriever = BM25Retriever(show_progress=False)
+    retriever.index(TOY)
+    searched = retriever.search({"q": Query("q", "the postman barks")}, k=10)["q"]
+    assert dict(zip(retriever.doc_ids, retriever.scores("the postman barks"), strict=True)) == searched
+    assert retriever.scores("the of and") == [0.0, 0.0, 0.0]  # stopwords only: nothing to match
+    with pytest.raises(RankwiseError, match="before index"):
+        BM25Retriever(show_progress=False).scores("cats")

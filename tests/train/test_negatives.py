@@ -7,7 +7,8 @@ import json
 import pytest
 
 from rankwise.errors import DataError, RankwiseError
-from rankwise.train.negatives import mine_negatives, read_examples, write_examples
+from rankwise.rerank.windows import passage_windows
+from rankwise.train.negatives import bm25_windows, mine_negatives, read_examples, write_examples
 from rankwise.types import Document, Query
 
 CORPUS = {f"d{i}": Document(f"d{i}", f"T{i}", f"text {i}") for i in range(1, 21)}
@@ -98,3 +99,27 @@ def test_bad_records_name_file_and_line(tmp_path, line, problem):
     with pytest.raises(DataError, match=problem) as info:
         read_examples(path)
     assert info.value.line == 3 and str(path) in str(info.value)
+
+
+def test_bm25_windows_keep_the_window_that_matches_the_query():
+    words = [f"w{i}" for i in range(200)]
+    corpus = {
+        # "kinase" is word 130: past the first 70 words, inside window 2 (words 120-189)
+        "late": Document("late", "Title", " ".join([*words[:130], "kinase", *words[130:]])),
+        "early": Document("early", "Kinase", " ".join(words)),  # the title matches: every window has it
+        "none": Document("none", "", " ".join(words)),  # matches nowhere
+    }
+    run = {"q": {"late": 3.0, "early": 2.0, "none": 1.0}}
+    mined = mine_negatives({"q": Query("q", "kinase")}, run, {"q": {"late": 1}}, corpus, num_negatives=2, window=(1, 3))
+    (example,) = bm25_windows(mined.examples, corpus, words=70, stride=60)
+    windows = passage_windows(corpus["late"], 70, 60)
+    assert example.positive == windows[2] and windows[2].startswith("Title w120") and "kinase" in windows[2]
+    # equally good windows: the earliest, which is the plain contents; so is a document that matches nowhere
+    assert example.negatives == (corpus["early"].contents, corpus["none"].contents)
+    assert (example.query, example.positive_id, example.negative_ids) == ("kinase", "late", ("early", "none"))
+
+
+def test_bm25_windows_refuse_documents_missing_from_the_corpus():
+    mined = mine_negatives(QUERIES, RUN, QRELS, CORPUS, num_negatives=1, window=(2, 8), seed=1)
+    with pytest.raises(RankwiseError, match="not in the corpus"):
+        bm25_windows(mined.examples, {k: v for k, v in CORPUS.items() if k != "d3"})

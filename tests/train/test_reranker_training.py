@@ -228,7 +228,7 @@ def test_cli_train_reranker(toy_data, tiny_bert, tmp_path):
     app.command("noop")(lambda: None)
     train_cli.register(app)
     command = ["train", "reranker", "--config", str(config), "--set", "epochs=1", "--set", "interpolation_depth=1"]
-    command += ["--set", "interpolation_windows=max"]
+    command += ["--set", "interpolation_windows=max", "--set", "train_text=bm25_window", "--set", "dev_windows=max"]
     result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     assert "best dev nDCG@10" in result.output
@@ -242,6 +242,8 @@ def test_cli_train_reranker(toy_data, tiny_bert, tmp_path):
     # so every weight scores the same and the tie goes to 0
     assert picked["picked_on"].endswith("first-stage top 1") and picked["first_stage_weight"] == 0.0
     assert picked["windows"] == "max"
+    saved = json.loads((out / "config.json").read_text())
+    assert (saved["train_text"], saved["dev_windows"]) == ("bm25_window", "max")
     by_weight = json.loads((out / "metrics.json").read_text())["interpolation"]["dev_ndcg@10_by_weight"]
     assert len(set(by_weight.values())) == 1
 

@@ -8,6 +8,7 @@ experiment reproduces their runs exactly.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -28,6 +29,8 @@ from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.experiment.cache import Chunks, content_hash, model_stamp
 from rankwise.experiment.datasets import DatasetSource
 from rankwise.types import Document, Query, Run, top_k
+
+logger = logging.getLogger(__name__)
 
 Log = Callable[[str], None]
 
@@ -329,7 +332,7 @@ def rerank(
             else:
                 resumed += 1
             reranked.update(part)
-    weight = _interpolation(config, model)
+    weight, picked_windows = _interpolation(config, model)
     if weight:
         from rankwise.retrieve.fusion import fuse as fuse_runs
 
@@ -338,19 +341,25 @@ def rerank(
     info: dict[str, Any] = {"rerank_s": _since(started), "pairs": sum(len(d) for d in first.values())}
     if config.interpolate == "auto":
         info["interpolate"] = weight
+        info["interpolate_picked_with_windows"] = picked_windows
     if resumed:
         info["chunks_resumed"] = resumed
     return reranked, info
 
 
-def _interpolation(config: RerankConfig, model: str | None) -> float:
-    """The first-stage weight: the configured number, or for 'auto' the one stored with a trained cross-encoder."""
+def _interpolation(config: RerankConfig, model: str | None) -> tuple[float, str | None]:
+    """The first-stage weight: the configured number, or for 'auto' the one stored with a trained cross-encoder
+    (then also the window fold it was picked with; a different fold here gets a warning, as on the CLI)."""
     if config.interpolate != "auto":
-        return config.interpolate or 0.0
+        return config.interpolate or 0.0, None
     from rankwise.rerank.cross_encoder import trained_pick
 
     # config loading refuses 'auto' for every kind but cross-encoder, whose model is always set
-    return trained_pick(str(model))[0]
+    weight, picked_windows = trained_pick(str(model))
+    windows = getattr(config, "windows", "first")  # a CrossEncoderConfig, see above
+    if picked_windows != windows:
+        logger.warning("rerank: the auto weight was picked with windows %s, this run uses %s", picked_windows, windows)
+    return weight, picked_windows
 
 
 def _since(started: float) -> float:

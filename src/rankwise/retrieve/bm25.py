@@ -100,6 +100,18 @@ class BM25Retriever:
                 run[qid] = dict(zip(names, values[row], strict=True))
         return run
 
+    def scores(self, text: str) -> list[float]:
+        """BM25 score of every indexed document for one query ``text``, in ``doc_ids`` order (0 where none match)."""
+        if self._model is None:
+            raise RankwiseError("BM25Retriever.scores called before index() or load()")
+        tokens = self._tokenize([text])
+        inverse = {index: word for word, index in tokens.vocab.items()}
+        words = [inverse[index] for index in tokens.ids[0]]
+        known = [w for w in words if w in self._model.vocab_dict]
+        if not known:
+            return [0.0] * len(self.doc_ids)
+        return self._model.get_scores(known).tolist()
+
     def save(self, directory: str | Path) -> None:
         if self._model is None:
             raise RankwiseError("nothing to save: call index() first")

@@ -5,6 +5,9 @@ window of the run (e.g. ranks 10–100: hard, but past the top where unjudged re
 document the qrels judge relevant for that query is skipped; documents judged non-relevant are fair negatives.
 Sampling is seeded per (seed, query, positive), so an example does not change when other queries are added.
 
+:func:`bm25_windows` rewrites examples so that each document is the window of it (as ``rankwise rerank --windows``
+cuts it) that BM25 scores highest for the query, for a model that will score windows.
+
 Examples are stored as JSON lines (:func:`write_examples`, :func:`read_examples`) with fields ``query_id``,
 ``query``, ``positive_id``, ``positive``, ``negative_ids``, ``negatives``.
 """
@@ -14,11 +17,12 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from rankwise.errors import DataError, RankwiseError
+from rankwise.rerank.windows import DEFAULT_STRIDE, DEFAULT_WORDS, passage_windows
 from rankwise.types import Document, Qrels, Query, Run, sort_run
 
 
@@ -110,6 +114,55 @@ def mine_negatives(
     if unknown_docs:
         warnings.append(f"{len(unknown_docs)} positives not in the corpus skipped, e.g. {unknown_docs[:3]}")
     return MinedExamples(examples=examples, warnings=warnings)
+
+
+def bm25_windows(
+    examples: list[TrainingExample],
+    corpus: Mapping[str, Document],
+    *,
+    words: int = DEFAULT_WORDS,
+    stride: int = DEFAULT_STRIDE,
+    show_progress: bool = False,
+) -> list[TrainingExample]:
+    """``examples`` with every positive and negative text replaced by its best window for the query.
+
+    The windows are those ``rankwise rerank --windows`` scores (:func:`rankwise.rerank.windows.passage_windows`:
+    the plain contents first, then the title before each later ``words``-word window); BM25, indexed over the
+    windows of the examples' documents, picks the one sharing most with the query (ties: the earlier window, so
+    a document that matches nowhere stays its plain contents). The contents window is judged by its title and
+    first ``words`` words, what a model that reads that much of it sees. Training on these teaches a model that reads
+    ~70 words to judge the stretch of an abstract that holds the evidence, the stretch ``--windows max`` keeps.
+    """
+    from rankwise.retrieve.bm25 import BM25Retriever
+
+    needed = sorted({doc_id for ex in examples for doc_id in (ex.positive_id, *ex.negative_ids)})
+    missing = [doc_id for doc_id in needed if doc_id not in corpus]
+    if missing:
+        raise RankwiseError(f"{len(missing)} example documents are not in the corpus, e.g. {missing[:3]}")
+    texts = {doc_id: passage_windows(corpus[doc_id], words, stride) for doc_id in needed}
+    window_corpus = {}
+    for doc_id in needed:
+        # BM25 judges the first window by the words the model reads of it (the model cuts the contents).
+        head = Document(doc_id, corpus[doc_id].title, " ".join(corpus[doc_id].text.split()[:words]))
+        for k, text in enumerate([head.contents, *texts[doc_id][1:]]):
+            window_corpus[f"{doc_id}#{k}"] = Document(f"{doc_id}#{k}", "", text)
+    bm25 = BM25Retriever(show_progress=show_progress)
+    bm25.index(window_corpus)
+    position = {window_id: i for i, window_id in enumerate(bm25.doc_ids)}
+    slots = {doc_id: [position[f"{doc_id}#{k}"] for k in range(len(texts[doc_id]))] for doc_id in needed}
+
+    def best(doc_id: str, scores: list[float]) -> str:
+        window_scores = [scores[slot] for slot in slots[doc_id]]
+        return texts[doc_id][window_scores.index(max(window_scores))]
+
+    rewritten: list[TrainingExample] = []
+    scored, scores = None, []
+    for ex in examples:
+        if ex.query != scored:  # a query's examples come together: score each query once
+            scored, scores = ex.query, bm25.scores(ex.query)
+        negatives = tuple(best(doc_id, scores) for doc_id in ex.negative_ids)
+        rewritten.append(replace(ex, positive=best(ex.positive_id, scores), negatives=negatives))
+    return rewritten
 
 
 def write_examples(examples: Iterable[TrainingExample], path: str | Path) -> int:

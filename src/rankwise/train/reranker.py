@@ -5,7 +5,8 @@
 1. loads the data set's ``train_split`` (e.g. SciFact ``qrels/train.tsv``) and holds ``dev_queries`` of its
    judged queries out for model selection (seeded);
 2. retrieves the first-stage run (BM25 unless ``first_stage_run`` names a TREC file) and mines
-   ``(query, positive, negatives)`` examples from ``negative_window`` (:mod:`rankwise.train.negatives`);
+   ``(query, positive, negatives)`` examples from ``negative_window`` (:mod:`rankwise.train.negatives`); with
+   ``train_text: bm25_window`` each document is cut to the ``rerank --windows`` window BM25 ranks best;
 3. fine-tunes a sentence-transformers ``CrossEncoder`` (``num_labels=1``) with ``CrossEncoderTrainer`` and one of
    its losses, evaluating nDCG@10 of reranking the dev queries' top-``dev_depth`` every ``eval_steps``, and keeps
    the best checkpoint;
@@ -33,7 +34,7 @@ from transformers import TrainerCallback
 
 from rankwise.data._io import atomic_write_text
 from rankwise.errors import RankwiseError
-from rankwise.train.negatives import TrainingExample, mine_negatives, write_examples
+from rankwise.train.negatives import TrainingExample, bm25_windows, mine_negatives, write_examples
 from rankwise.train.reranker_config import RerankerTrainConfig
 from rankwise.types import Document, Qrels, Query, Run
 
@@ -202,7 +203,13 @@ def train_reranker(
         dataloader_pin_memory=False,
     )
     evaluator = DevRerankEvaluator(
-        data["dev_queries"], data["dev_run"], data["corpus"], data["dev_qrels"], config.dev_depth, config.max_length
+        data["dev_queries"],
+        data["dev_run"],
+        data["corpus"],
+        data["dev_qrels"],
+        config.dev_depth,
+        config.max_length,
+        windows=config.dev_windows,
     )
     trainer = CrossEncoderTrainer(
         model=model,
@@ -315,8 +322,11 @@ def _prepare(config: RerankerTrainConfig) -> dict[str, Any]:
     )
     if not mined.examples:
         raise RankwiseError("no training example could be mined: " + "; ".join(mined.warnings))
+    examples = mined.examples
+    if config.train_text == "bm25_window":
+        examples = bm25_windows(examples, dataset.corpus)
     return {
-        "examples": mined.examples,
+        "examples": examples,
         "warnings": mined.warnings,
         "train_query_count": len(train_set),
         "corpus": dataset.corpus,

@@ -39,6 +39,11 @@ class RerankerTrainConfig(BaseModel):
     loss: Literal["bce", "softmax", "listnet", "lambda"] = "bce"
     in_batch_negatives: int = Field(0, ge=0, description="extra in-batch negatives (softmax loss only)")
     max_length: int = Field(256, ge=8, description="query + passage tokens")
+    train_text: Literal["contents", "bm25_window"] = Field(
+        "contents",
+        description="what the model trains on of each document: its contents (cut at max_length), or the "
+        "`rerank --windows` window BM25 scores highest for the query (for a model that will rerank with windows)",
+    )
     epochs: float = Field(1.0, gt=0)
     batch_size: int = Field(16, ge=1, description="(query, passage) pairs per optimizer step")
     learning_rate: float = Field(5e-5, gt=0)
@@ -47,6 +52,9 @@ class RerankerTrainConfig(BaseModel):
     eval_steps: int = Field(100, ge=1, description="dev evaluation and checkpoint interval (steps)")
     eval_on_start: bool = False
     dev_depth: int = Field(20, ge=1, description="first-stage documents reranked per dev query")
+    dev_windows: Aggregate = Field(
+        "first", description="score the dev documents as `rankwise rerank --windows` does when picking checkpoints"
+    )
     tune_interpolation: bool = Field(
         True, description="after training, pick the first-stage weight for `rerank --interpolate` on the dev split"
     )
