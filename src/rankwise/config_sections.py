@@ -177,7 +177,7 @@ class _RankRAGModel(Strict):
 
     kind: Literal["rankrag"] = "rankrag"
     model: str = Field("smollm2", description="a RankRAG model directory ('smollm2': the zero-shot base)")
-    dtype: str = "bfloat16"
+    dtype: str = "auto"
     threads: PositiveInt | None = Field(None, description="torch CPU threads (a process-wide setting)")
 
 

@@ -71,7 +71,7 @@ def rankrag_parts(
 
 
 def load_rankrag(
-    model_dir: str, dtype: str = "bfloat16", threads: int | None = None, device: str | None = None, **options: Any
+    model_dir: str, dtype: str = "auto", threads: int | None = None, device: str | None = None, **options: Any
 ) -> RankRAGParts:
     """Load ``model_dir`` once and build both roles on it; ``options`` go to :func:`rankrag_parts`.
 
@@ -84,7 +84,7 @@ def load_rankrag(
 
 @lru_cache(maxsize=1)
 def shared_model(
-    model_dir: str, dtype: str = "bfloat16", threads: int | None = None, device: str | None = None
+    model_dir: str, dtype: str = "auto", threads: int | None = None, device: str | None = None
 ) -> tuple[Any, Any, dict[str, Any]]:
     """``(model, tokenizer, saved prompt settings)``, loaded once: the last model asked for stays loaded, so an
     experiment's ``rerank`` and ``generate`` stages of kind ``rankrag`` share one copy of the weights."""

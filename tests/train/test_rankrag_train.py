@@ -238,6 +238,15 @@ def test_trainer_runs_under_torchrun(tiny_lm_dir: Path, tiny_blend: Path, tmp_pa
     assert metrics["steps"] == 1 and (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
 
 
+def tiny_eval(data_root: Path) -> str:
+    """The sweep/eval config's ``eval`` section: 2 SciFact queries at depth 3, 2 held-out HotpotQA questions."""
+    hotpotqa = data_root / "hotpotqa-train100" / "hotpotqa_train.json"
+    return (
+        f"eval:\n  scifact: {data_root}/scifact\n  scifact_queries: 2\n  depth: 3\n  hotpotqa: {hotpotqa}\n"
+        "  hotpotqa_limit: 2\n  max_new_tokens: 2\n"
+    )
+
+
 def test_sweep_writes_table_and_plot_and_skips_finished_work(
     tiny_lm_dir: Path, data_root: Path, tmp_path: Path
 ) -> None:
@@ -252,14 +261,7 @@ blend:
   size: 6
   tokenizer: {tiny_lm_dir}
   hotpotqa: {{path: {data_root}/hotpotqa-train100/hotpotqa_train.json, heldout: 50, cap: 6}}
-eval:
-  scifact: {data_root}/scifact
-  scifact_queries: 2
-  depth: 3
-  hotpotqa: {data_root}/hotpotqa-train100/hotpotqa_train.json
-  hotpotqa_limit: 2
-  max_new_tokens: 2
-  no_rerank: [1.0]
+{tiny_eval(data_root)}  no_rerank: [1.0]
 """
     )
     settings = load_sweep_config(config)
@@ -338,3 +340,35 @@ generate: {{kind: rankrag, model: {model}, top_k: 2, max_new_tokens: 2, dtype: f
 def test_examples_cut_before_their_answer_are_counted(tiny_lm_dir: Path, tiny_blend: Path, tmp_path: Path) -> None:
     metrics = train_rankrag(config_for(tiny_lm_dir, tiny_blend, tmp_path, max_length=48, max_steps=1), False)
     assert 0 < metrics["examples_trained"] < metrics["examples"]  # the longer prompts lost their answers
+
+
+def test_eval_scores_a_trained_model_and_its_checkpoint_alike(
+    trained: dict[str, Any], tiny_lm_dir: Path, data_root: Path, tmp_path: Path
+) -> None:
+    from rankwise.errors import RankwiseError
+    from rankwise.train.rankrag_sweep import load_sweep_config, run_eval
+
+    config = tmp_path / "sweep.yaml"
+    config.write_text(
+        f"""output_dir: {tmp_path / "unused"}
+train: {{model: {tiny_lm_dir}, dtype: float32, threads: 1}}
+blend: {{tokenizer: {tiny_lm_dir}, hotpotqa: {{path: {data_root}/hotpotqa-train100/hotpotqa_train.json, heldout: 50}}}}
+{tiny_eval(data_root)}"""
+    )
+    settings = load_sweep_config(config)
+    checkpoint = trained["out"] / "checkpoints" / "checkpoint-2"  # the last step's adapter, as the trainer saved it
+    models = [str(trained["out"] / "model"), str(checkpoint)]
+    out = tmp_path / "eval"
+    results = run_eval(settings, models, out, show_progress=False, isolate=False)
+    rows = results["models"]
+    assert [m["name"] for m in rows] == ["model", "checkpoint-2"] and [m["steps"] for m in rows] == [2, 2]
+    assert rows[0]["ranking"]["nDCG@10"] == pytest.approx(rows[1]["ranking"]["nDCG@10"], abs=1e-6)
+    assert rows[0]["hotpotqa"]["questions"] == 2 and results["bm25"]["nDCG@10"] > 0
+    table = (out / "eval.md").read_text()
+    assert "| checkpoint-2 | – | 2 |" in table and "BM25 alone" in table
+    assert (out / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cached = {p: p.stat().st_mtime_ns for p in out.rglob("ranking.json")}
+    run_eval(settings, models, out, show_progress=False, isolate=False)  # cached: nothing is scored again
+    assert len(cached) == 2 and {p: p.stat().st_mtime_ns for p in cached} == cached
+    with pytest.raises(RankwiseError, match="no such directory"):
+        run_eval(settings, [str(tmp_path / "missing")], out, show_progress=False, isolate=False)

@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
     group.command("build-blend")(build_blend)
     group.command("train")(train)
     group.command("sweep", context_settings={"allow_extra_args": True})(sweep)
+    group.command("eval")(evaluate)
     app.add_typer(group, name="rankrag")
 
 
@@ -80,3 +81,35 @@ def sweep(
     keep_freed_memory()  # also reaches the spawned training / evaluation workers, through the environment
     results = run_sweep(sweep_config)
     typer.echo((Path(results["config"]["output_dir"]) / "sweep.md").read_text(encoding="utf-8"))
+
+
+def evaluate(
+    config: Annotated[
+        Path, typer.Option("--config", help="Sweep YAML: its eval and blend (prompt) settings are used.")
+    ],
+    models: Annotated[
+        list[str],
+        typer.Option(
+            "--model",
+            help="A trained model/ or adapter/ directory, a trainer checkpoint (…/checkpoints/checkpoint-N) "
+            "or 'smollm2' (zero-shot); repeat it to compare several, e.g. every checkpoint of one run.",
+        ),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Output directory (default: <config output_dir>/eval).")
+    ] = None,
+    no_rerank: Annotated[
+        bool, typer.Option("--no-rerank", help="Also answer HotpotQA in BM25 order (the no-reranking ablation).")
+    ] = False,
+    overrides: SetOpt = None,
+) -> None:
+    """Evaluate trained RankRAG models as the study does (SciFact P(True) reranking, held-out HotpotQA answering)
+    without training; writes eval.json/.md (and eval.png for several models). Cached per model: rerun to resume."""
+    from rankwise.allocator import keep_freed_memory
+    from rankwise.train.rankrag_sweep import load_sweep_config, run_eval
+
+    sweep_config = load_sweep_config(config, parse_overrides(overrides or []))
+    target = out if out is not None else Path(sweep_config.output_dir) / "eval"
+    keep_freed_memory()
+    run_eval(sweep_config, models, target, no_rerank=no_rerank)
+    typer.echo((target / "eval.md").read_text(encoding="utf-8"))

@@ -26,7 +26,7 @@ class Evaluator:
         settings: Any,
         blend: Any,
         out: Path,
-        dtype: str = "bfloat16",
+        dtype: str = "auto",
         threads: int | None = None,
         show_progress: bool = True,
     ) -> None:

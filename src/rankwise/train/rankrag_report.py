@@ -68,8 +68,6 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from rankwise.data._io import atomic_writer
-
     tuned = [m for m in ordered(results["models"]) if m["fraction"] is not None]
     zero = next((m for m in results["models"] if m["fraction"] is None), None)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -93,6 +91,38 @@ def plot(results: dict[str, Any], path: str | Path) -> None:
         axis.legend(fontsize=8)
         axis.grid(alpha=0.3)
     fig.tight_layout()
+    _save(fig, path)
+
+
+def curve_plot(results: dict[str, Any], path: str | Path) -> None:
+    """``rankwise rankrag eval``: nDCG@10 and HotpotQA F1 of each evaluated model, in the order given (e.g. the
+    checkpoints of one run: a learning curve), BM25 alone as a dotted line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = results["models"]
+    xs = list(range(len(models)))
+    fig, axis = plt.subplots(figsize=(7, 4))
+    axis.plot(xs, [m.get("ranking", {}).get("nDCG@10") for m in models], "o-", label="SciFact nDCG@10 (P(True))")
+    if any(m.get("hotpotqa") for m in models):
+        axis.plot(xs, [m.get("hotpotqa", {}).get("f1") for m in models], "s-", label="HotpotQA F1")
+    if results.get("bm25"):
+        axis.axhline(results["bm25"]["nDCG@10"], color="black", linestyle=":", label="BM25 alone (nDCG@10)")
+    labels = [m["name"] if m.get("steps") is None else f"{m['name']}\n{m['steps']} steps" for m in models]
+    axis.set_xticks(xs, labels, fontsize=7)
+    axis.legend(fontsize=8)
+    axis.grid(alpha=0.3)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig: Any, path: str | Path) -> None:
+    import matplotlib.pyplot as plt
+
+    from rankwise.data._io import atomic_writer
+
     with atomic_writer(path) as handle:  # text handle: write the PNG through its binary buffer
         fig.savefig(handle.buffer, format="png", dpi=110)
     plt.close(fig)

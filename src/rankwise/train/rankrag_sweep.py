@@ -110,6 +110,70 @@ def run_sweep(config: SweepConfig, show_progress: bool = True, isolate: bool = T
     return results
 
 
+def run_eval(
+    config: SweepConfig,
+    models: list[str],
+    out: str | Path,
+    no_rerank: bool = False,
+    show_progress: bool = True,
+    isolate: bool = True,
+) -> dict[str, Any]:
+    """Evaluate already trained models the way the study does (``rankwise rankrag eval``): a merged model, an
+    adapter, a trainer checkpoint (``checkpoints/checkpoint-N``: a learning curve) or ``"smollm2"`` (zero-shot).
+
+    The prompt settings (answer template, passage cuts, ranking prompt) come from the config's ``blend`` section,
+    as in the sweep. Each model gets its own cached eval directory under ``out``; writes ``eval.json``, ``eval.md``
+    and, for two or more models, ``eval.png``.
+    """
+    from rankwise.train.rankrag_eval import Evaluator
+    from rankwise.train.rankrag_report import curve_plot, markdown_table
+
+    out = Path(out)
+    for model in models:
+        if model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
+            raise RankwiseError(f"--model {model}: no such directory")
+    out.mkdir(parents=True, exist_ok=True)
+    here = config.model_copy(update={"output_dir": str(out)})
+    base = RankRAGTrainConfig(**config.train, output_dir=str(out), blend=config.blend)
+    evaluator = Evaluator(config.eval, blend_config(config.blend), out, base.dtype, base.threads, show_progress)
+    results: dict[str, Any] = {"config": here.model_dump(mode="json"), "models": []}
+    run = _in_fresh_process if isolate else _here
+    for model, name in zip(models, _short_names(models), strict=True):
+        row: dict[str, Any] = {"name": name, "model": model, "fraction": None, "train_seconds": None}
+        row["steps"] = trained_steps(Path(model).expanduser())
+        row.update(run(_evaluate, here, str(Path(model).expanduser()), str(out / name), no_rerank, show_progress))
+        results["models"].append(row)
+        results["bm25"] = evaluator.bm25_metrics()
+        results["hotpotqa_heldout"] = evaluator.heldout_summary()
+        atomic_write_text(out / "eval.json", json.dumps(results, indent=2) + "\n")
+        atomic_write_text(out / "eval.md", markdown_table(results))
+        if len(results["models"]) > 1:
+            curve_plot(results, out / "eval.png")
+    return results
+
+
+def trained_steps(model: Path) -> int | None:
+    """Optimizer steps behind ``model``: 0 for ``smollm2``, a checkpoint's ``trainer_state.json``, or the
+    ``metrics.json`` next to a ``model``/``adapter`` directory written by ``rankwise rankrag train``."""
+    if str(model) == "smollm2":
+        return 0
+    for state in (model / "trainer_state.json", model.parent / "metrics.json"):
+        if state.is_file():
+            saved = json.loads(state.read_text(encoding="utf-8"))
+            return saved.get("global_step", saved.get("steps"))
+    return None
+
+
+def _short_names(models: list[str]) -> list[str]:
+    """The shortest trailing path parts that tell the models apart (``checkpoint-60``, ``fraction-1__model``)."""
+    parts = [Path(m).parts or (m,) for m in models]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        names = ["__".join(p[-depth:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    raise RankwiseError(f"--model is given the same model twice: {models}")
+
+
 def _train_and_evaluate(config: SweepConfig, fraction: float, show_progress: bool) -> dict[str, Any]:
     from rankwise.train.rankrag_train import train_rankrag
 

@@ -215,6 +215,8 @@ def _fit(
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
+    from rankwise.models import resolve_dtype
+
     model, tokenizer = load_base(base, config)
     checkpoints = out / "checkpoints"
     args = SFTConfig(
@@ -229,7 +231,7 @@ def _fit(
         max_length=config.max_length,
         completion_only_loss=True,
         activation_checkpointing=config.gradient_checkpointing,
-        bf16=config.dtype == "bfloat16" and torch.cuda.is_available(),  # CPU: the model itself is in ``dtype``
+        bf16=torch.cuda.is_available() and resolve_dtype(config.dtype) == torch.bfloat16,  # CPU: model in dtype
         fp16=False,
         logging_steps=config.logging_steps,
         save_strategy="steps",

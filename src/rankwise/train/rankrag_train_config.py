@@ -70,7 +70,9 @@ class RankRAGTrainConfig(BaseModel):
     lora: LoraSettings = LoraSettings()
     qlora: bool = Field(False, description="4-bit base weights (bitsandbytes + a CUDA GPU; untested here)")
     merge: bool = Field(True, description="save a merged plain checkpoint in model/ (else model/ holds the adapter)")
-    dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="auto: bfloat16 where the hardware runs it natively (CUDA, AVX512-BF16/AMX), else float32"
+    )
     gradient_checkpointing: bool = False
     save_steps: int = Field(20, ge=1, description="checkpoint interval (steps)")
     save_total_limit: int = Field(2, ge=1)
