@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 from rankwise.errors import RankwiseError
-from rankwise.models import fast_bfloat16, resolve_dtype
+from rankwise.models import fast_bfloat16, resolve_dtype, resolve_model
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -34,3 +36,11 @@ def test_rankrag_training_defaults_to_auto() -> None:
     from rankwise.train.rankrag_train_config import RankRAGTrainConfig
 
     assert RankRAGTrainConfig(output_dir="x", blend_path="b.jsonl").dtype == "auto"
+
+
+def test_a_folder_with_one_gguf_and_no_config_resolves_to_that_file(tmp_path: Path) -> None:
+    # what a trainer checkpoint of the bundled GGUF SmolLM2 names as its base (the package folder)
+    (tmp_path / "Model.Q4_1.gguf").write_bytes(b"GGUF")
+    assert resolve_model(str(tmp_path)) == (str(tmp_path), "Model.Q4_1.gguf")
+    (tmp_path / "config.json").write_text("{}")  # a plain checkpoint folder is left to from_pretrained
+    assert resolve_model(str(tmp_path)) == (str(tmp_path), None)

@@ -72,6 +72,13 @@ def resolve_model(name_or_path: str, gguf_file: str | None = None) -> tuple[str,
         if not path.is_file():
             raise RankwiseError(f"{path}: GGUF file not found")
         return str(path.parent), path.name
+    folder = Path(name_or_path)
+    if gguf_file is None and folder.is_dir() and not (folder / "config.json").is_file():
+        # a folder holding one GGUF and no config (the bundled SmolLM2 package): what a LoRA checkpoint of a
+        # GGUF-loaded base names as its base_model_name_or_path
+        ggufs = sorted(folder.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return str(folder), ggufs[0].name
     return name_or_path, gguf_file
 
 
