@@ -50,11 +50,16 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"| {_fmt(plain.get('em'))} | {_fmt(plain.get('f1'))} | {_fmt(plain.get('sp_paragraph_f1'))} |"
         )
     heldout = results.get("hotpotqa_heldout", {})
+    hotpotqa = (
+        f"HotpotQA: {heldout.get('questions', 0)} held-out questions (split seed {heldout.get('seed')}), distractor "
+        "setting, the same model reranks and answers; no-rerank = BM25 order, same model answers. SP-F1 = "
+        "supporting-paragraph F1 of the citations. "
+        if heldout
+        else "HotpotQA: not evaluated. "
+    )
     note = (
         f"\nSciFact: P(True) reranking of BM25 top-{results['config']['eval']['depth']} for the first "
-        f"{results['config']['eval']['scifact_queries']} test queries. HotpotQA: {heldout.get('questions', 0)} "
-        f"held-out questions (split seed {heldout.get('seed')}), distractor setting, the same model reranks and "
-        "answers; no-rerank = BM25 order, same model answers. SP-F1 = supporting-paragraph F1 of the citations. "
+        f"{results['config']['eval']['scifact_queries']} test queries. {hotpotqa}"
         "Examples trained: blend examples trl kept (it drops those that max_length cuts before their answer).\n"
     )
     return header + "\n".join(rows) + "\n" + note
