@@ -85,8 +85,8 @@ def resolve_model(name_or_path: str, gguf_file: str | None = None) -> tuple[str,
 def fast_bfloat16(device: str | None = None) -> bool:
     """Whether ``device`` (default: CUDA if present, else the CPU) runs bfloat16 matmuls natively.
 
-    A CPU without AVX512-BF16/AMX (e.g. AVX2 only) emulates them: a 1024x576 @ 576x1536 matmul took 1.49 s in
-    bfloat16 against 0.032 s in float32 on this project's AVX2 EPYC, so there bfloat16 is ~46x slower, not faster.
+    A CPU without AVX512-BF16/AMX (e.g. AVX2 only) emulates them: on this project's quiet AVX2 EPYC a 1024x576 @
+    576x1536 matmul (1 thread) took 1.48-1.52 s in bfloat16 against 0.037-0.040 s in float32, ~40x slower.
     """
     import torch
 
