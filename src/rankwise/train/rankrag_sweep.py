@@ -92,6 +92,7 @@ def run_sweep(config: SweepConfig, show_progress: bool = True, isolate: bool = T
     the operating system when it is done: in one process, five SmolLM2 trainings grew it to 12.5 GB.
     """
     from rankwise.train.rankrag_eval import Evaluator
+    from rankwise.train.rankrag_report import plot
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,10 +104,10 @@ def run_sweep(config: SweepConfig, show_progress: bool = True, isolate: bool = T
         row = {"name": "zero-shot", "fraction": None, "steps": 0, "train_seconds": 0.0}
         row.update(run(_evaluate, config, base.model, str(out / "zero-shot"), False, show_progress))
         results["models"].append(row)
-        _write(out, results, evaluator)
+        _write(out, results, evaluator, "sweep", plot)
     for fraction in config.fractions:
         results["models"].append(run(_train_and_evaluate, config, fraction, show_progress))
-        _write(out, results, evaluator)
+        _write(out, results, evaluator, "sweep", plot)
     return results
 
 
@@ -126,7 +127,7 @@ def run_eval(
     and, for two or more models, ``eval.png``.
     """
     from rankwise.train.rankrag_eval import Evaluator
-    from rankwise.train.rankrag_report import curve_plot, markdown_table
+    from rankwise.train.rankrag_report import curve_plot
 
     out = Path(out)
     for model in models:
@@ -143,12 +144,7 @@ def run_eval(
         row["steps"] = trained_steps(Path(model).expanduser())
         row.update(run(_evaluate, here, str(Path(model).expanduser()), str(out / name), no_rerank, show_progress))
         results["models"].append(row)
-        results["bm25"] = evaluator.bm25_metrics()
-        results["hotpotqa_heldout"] = evaluator.heldout_summary()
-        atomic_write_text(out / "eval.json", json.dumps(results, indent=2) + "\n")
-        atomic_write_text(out / "eval.md", markdown_table(results))
-        if len(results["models"]) > 1:
-            curve_plot(results, out / "eval.png")
+        _write(out, results, evaluator, "eval", curve_plot if len(results["models"]) > 1 else None)
     return results
 
 
@@ -219,11 +215,13 @@ def _in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str
         return pool.submit(fn, *args).result()
 
 
-def _write(out: Path, results: dict[str, Any], evaluator: Any) -> None:
-    from rankwise.train.rankrag_report import markdown_table, plot
+def _write(out: Path, results: dict[str, Any], evaluator: Any, stem: str, draw: Callable[..., None] | None) -> None:
+    """``<stem>.json`` and ``<stem>.md`` (the table), and ``<stem>.png`` when there is a ``draw`` function."""
+    from rankwise.train.rankrag_report import markdown_table
 
     results["bm25"] = evaluator.bm25_metrics()
     results["hotpotqa_heldout"] = evaluator.heldout_summary()
-    atomic_write_text(out / "sweep.json", json.dumps(results, indent=2) + "\n")
-    atomic_write_text(out / "sweep.md", markdown_table(results))
-    plot(results, out / "sweep.png")
+    atomic_write_text(out / f"{stem}.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / f"{stem}.md", markdown_table(results))
+    if draw is not None:
+        draw(results, out / f"{stem}.png")
