@@ -104,6 +104,17 @@ def test_ranking_fraction_caps_and_shrinking(sources, tokenizer):
     assert any("instead of 50000" in note for note in info["notes"])
 
 
+def test_a_task_weighted_zero_never_fills_another_tasks_deficit(sources, tokenizer):
+    weights = {"context_qa": 1, "rag_qa": 1, "ranking": 1, "rag_ranking": 0}
+    config = from_mapping(
+        {"size": 1000, "ranking_fraction": 1.0, "task_weights": weights, **_pick(sources, "hotpotqa")}
+    )
+    examples, summary = build_blend(config, tokenizer)
+    assert {e["task"] for e in examples} == {"ranking"}  # ranking runs out; rag_ranking (weight 0) stays out
+    assert len(examples) == summary["available"]["ranking"] < 1000
+    assert any("instead of 1000" in note for note in summary["notes"])
+
+
 def test_same_seed_same_blend_other_seed_other_blend(sources, tokenizer, tmp_path):
     settings = {"size": 120, "ranking_fraction": 0.2, **_pick(sources, "hotpotqa", "mtrag")}
     first, summary = build_blend(from_mapping(settings), tokenizer)

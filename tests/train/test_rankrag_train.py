@@ -17,6 +17,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from rankwise.errors import RankwiseError
 from rankwise.rerank.llm import ranking_messages
 from rankwise.train.rankrag_train import train_rankrag
 from rankwise.train.rankrag_train_config import RankRAGTrainConfig, load_train_config
@@ -196,6 +197,11 @@ def test_merged_checkpoint_scores_like_the_adapter_model(trained: dict[str, Any]
     assert max(abs(a - b) for a, b in zip(scores, before, strict=True)) > 1e-4  # training moved the scores
 
 
+def test_every_checkpoint_carries_the_prompt_settings_of_the_model(trained: dict[str, Any]) -> None:
+    saved = (trained["out"] / "model" / "rankrag.json").read_text()
+    assert (trained["out"] / "checkpoints" / "checkpoint-2" / "rankrag.json").read_text() == saved
+
+
 def test_preset_shares_one_model_between_reranker_and_generator(trained: dict[str, Any]) -> None:
     from rankwise.rankrag_preset import load_rankrag
     from rankwise.types import Document, Query
@@ -372,3 +378,18 @@ blend: {{tokenizer: {tiny_lm_dir}, hotpotqa: {{path: {data_root}/hotpotqa-train1
     assert len(cached) == 2 and {p: p.stat().st_mtime_ns for p in cached} == cached
     with pytest.raises(RankwiseError, match="no such directory"):
         run_eval(settings, [str(tmp_path / "missing")], out, show_progress=False, isolate=False)
+
+
+def test_lora_on_the_last_layers_only(tiny_lm_dir: Path, tiny_blend: Path, tmp_path: Path) -> None:
+    recorder = Recorder()
+    config = config_for(tiny_lm_dir, tiny_blend, tmp_path / "run", max_steps=1, lora={"r": 4, "alpha": 8, "layers": 1})
+    metrics = train_rankrag(config, show_progress=False, callbacks=[recorder])
+    start, end = recorder.start, recorder.end
+    lora = [n for n in start if "lora_" in n]
+    assert lora and all(".layers.1." in n for n in lora)  # the tiny model has layers 0 and 1
+    assert {n.split(".layers.1.")[1].split(".")[1] for n in lora} >= {"q_proj", "down_proj"}  # all-linear spelled out
+    assert all(not torch.equal(start[n], end[n]) for n in lora if "lora_B" in n)
+    assert metrics["trainable_parameters"] == sum(start[n].numel() for n in lora)
+    too_many = config_for(tiny_lm_dir, tiny_blend, tmp_path / "other", lora={"layers": 3})
+    with pytest.raises(RankwiseError, match=r"lora\.layers: 3 is more than the model's 2 layers"):
+        train_rankrag(too_many, show_progress=False)

@@ -12,7 +12,9 @@ from rankwise.cli.train import parse_overrides
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--set", help="Override a config key: --set max_steps=100, --set blend.size=800 (YAML value); repeatable."
+        "--set",
+        help="Override a config key (YAML value), repeatable: train: --set max_steps=100 --set blend.size=800; "
+        "sweep and eval: --set train.max_steps=100 --set eval.scifact_queries=20.",
     ),
 ]
 

@@ -185,9 +185,9 @@ def mix(candidates: Sequence[Candidate], config: BlendConfig) -> tuple[list[Cand
                         used[c.source] += 1
                         progress = True
                         break
-            for task in tasks:  # a task that ran out hands its deficit to the group's others
+            for task in tasks:  # a task that ran out hands its deficit to the group's others (weight 0: none)
                 deficit = want[task] - count[task]
-                others = [t for t in tasks if t != task and cursor[t] < len(pools[t])]
+                others = [t for t in tasks if t != task and weights[t] > 0 and cursor[t] < len(pools[t])]
                 if deficit > 0 and cursor[task] >= len(pools[task]) and others:
                     want[task] = count[task]
                     for i in range(deficit):

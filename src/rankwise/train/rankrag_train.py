@@ -7,7 +7,8 @@
    the base and saved to ``<output_dir>/stage1/model``, the start point of Stage-II.
 2. Stage-II: the blend (``blend_path``, or a ``blend:`` section built on the fly into ``<output_dir>/blend.jsonl``)
    in trl's conversational prompt-completion format: ``SFTTrainer`` applies the chat template and puts the loss
-   on the completion (assistant) tokens only (``completion_only_loss=True``).
+   on the completion (assistant) tokens only (``completion_only_loss=True``), with logits computed at those
+   positions only (:mod:`rankwise.train.answer_loss`).
 3. LoRA adapters (peft) on every linear layer by default; ``qlora: true`` loads the base in 4 bits
    (bitsandbytes, CUDA only — guarded, and untested on this project's CPU-only machines).
 4. Writes ``adapter/`` (the LoRA weights), ``model/`` (a merged plain checkpoint with ``merge: true``, else the
@@ -159,9 +160,11 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
 
     set_seed(config.seed)
     dataset = load_sft_dataset(blend_file)
+    settings = preset_settings(config)
     trainer, tokenizer = _fit(
-        config, base, dataset, out, config.max_steps, config.learning_rate, callbacks, show_progress
-    )
+        config, base, dataset, out, config.max_steps, config.learning_rate,
+        [preset_callback(settings), *(callbacks or [])], show_progress,
+    )  # fmt: skip
     state = trainer.state
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     if main:
@@ -170,7 +173,7 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
             tokenizer.save_pretrained(str(tmp))
             atomic_write_text(tmp / BASE_FILE, json.dumps({"model": base}) + "\n")
         with atomic_dir(out / "model") as tmp:
-            atomic_write_text(tmp / PRESET_FILE, json.dumps(preset_settings(config), indent=2) + "\n")
+            atomic_write_text(tmp / PRESET_FILE, json.dumps(settings, indent=2) + "\n")
             if config.merge:
                 save_causal_lm(trainer.model.merge_and_unload(), tokenizer, tmp)
             else:
@@ -216,6 +219,7 @@ def _fit(
     from trl import SFTConfig, SFTTrainer
 
     from rankwise.models import resolve_dtype
+    from rankwise.train.answer_loss import answer_only_trainer
 
     model, tokenizer = load_base(base, config)
     checkpoints = out / "checkpoints"
@@ -250,9 +254,9 @@ def _fit(
         r=config.lora.r,
         lora_alpha=config.lora.alpha,
         lora_dropout=config.lora.dropout,
-        target_modules=config.lora.target_modules,
+        **lora_targets(model, config.lora.target_modules, config.lora.layers),
     )
-    trainer = SFTTrainer(
+    trainer = answer_only_trainer(SFTTrainer)(
         model=model,
         args=args,
         train_dataset=dataset,
@@ -274,6 +278,30 @@ def _fit(
     trainer.train(resume_from_checkpoint=last)
     trainer.resumed_from = last
     return trainer, tokenizer
+
+
+def lora_targets(model: Any, target_modules: list[str] | str, layers: int | None) -> dict[str, Any]:
+    """peft ``target_modules`` (+ ``layers_to_transform`` for the last ``layers`` transformer layers).
+
+    peft refuses ``layers_to_transform`` with the string ``all-linear``, so with ``layers`` set that string is
+    spelled out as the names of the model's linear layers, output head excepted (what peft's ``all-linear`` means).
+    """
+    if layers is None:
+        return {"target_modules": target_modules}
+    import torch
+
+    total = model.config.num_hidden_layers
+    if layers > total:
+        raise RankwiseError(f"lora.layers: {layers} is more than the model's {total} layers")
+    if target_modules == "all-linear":
+        head = model.get_output_embeddings()
+        target_modules = sorted(
+            {name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+             if isinstance(module, torch.nn.Linear) and module is not head}
+        )  # fmt: skip
+    elif isinstance(target_modules, str):
+        raise RankwiseError("lora.layers needs target_modules as a list of names (or 'all-linear'), not a regex")
+    return {"target_modules": target_modules, "layers_to_transform": list(range(total - layers, total))}
 
 
 def load_base(name: str, config: RankRAGTrainConfig) -> tuple[Any, Any]:
@@ -349,3 +377,17 @@ def json_log_callback(path: Path) -> Any:
                     logger.info("step %d/%d loss %.4f", state.global_step, state.max_steps, logs["loss"])
 
     return JsonLogCallback()
+
+
+def preset_callback(settings: dict[str, Any]) -> Any:
+    """A ``TrainerCallback`` that puts ``rankrag.json`` in every checkpoint, so that ``--rankrag checkpoint-N``
+    prompts as the blend did (like ``model/``)."""
+    from transformers import TrainerCallback
+
+    class PresetCallback(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                atomic_write_text(folder / PRESET_FILE, json.dumps(settings, indent=2) + "\n")
+
+    return PresetCallback()

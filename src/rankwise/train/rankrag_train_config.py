@@ -30,6 +30,12 @@ class LoraSettings(BaseModel):
     alpha: int = Field(32, ge=1, description="scaling numerator (lora_alpha)")
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | str = Field("all-linear", description="module names, or 'all-linear'")
+    layers: int | None = Field(
+        None,
+        ge=1,
+        description="adapt only the last N transformer layers: backpropagation stops below them (SmolLM2, last 10 "
+        "of 30: ~2x faster CPU steps); null: every layer",
+    )
 
 
 class StageOne(BaseModel):
