@@ -50,6 +50,22 @@ def test_only_the_labelled_positions_reach_the_output_head() -> None:
     assert rows == [4]  # labels at 8-9, 5-6 and 6 are predicted from positions {7, 8} ∪ {4, 5} ∪ {5}
 
 
+def test_stats_count_the_labelled_tokens_and_their_top1_hits() -> None:
+    model, inputs = tiny_llama(), batch()
+    with torch.no_grad():
+        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits[:, :-1]
+    inputs["labels"][0, 9] = logits[0, 8].argmax()  # one label the model gets right (labels don't change logits)
+    stats: dict[str, torch.Tensor] = {}
+    answer_loss(model, inputs, stats=stats)
+    targets = inputs["labels"][:, 1:]
+    mask = targets != -100
+    log_probs = logits[mask].log_softmax(-1)
+    assert stats["valid"].item() == 5
+    assert stats["correct"].item() >= 1
+    assert stats["correct"].item() == (log_probs.argmax(-1) == targets[mask]).sum().item()
+    assert torch.allclose(stats["entropy"], -(log_probs.exp() * log_probs).sum(), atol=1e-5)
+
+
 def test_a_batch_without_labels_gives_a_differentiable_zero() -> None:
     model, inputs = tiny_llama(), batch()
     inputs["labels"] = torch.full_like(inputs["labels"], -100)

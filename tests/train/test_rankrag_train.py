@@ -140,6 +140,10 @@ def test_training_changes_the_adapter_and_leaves_the_base_untouched(trained: dic
     assert trained["metrics"]["examples_trained"] == trained["metrics"]["examples"]  # every example fits
     log = [json.loads(line) for line in (trained["out"] / "log.jsonl").read_text().splitlines()]
     assert [entry["step"] for entry in log if "loss" in entry] == [1, 2]
+    # the answer-only loss logs what trl's does: answer-token accuracy and entropy, and the tokens seen so far
+    steps = [entry for entry in log if "loss" in entry]
+    assert all(0.0 <= entry["mean_token_accuracy"] <= 1.0 and entry["entropy"] > 0 for entry in steps)
+    assert 0 < steps[0]["num_tokens"] < steps[1]["num_tokens"]
 
 
 def test_loss_is_on_the_completion_tokens_only(trained: dict[str, Any], tiny_lm_dir: Path, tiny_blend: Path) -> None:
