@@ -374,14 +374,27 @@ blend: {{tokenizer: {tiny_lm_dir}, hotpotqa: {{path: {data_root}/hotpotqa-train1
     assert [m["name"] for m in rows] == ["model", "checkpoint-2"] and [m["steps"] for m in rows] == [2, 2]
     assert rows[0]["ranking"]["nDCG@10"] == pytest.approx(rows[1]["ranking"]["nDCG@10"], abs=1e-6)
     assert rows[0]["hotpotqa"]["questions"] == 2 and results["bm25"]["nDCG@10"] > 0
+    paired = rows[0]["ranking"]["vs_bm25"]  # query by query against BM25's own order
+    assert paired["queries"] == 2 and paired["wins"] + paired["ties"] + paired["losses"] == 2
+    assert paired["delta"] == pytest.approx(rows[0]["ranking"]["nDCG@10"] - results["bm25"]["nDCG@10"], abs=1e-9)
+    assert 0 < paired["p_permutation"] <= 1
     table = (out / "eval.md").read_text()
-    assert "| checkpoint-2 | – | 2 |" in table and "BM25 alone" in table
+    assert "| checkpoint-2 | – | 2 |" in table and "BM25 alone" in table and f"{paired['delta']:+.4f} (p " in table
     assert (out / "eval.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     cached = {p: p.stat().st_mtime_ns for p in out.rglob("ranking.json")}
     run_eval(settings, models, out, show_progress=False, isolate=False)  # cached: nothing is scored again
     assert len(cached) == 2 and {p: p.stat().st_mtime_ns for p in cached} == cached
     with pytest.raises(RankwiseError, match="no such directory"):
         run_eval(settings, [str(tmp_path / "missing")], out, show_progress=False, isolate=False)
+    # a result from before the paired comparison gets it from its saved run, without scoring again
+    ranking_json = out / "model" / "ranking.json"
+    saved = json.loads(ranking_json.read_text())
+    ranking_json.write_text(json.dumps({k: v for k, v in saved.items() if k != "vs_bm25"}))
+    assert run_eval(settings, models[:1], out, show_progress=False, isolate=False)["models"][0]["ranking"] == saved
+    # BM25's cached figures belong to the query count they were measured on
+    more = settings.model_copy(update={"eval": settings.eval.model_copy(update={"scifact_queries": 3})})
+    again = run_eval(more, models[:1], out, show_progress=False, isolate=False)
+    assert again["bm25"]["settings"] == {"queries": 3, "depth": 3} and again["models"][0]["ranking"]["pairs"] == 9
 
 
 def test_lora_on_the_last_layers_only(tiny_lm_dir: Path, tiny_blend: Path, tmp_path: Path) -> None:

@@ -53,16 +53,46 @@ class Evaluator:
             self._scifact_data = (dataset, queries, bm25.search(queries, k=self.settings.depth))
         return self._scifact_data
 
-    def bm25_metrics(self) -> dict[str, float]:
+    def _scifact_settings(self) -> dict[str, Any]:
+        return {"queries": self.settings.scifact_queries, "depth": self.settings.depth}
+
+    def bm25_metrics(self) -> dict[str, Any]:
+        """BM25 alone on the evaluated queries (cached with the query count and depth it was measured at)."""
         cached = self.out / "bm25-scifact.json"
         if cached.is_file():
-            return json.loads(cached.read_text(encoding="utf-8"))
+            saved = json.loads(cached.read_text(encoding="utf-8"))
+            if saved.get("settings") == self._scifact_settings():
+                return saved
         from rankwise.evaluate.retrieval import evaluate
 
         dataset, _, run = self.scifact_data()
-        metrics = evaluate(run, dataset.qrels, RANK_METRICS)
+        metrics = {**evaluate(run, dataset.qrels, RANK_METRICS), "settings": self._scifact_settings()}
         atomic_write_text(cached, json.dumps(metrics, indent=2) + "\n")
         return metrics
+
+    def versus_bm25(self, reranked: dict[str, dict[str, float]]) -> dict[str, Any] | None:
+        """The reranked run against BM25's order, query by query on nDCG@10: the mean difference, wins/ties/losses
+        and two-sided paired p-values (t-test and randomisation test, :mod:`rankwise.evaluate.stats`); ``None``
+        for a single query, which no paired test can judge."""
+        from rankwise.evaluate.retrieval import evaluate_per_query
+        from rankwise.evaluate.stats import compare_paired
+
+        dataset, _, run = self.scifact_data()
+        [base] = evaluate_per_query(run, dataset.qrels, ["nDCG@10"]).values()
+        [ours] = evaluate_per_query(reranked, dataset.qrels, ["nDCG@10"]).values()
+        if len(base.keys() & ours.keys()) < 2:
+            return None
+        paired = compare_paired(base, ours)
+        return {
+            "metric": "nDCG@10",
+            "queries": paired.queries,
+            "delta": paired.delta,
+            "wins": paired.wins,
+            "ties": paired.ties,
+            "losses": paired.losses,
+            "p_t": paired.p_t,
+            "p_permutation": paired.p_permutation,
+        }
 
     def heldout_summary(self) -> dict[str, Any]:
         if self.hotpotqa is None:
@@ -130,14 +160,19 @@ class Evaluator:
     def _ranking(self, path: Path, model: str, shared: Any) -> dict[str, Any]:
         settings = {
             "model": model,
-            "queries": self.settings.scifact_queries,
-            "depth": self.settings.depth,
+            **self._scifact_settings(),
             "max_passage_tokens": self.blend.max_passage_tokens,
             "dtype": self.dtype,
         }
+        trec = path.with_suffix(".trec")
         if path.is_file():
             cached = json.loads(path.read_text(encoding="utf-8"))
             if cached.get("settings") == settings:
+                if "vs_bm25" not in cached and trec.is_file():  # measured before the paired comparison existed
+                    from rankwise.data import read_run
+
+                    cached["vs_bm25"] = self.versus_bm25(read_run(trec))
+                    atomic_write_text(path, json.dumps(cached, indent=2) + "\n")
                 return cached
         from rankwise.data import write_run
         from rankwise.evaluate.retrieval import evaluate
@@ -146,9 +181,10 @@ class Evaluator:
         started = time.perf_counter()
         reranked = shared().reranker.rerank(queries, run, dataset.corpus, k=self.settings.depth)
         seconds = time.perf_counter() - started
-        write_run(reranked, path.with_suffix(".trec"), tag="rankrag")
+        write_run(reranked, trec, tag="rankrag")
         result = {
             **evaluate(reranked, dataset.qrels, RANK_METRICS),
+            "vs_bm25": self.versus_bm25(reranked),
             "pairs": sum(min(len(d), self.settings.depth) for d in run.values()),
             "seconds": round(seconds, 1),
             "settings": settings,

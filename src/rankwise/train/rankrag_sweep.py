@@ -40,7 +40,7 @@ class SweepEval(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scifact: str = Field("${RANKWISE_DATA}/scifact", description="BEIR SciFact directory (test split evaluated)")
-    scifact_queries: int = Field(50, ge=1, description="first N judged test queries")
+    scifact_queries: int = Field(50, ge=1, description="first N judged test queries (SciFact test has 300)")
     depth: int = Field(20, ge=1, description="BM25 documents reranked per query")
     hotpotqa: str | None = Field(
         "${RANKWISE_DATA}/hotpotqa-train100/hotpotqa_train.json", description="HotpotQA file; null: skip answering"
