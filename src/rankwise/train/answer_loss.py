@@ -8,7 +8,7 @@ layer ~20.5 s with trl's loss, ~16 s with this one; on the last 10 layers ~16 s 
 transformers offers this loss alone, hence the few lines here: the model's own forward with ``logits_to_keep`` set
 to the positions that predict a label (the union over the batch), and the same sum of token NLLs divided by
 ``num_items_in_batch`` that trl uses. The trainer logs what trl logs (``entropy``, ``mean_token_accuracy``,
-``num_tokens``), computed on the answer tokens, where for a ranking example the accuracy is that of True/False.
+``num_tokens``), computed on the answer tokens (for a ranking example True/False *and* the end of turn).
 Configurations this does not cover (label smoothing, a custom ``compute_loss_func``, non-NLL loss types, MoE aux
 losses) fall back to trl's own loss.
 """

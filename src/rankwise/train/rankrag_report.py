@@ -22,7 +22,7 @@ def _trained(model: dict[str, Any]) -> str:
 
 
 def _versus(paired: dict[str, Any] | None) -> str:
-    """``+0.0019 (p 0.87; 97 better, 93 worse)``; "–" where there is no paired comparison."""
+    """``+0.0123 (p 0.45; 12 better, 9 worse)`` (the format); "–" where there is no paired comparison."""
     if not paired:
         return "–"
     better, worse = paired["wins"], paired["losses"]
