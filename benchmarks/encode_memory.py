@@ -130,7 +130,7 @@ def main() -> None:
         child(args)
         return
 
-    from rankwise.models import minilm_path
+    from rankwise.config.models import minilm_path
     from rankwise.retrieve.encode import build_random_encoder
 
     work = args.work_dir

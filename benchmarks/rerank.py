@@ -8,7 +8,7 @@ scores them with ``CrossEncoder.predict`` (batch size 32, its default) and with 
 ``CrossEncoderReranker`` (token-length buckets under a token budget; its device default unless ``--max-tokens``)
 in the same process, alternating rounds, and prints pairs/s of each, the ratio (best round of each) and the
 largest score difference (must be < 1e-4). Both paths run with the allocator settings that ``rankwise rerank``
-uses (``rankwise.allocator``; ``RANKWISE_KEEP_FREED_MEMORY=0`` turns them off for both).
+uses (``rankwise.cli.allocator``; ``RANKWISE_KEEP_FREED_MEMORY=0`` turns them off for both).
 It then times the LLM reranker (bundled SmolLM2) on ``--llm-pairs`` of the same pairs.
 
 ``llm-zero-shot`` reranks BM25's top-20 of the first 50 SciFact test queries with SmolLM2-135M-Instruct's
@@ -39,7 +39,7 @@ def _scifact(args: argparse.Namespace):
 def throughput(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from rankwise.allocator import keep_freed_memory
+    from rankwise.cli.allocator import keep_freed_memory
     from rankwise.rerank.base import collect_candidates
     from rankwise.rerank.cross_encoder import CrossEncoderReranker, load_cross_encoder
 

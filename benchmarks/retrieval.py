@@ -32,9 +32,10 @@ def main() -> None:
     import Stemmer
     from sentence_transformers import SentenceTransformer
 
+    from rankwise.config.models import resolve_path
     from rankwise.data import load_dataset
     from rankwise.retrieve.bm25 import BM25Retriever
-    from rankwise.retrieve.dense import DenseRetriever, resolve_model
+    from rankwise.retrieve.dense import DenseRetriever
 
     scifact = load_dataset(args.data / "scifact", split="train")
     queries = dict(scifact.queries)  # all 1,109 queries
@@ -59,7 +60,7 @@ def main() -> None:
 
     sample = texts[: args.docs]
     dense = DenseRetriever(show_progress=False, batch_size=64)
-    model = SentenceTransformer(resolve_model(dense.model_name))
+    model = SentenceTransformer(resolve_path(dense.model_name))
     dense._encoder = model  # the same loaded model on both sides: only the call path differs
     ours_e, peer_e = best_of(
         args.repeats,

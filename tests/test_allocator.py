@@ -16,7 +16,7 @@ pytestmark = pytest.mark.skipif(
 # Each probe runs in a fresh interpreter: the settings are process-wide and must not leak into this one.
 PROBE = """
 import json, os, resource, torch
-from rankwise.allocator import keep_freed_memory
+from rankwise.cli.allocator import keep_freed_memory
 applied = keep_freed_memory()
 torch.manual_seed(0)
 torch.set_num_threads(1)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.config import (
+from rankwise.config.experiment import (
     BM25Config,
     ConfigError,
     CrossEncoderConfig,
@@ -17,8 +17,8 @@ from rankwise.config import (
     load_config,
     parse_override,
 )
-from rankwise.train.yaml_config import read_mapping
-from rankwise.yaml_keys import merge
+from rankwise.config.yaml_config import read_mapping
+from rankwise.config.yaml_keys import merge
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -149,7 +149,7 @@ def test_parse_and_apply_overrides_do_not_mutate():
 
 
 def test_training_set_overrides_take_dotted_keys_and_merge_sections(tmp_path):
-    from rankwise.cli.train import parse_overrides
+    from rankwise.config.yaml_keys import parse_overrides
 
     path = write(tmp_path, "max_steps: 10\nblend:\n  size: 800\n  seed: 0\n", "train.yaml")
     overrides = parse_overrides(["blend.size=100", "max_steps=2"])
@@ -198,7 +198,11 @@ TRAINING_CONFIGS = sorted((CONFIGS / "rankrag").glob("*.yaml")) + sorted((CONFIG
 
 @pytest.mark.parametrize("path", TRAINING_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_shipped_training_configs_load(path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rankwise.train import rankrag_config, rankrag_sweep, rankrag_train_config, reranker_config, retriever_config
+    from rankwise.config import rankrag_blend as rankrag_config
+    from rankwise.config import rankrag_train as rankrag_train_config
+    from rankwise.config import train_reranker as reranker_config
+    from rankwise.config import train_retriever as retriever_config
+    from rankwise.rankrag import sweep as rankrag_sweep
 
     monkeypatch.setenv("RANKWISE_DATA", str(data_root))
     loaders = {

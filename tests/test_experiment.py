@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from rankwise.config import load_config
+from rankwise.config.experiment import load_config
 from rankwise.data import read_run
 from rankwise.experiment import load_output, run_experiment, stable_view
 from rankwise.experiment.cache import Chunks
@@ -332,7 +332,7 @@ def test_outputs_are_refused_until_complete(tmp_path, cranfield_dir):
 
 def test_reranker_training_is_cached_by_its_settings(tmp_path, data_root, monkeypatch):
     import rankwise.train.reranker as training
-    from rankwise.config import CrossEncoderConfig
+    from rankwise.config.experiment import CrossEncoderConfig
     from rankwise.experiment.stages import rerank_model
 
     trained: list[object] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.config import load_config
+from rankwise.config.experiment import load_config
 from rankwise.data import load_dataset, read_run
 from rankwise.data.hotpotqa import load_hotpotqa
 from rankwise.experiment import answers, run_experiment, stable_view
@@ -86,9 +86,9 @@ def test_generate_stage_writes_answers_and_hand_checkable_qa_metrics(tmp_path, h
     assert sorted(per_query["generate"]["em"].values()) == [0.0, 0.0, 0.0, 1.0, 1.0, 1.0]
     assert metrics["stages"]["generate"]["timing"]["questions"] == 6
     # the report shows the answers table next to the rankings; compare can test QA metrics per question
-    from rankwise.evaluate.report import build_report
     from rankwise.experiment import load_output
     from rankwise.experiment.outputs import load_systems
+    from rankwise.experiment.report import build_report
 
     page = build_report([load_output(out)], examples=0)
     assert "<h3>Answers</h3>" in page and "citation_precision" in page

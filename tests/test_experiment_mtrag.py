@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from rankwise.config import load_config
+from rankwise.config.experiment import load_config
 from rankwise.data import mtrag
 from rankwise.errors import RankwiseError
 from rankwise.experiment import answers, run_experiment

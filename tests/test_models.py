@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from rankwise.config.models import fast_bfloat16, resolve_dtype, resolve_model
 from rankwise.errors import RankwiseError
-from rankwise.models import fast_bfloat16, resolve_dtype, resolve_model
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -33,7 +33,7 @@ def test_unknown_dtype_names_the_choices() -> None:
 
 
 def test_rankrag_training_defaults_to_auto() -> None:
-    from rankwise.train.rankrag_train_config import RankRAGTrainConfig
+    from rankwise.config.rankrag_train import RankRAGTrainConfig
 
     assert RankRAGTrainConfig(output_dir="x", blend_path="b.jsonl").dtype == "auto"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from rankwise.errors import RankwiseError
+from rankwise.experiment.pipeline import FusedRetriever, Pipeline, restrict_run
 from rankwise.generate.answer import Answer
 from rankwise.generate.citations import build_answer
-from rankwise.pipeline import FusedRetriever, Pipeline, restrict_run
 from rankwise.types import Document, Query
 
 CORPUS = {d: Document(d, d.upper(), f"text of {d}") for d in ("a", "b", "c", "d")}

@@ -2,13 +2,12 @@ from __future__ import annotations
 
 import pytest
 
-from rankwise.generate.answer import Answer, Citation
+from rankwise.generate.answer import Answer, Citation, strip_citations
 from rankwise.generate.citations import (
     apply_stop_strings,
     build_answer,
     is_abstention,
     parse_citations,
-    strip_citations,
 )
 
 IDS = ["a", "b", "c"]

@@ -1,4 +1,4 @@
-"""Whole-data-set runs (rankwise.rag) on the real HotpotQA and MT-RAG files, with BM25 and a scripted generator."""
+"""Whole-data-set runs (rankwise.experiment.rag) on real HotpotQA and MT-RAG files, BM25 and a scripted generator."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from rankwise.errors import RankwiseError
+from rankwise.experiment.rag import hotpotqa_inputs, run_hotpotqa
+from rankwise.experiment.rag_mtrag import run_mtrag
 from rankwise.generate.citations import build_answer
-from rankwise.rag import hotpotqa_inputs, run_hotpotqa
-from rankwise.rag_mtrag import run_mtrag
 from rankwise.retrieve.bm25 import BM25Retriever
 
 

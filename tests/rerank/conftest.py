@@ -12,7 +12,7 @@ from rankwise.types import Document, Query
 @pytest.fixture(scope="session")
 def smollm2_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled SmolLM2 tokenizer (with its chat template), read once from the GGUF and saved plainly."""
-    from rankwise.models import load_tokenizer
+    from rankwise.config.models import load_tokenizer
 
     out = tmp_path_factory.mktemp("smollm2-tokenizer")
     load_tokenizer("smollm2").save_pretrained(out)

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rankwise.build import load_index
 from rankwise.cli import main
 from rankwise.errors import RankwiseError
 from rankwise.retrieve.dense import DenseRetriever, recall_at_k
-from rankwise.retrieve.store import load_index
 from rankwise.types import Document, Query
 
 DIM = 24

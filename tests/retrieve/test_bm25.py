@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from rankwise.build import load_index
 from rankwise.data import load_dataset
 from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.evaluate.retrieval import evaluate
 from rankwise.retrieve.bm25 import BM25Retriever
-from rankwise.retrieve.store import load_index
 from rankwise.types import Document, Query
 
 TOY = {

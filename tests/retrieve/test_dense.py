@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rankwise.build import load_index
 from rankwise.data import load_dataset
 from rankwise.errors import IndexStoreError
 from rankwise.evaluate.retrieval import evaluate
 from rankwise.retrieve.dense import DenseRetriever
-from rankwise.retrieve.store import load_index
 from rankwise.types import Dataset, Query
 
 

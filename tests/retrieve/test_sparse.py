@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rankwise.build import load_index
 from rankwise.cli import main
+from rankwise.config.models import resolve_path
 from rankwise.data import load_dataset, read_run
 from rankwise.errors import IndexStoreError
 from rankwise.retrieve.fusion import rrf
-from rankwise.retrieve.sparse import SparseRetriever, resolve_sparse_model
-from rankwise.retrieve.store import load_index
+from rankwise.retrieve.sparse import SparseRetriever
 from rankwise.types import Dataset, Document, Query
 
 
@@ -44,8 +45,8 @@ def splade(subset: Dataset) -> SparseRetriever:
 
 
 def test_bundled_model_is_found_without_importing_its_package() -> None:
-    assert (Path(resolve_sparse_model("splade-tiny")) / "model.safetensors").is_file()
-    assert resolve_sparse_model("naver/splade-v3") == "naver/splade-v3"
+    assert (Path(resolve_path("splade-tiny")) / "model.safetensors").is_file()
+    assert resolve_path("naver/splade-v3") == "naver/splade-v3"
 
 
 def test_inverted_index_scores_equal_the_sparse_dot_product(splade: SparseRetriever, subset: Dataset) -> None:

@@ -14,8 +14,8 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from rankwise.config.train_reranker import RerankerTrainConfig, load_config
 from rankwise.errors import DataError, RankwiseError
-from rankwise.train.reranker_config import RerankerTrainConfig, load_config
 
 TOPICS = [
     "apple", "river", "mountain", "violin", "engine", "forest", "castle", "ocean", "desert", "garden",

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import yaml
 
+from rankwise.config.train_retriever import load_config
 from rankwise.errors import DataError
 from rankwise.retrieve.encode import build_random_encoder
 from rankwise.train.pairs import pseudo_query_pairs, read_passages, read_triples, split_sentences
-from rankwise.train.retriever_config import load_config
 from rankwise.types import Document
 
 

@@ -60,7 +60,7 @@ def run(
     """
     from rich.console import Console
 
-    from rankwise.config import load_config
+    from rankwise.config.experiment import load_config
     from rankwise.experiment import load_output, run_experiment
 
     console = Console(stderr=True)
@@ -217,7 +217,7 @@ def report(
     title: Annotated[str | None, typer.Option("--title", help="Page title.")] = None,
 ) -> None:
     """Write one self-contained HTML report: tables, significance, plots and example rankings."""
-    from rankwise.evaluate.report import write_report
+    from rankwise.experiment.report import write_report
 
     path = write_report(outputs, html_path, examples=examples, title=title)
     typer.echo(f"report written to {path}")

@@ -122,7 +122,7 @@ def retriever_factory(kind: str, dense_model: str | None) -> Any:
         raise RankwiseError(f"--retriever must be one of {', '.join(RETRIEVERS)}, not '{kind}'")
 
     def make(corpus: Any) -> Any:
-        from rankwise.pipeline import FusedRetriever
+        from rankwise.experiment.pipeline import FusedRetriever
         from rankwise.retrieve.bm25 import BM25Retriever
         from rankwise.retrieve.dense import DEFAULT_MODEL, DenseRetriever
 
@@ -175,8 +175,8 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Answer one question from an index: the answer with its numbered sources, and time per stage."""
-    from rankwise.pipeline import FusedRetriever, Pipeline
-    from rankwise.retrieve.store import load_index
+    from rankwise.build import load_index
+    from rankwise.experiment.pipeline import FusedRetriever, Pipeline
     from rankwise.types import Query
 
     if generator.lower() == "none":
@@ -185,7 +185,7 @@ def ask(
     retrievers = [load_index(d, show_progress=False) for d in index_dirs]
     retriever = retrievers[0] if len(retrievers) == 1 else FusedRetriever(retrievers)
     if rankrag is not None:
-        from rankwise.rankrag_preset import cli_parts
+        from rankwise.rankrag.preset import cli_parts
 
         parts = cli_parts(
             str(rankrag),
@@ -277,14 +277,14 @@ def rag(
     """Run a data set end to end (retrieve → rerank → answer with citations) and score it."""
     from rich.console import Console
 
-    from rankwise.rag import run_hotpotqa
-    from rankwise.rag_mtrag import run_mtrag
+    from rankwise.experiment.rag import run_hotpotqa
+    from rankwise.experiment.rag_mtrag import run_mtrag
 
     if dataset not in ("hotpotqa", "mtrag"):
         raise RankwiseError(f"--dataset must be hotpotqa or mtrag, not '{dataset}'")
     console = Console(stderr=True)
     if rankrag is not None:
-        from rankwise.rankrag_preset import cli_parts
+        from rankwise.rankrag.preset import cli_parts
 
         parts = cli_parts(
             str(rankrag),

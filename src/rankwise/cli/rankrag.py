@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rankwise.cli.train import parse_overrides
+from rankwise.config.yaml_keys import parse_overrides
 
 SetOpt = Annotated[
     list[str] | None,
@@ -39,9 +39,9 @@ def train(
     overrides: SetOpt = None,
 ) -> None:
     """LoRA-tune a causal LM on the RankRAG blend (Stage-I optional); rerun the same command to resume."""
-    from rankwise.allocator import keep_freed_memory
-    from rankwise.train.rankrag_train import train_rankrag
-    from rankwise.train.rankrag_train_config import load_train_config
+    from rankwise.cli.allocator import keep_freed_memory
+    from rankwise.config.rankrag_train import load_train_config
+    from rankwise.rankrag.train import train_rankrag
 
     settings = load_train_config(config, parse_overrides(overrides or []))
     keep_freed_memory()
@@ -65,9 +65,9 @@ def sweep(
 ) -> None:
     """Train one model per ranking fraction at a fixed step budget, evaluate each (SciFact reranking, held-out
     HotpotQA answering, no-rerank ablation) and the zero-shot model; writes sweep.json/.md/.png. Resumable."""
-    from rankwise.allocator import keep_freed_memory
+    from rankwise.cli.allocator import keep_freed_memory
     from rankwise.errors import RankwiseError
-    from rankwise.train.rankrag_sweep import load_sweep_config, run_sweep
+    from rankwise.rankrag.sweep import load_sweep_config, run_sweep
 
     settings = parse_overrides(overrides or [])
     if ctx.args and fractions is None:
@@ -107,8 +107,8 @@ def evaluate(
 ) -> None:
     """Evaluate trained RankRAG models as the study does (SciFact P(True) reranking, held-out HotpotQA answering)
     without training; writes eval.json/.md (and eval.png for several models). Cached per model: rerun to resume."""
-    from rankwise.allocator import keep_freed_memory
-    from rankwise.train.rankrag_sweep import load_sweep_config, run_eval
+    from rankwise.cli.allocator import keep_freed_memory
+    from rankwise.rankrag.sweep import load_sweep_config, run_eval
 
     sweep_config = load_sweep_config(config, parse_overrides(overrides or []))
     target = out if out is not None else Path(sweep_config.output_dir) / "eval"

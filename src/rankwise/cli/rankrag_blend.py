@@ -22,10 +22,10 @@ def build_blend(
     ] = None,
 ) -> None:
     """Build the blend (QA + a fraction of ranking examples) and print counts per task and source."""
-    from rankwise.cli.train import parse_overrides
-    from rankwise.train.rankrag import build_blend as build
-    from rankwise.train.rankrag import write_blend
-    from rankwise.train.rankrag_config import load_blend_config
+    from rankwise.config.rankrag_blend import load_blend_config
+    from rankwise.config.yaml_keys import parse_overrides
+    from rankwise.rankrag.blend import build_blend as build
+    from rankwise.rankrag.blend import write_blend
 
     settings = load_blend_config(config, parse_overrides(overrides or []))
     examples, summary = build(settings, show_progress=True)

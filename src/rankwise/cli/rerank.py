@@ -84,7 +84,7 @@ def rerank(
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow model code.")] = False,
 ) -> None:
     """Rerank the top-N of a run with a cross-encoder, an LLM's P(True), or a hosted rerank API."""
-    from rankwise.allocator import keep_freed_memory
+    from rankwise.cli.allocator import keep_freed_memory
     from rankwise.data import load_queries, read_run, write_run
     from rankwise.rerank import reranker_class
     from rankwise.types import top_k

@@ -128,9 +128,9 @@ def search(
     rrf_k: Annotated[int, typer.Option("--rrf-k", help="RRF constant k.")] = 60,
 ) -> None:
     """Search one index, or several fused with RRF or weighted score fusion, and write a TREC run."""
+    from rankwise.build import load_index
     from rankwise.data import load_queries, write_run
     from rankwise.retrieve.fusion import fuse as fuse_runs
-    from rankwise.retrieve.store import load_index
 
     if k < 1:
         raise RankwiseError(f"--k must be at least 1, not {k}")
@@ -178,7 +178,7 @@ def quickstart(
     from rich.table import Table
 
     from rankwise.data import load_dataset
-    from rankwise.quickstart import METRICS, resolve_scifact, run_quickstart
+    from rankwise.experiment.quickstart import METRICS, resolve_scifact, run_quickstart
 
     console = Console(stderr=as_json)
     source = resolve_scifact(data)

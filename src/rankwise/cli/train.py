@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -25,9 +25,10 @@ def reranker(
     ] = None,
 ) -> None:
     """Train a cross-encoder on BM25 hard negatives; rerun the same command to resume after an interruption."""
-    from rankwise.allocator import keep_freed_memory
+    from rankwise.cli.allocator import keep_freed_memory
+    from rankwise.config.train_reranker import load_config
+    from rankwise.config.yaml_keys import parse_overrides
     from rankwise.train.reranker import train_reranker
-    from rankwise.train.reranker_config import load_config
 
     settings = load_config(config, parse_overrides(overrides or []))
     keep_freed_memory()
@@ -36,10 +37,3 @@ def reranker(
         f"best dev nDCG@10 {metrics['best_dev_ndcg@10']:.4f} (first stage {metrics['first_stage_dev_ndcg@10']:.4f}) "
         f"after {metrics['steps']} steps in {metrics['seconds']:.0f} s -> {metrics['model_dir']}"
     )
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["epochs=2", "blend.size=100"]`` -> ``{"epochs": 2, "blend": {"size": 100}}`` (values parsed as YAML)."""
-    from rankwise.yaml_keys import apply_overrides
-
-    return apply_overrides({}, items)

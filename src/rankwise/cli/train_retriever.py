@@ -27,10 +27,10 @@ def retriever(
     ] = None,
 ) -> None:
     """Train a dense encoder (base + projection head) with in-batch and BM25 hard negatives; rerun to resume."""
-    from rankwise.allocator import keep_freed_memory
-    from rankwise.cli.train import parse_overrides
+    from rankwise.cli.allocator import keep_freed_memory
+    from rankwise.config.train_retriever import load_config
+    from rankwise.config.yaml_keys import parse_overrides
     from rankwise.train.retriever import train_retriever
-    from rankwise.train.retriever_config import load_config
 
     settings = load_config(config, parse_overrides(overrides or []))
     keep_freed_memory()

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rankwise.config import HTTPGenerateConfig, LocalGenerateConfig, RankRAGGenerateConfig
-from rankwise.errors import RankwiseError
+from rankwise.build import build_generator
+from rankwise.config.experiment import GenerateConfig
 from rankwise.experiment.cache import Chunks
 from rankwise.types import Dataset, Document, Query, Run, sort_run
 
-GenerateConfig = LocalGenerateConfig | HTTPGenerateConfig | RankRAGGenerateConfig
 QA_METRICS = ("em", "f1", "answer_in_passages", "citation_precision", "citation_recall", "support_f1", "cited",
               "abstained", "dropped_citations")  # fmt: skip
 
@@ -83,47 +82,6 @@ def gold_for(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]:
 
         key = info.get("format") or detect_format(info["path"])
     return GOLD.get(key, GOLD["default"])(dataset, info)
-
-
-def build_generator(config: GenerateConfig, progress: bool) -> Any:
-    import os
-    from dataclasses import replace
-
-    from rankwise.generate.prompts import load_template
-
-    if isinstance(config, RankRAGGenerateConfig):  # the model's own prompt settings unless the config sets them
-        from rankwise.rankrag_preset import load_rankrag
-
-        options: dict[str, Any] = {"max_new_tokens": config.max_new_tokens, "batch_size": config.batch_size}
-        if config.template != "default":
-            options["template"] = config.template
-        if config.max_passage_words is not None:
-            options["max_passage_words"] = config.max_passage_words
-        parts = load_rankrag(config.model, config.dtype, config.threads, show_progress=progress, **options)
-        return parts.generator
-    template = load_template(config.template)
-    if config.max_passage_words is not None:
-        template = replace(template, max_passage_words=config.max_passage_words)
-    common = {"template": template, "max_new_tokens": config.max_new_tokens}
-    if isinstance(config, HTTPGenerateConfig):
-        from rankwise.generate.http import HTTPGenerator
-
-        api_key = None
-        if config.api_key_env:
-            if config.api_key_env not in os.environ:
-                raise RankwiseError(f"generate.api_key_env: environment variable {config.api_key_env} is not set")
-            api_key = os.environ[config.api_key_env]
-        return HTTPGenerator(
-            config.base_url, config.model, api_key=api_key, temperature=config.temperature,
-            timeout=config.timeout, concurrency=config.concurrency, **common,
-        )  # fmt: skip
-    from rankwise.generate.local import LocalGenerator
-
-    return LocalGenerator(
-        config.model, gguf_file=config.gguf_file, batch_size=config.batch_size, dtype=config.dtype,
-        threads=config.threads, max_input_tokens=config.max_input_tokens,
-        trust_remote_code=config.trust_remote_code, show_progress=progress, **common,
-    )  # fmt: skip
 
 
 def generate(

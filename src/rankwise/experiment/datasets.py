@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rankwise.config import DataConfig
+from rankwise.config.experiment import DataConfig
 from rankwise.errors import RankwiseError
 from rankwise.types import Dataset
 

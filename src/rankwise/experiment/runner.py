@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import rankwise
-from rankwise.config import ExperimentConfig, dump_config
+from rankwise.config.experiment import ExperimentConfig, dump_config
 from rankwise.data._io import atomic_write_text
 from rankwise.experiment import stages
 from rankwise.experiment.cache import Chunks, Ledger, content_hash, qrels_digest, queries_digest, write_json

@@ -1,9 +1,8 @@
 """The stages an experiment runs, built from their config sections through plain name -> factory tables.
 
-``RETRIEVERS`` and ``RERANKERS`` map a config ``kind`` to a function that builds the component; a new kind
-plugs in with one entry here and one config class in :mod:`rankwise.config`. Stages call the same library
-functions the individual CLI commands call (``rankwise index/search/rerank``), with the same defaults, so an
-experiment reproduces their runs exactly.
+Components come from :mod:`rankwise.build` (the one builder, which the CLI commands use too), so an experiment
+reproduces ``rankwise index/search/rerank`` runs exactly; this module adds caching of indexes, chunked resumable
+reranking and the timings an experiment records.
 """
 
 from __future__ import annotations
@@ -14,20 +13,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rankwise.config import (
+from rankwise.build import build_reranker, build_retriever, interpolation_weight, open_retriever
+from rankwise.config.experiment import (
     BM25Config,
     CrossEncoderConfig,
     DenseConfig,
     FuseConfig,
-    HTTPRerankConfig,
-    LLMRerankConfig,
-    RankRAGRerankConfig,
     RewriteConfig,
     SparseConfig,
 )
 from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.experiment.cache import Chunks, content_hash, model_stamp
 from rankwise.experiment.datasets import DatasetSource
+from rankwise.rerank.base import interpolate
 from rankwise.types import Document, Query, Run, top_k
 
 logger = logging.getLogger(__name__)
@@ -87,62 +85,6 @@ def read_queries(path: Path) -> dict[str, Query]:
 # ------------------------------------------------------------------------------------------------- retrieve
 
 
-def _bm25(config: BM25Config, progress: bool) -> Any:
-    from rankwise.retrieve.bm25 import BM25Retriever
-
-    params = config.model_dump(exclude={"kind", "k"})
-    return BM25Retriever(**params, show_progress=progress)
-
-
-def _bm25_load(directory: Path, config: BM25Config, progress: bool) -> Any:
-    from rankwise.retrieve.bm25 import BM25Retriever
-
-    return BM25Retriever.load(directory, show_progress=progress)
-
-
-def _dense(config: DenseConfig, progress: bool) -> Any:
-    from rankwise.retrieve.dense import DenseRetriever
-
-    return DenseRetriever(**config.model_dump(exclude={"kind", "k"}), show_progress=progress)
-
-
-def _dense_load(directory: Path, config: DenseConfig, progress: bool) -> Any:
-    from rankwise.retrieve.dense import DenseRetriever
-
-    retriever = DenseRetriever.load(
-        directory,
-        batch_size=config.batch_size,
-        trust_remote_code=config.trust_remote_code,
-        show_progress=progress,
-        ef_search=config.ef_search,
-        nprobe=config.nprobe,
-    )
-    retriever.query_prompt = config.query_prompt
-    return retriever
-
-
-def _sparse(config: SparseConfig, progress: bool) -> Any:
-    from rankwise.retrieve.sparse import SparseRetriever
-
-    return SparseRetriever(**config.model_dump(exclude={"kind", "k"}), show_progress=progress)
-
-
-def _sparse_load(directory: Path, config: SparseConfig, progress: bool) -> Any:
-    from rankwise.retrieve.sparse import SparseRetriever
-
-    return SparseRetriever.load(
-        directory, batch_size=config.batch_size, trust_remote_code=config.trust_remote_code, show_progress=progress
-    )
-
-
-# kind -> (build a fresh retriever, open a saved index); plain dict literal.
-RETRIEVERS: dict[str, tuple[Callable[[Any, bool], Any], Callable[[Path, Any, bool], Any]]] = {
-    "bm25": (_bm25, _bm25_load),
-    "dense": (_dense, _dense_load),
-    "sparse": (_sparse, _sparse_load),
-}
-
-
 def index_key(config: BM25Config | DenseConfig | SparseConfig, fingerprint: str) -> str:
     params = config.index_params()
     if "model" in params:
@@ -158,17 +100,16 @@ def open_index(
     progress: bool,
 ) -> tuple[Any, dict[str, Any]]:
     """The retriever over ``corpus``: a cached index under ``index_root`` when one matches, else built and saved."""
-    make, load = RETRIEVERS[config.kind]
     directory = index_root / f"{config.kind}-{index_key(config, fingerprint)[:16]}"
     started = time.perf_counter()
     if directory.is_dir():
         try:
-            retriever = load(directory, config, progress)
+            retriever = open_retriever(directory, config, progress)
         except IndexStoreError:
             retriever = None
         if retriever is not None and retriever.fingerprint == fingerprint:
             return retriever, {"index": "loaded", "index_dir": str(directory), "index_s": _since(started)}
-    retriever = make(config, progress)
+    retriever = build_retriever(config, progress)
     retriever.index(corpus)
     retriever.save(directory)
     return retriever, {"index": "built", "index_dir": str(directory), "index_s": _since(started)}
@@ -205,71 +146,7 @@ def fuse(config: FuseConfig, runs: Mapping[str, Run]) -> Run:
 
 # --------------------------------------------------------------------------------------------------- rerank
 
-RerankConfig = CrossEncoderConfig | LLMRerankConfig | HTTPRerankConfig | RankRAGRerankConfig
-
-
-def _cross_encoder(config: CrossEncoderConfig, model: str, progress: bool) -> Any:
-    from rankwise.rerank.cross_encoder import CrossEncoderReranker
-
-    return CrossEncoderReranker(
-        model=model,
-        max_length=config.max_length,
-        batch_size=config.batch_size,
-        max_tokens=config.max_tokens,
-        trust_remote_code=config.trust_remote_code,
-        show_progress=progress,
-        windows=config.windows,
-        window_words=config.window_words,
-        window_stride=config.window_stride,
-    )
-
-
-def _llm(config: LLMRerankConfig, model: str, progress: bool) -> Any:
-    from rankwise.rerank.llm import DEFAULT_TEMPLATE, LLMReranker
-
-    return LLMReranker(
-        model=model,
-        gguf_file=config.gguf_file,
-        template=config.template or DEFAULT_TEMPLATE,
-        system_prompt=config.system_prompt,
-        max_passage_tokens=config.max_passage_tokens,
-        batch_size=config.batch_size,
-        max_tokens=config.max_tokens,
-        dtype=config.dtype,
-        trust_remote_code=config.trust_remote_code,
-        show_progress=progress,
-    )
-
-
-def _http(config: HTTPRerankConfig, model: str | None, progress: bool) -> Any:
-    from rankwise.rerank.http import HTTPReranker
-
-    return HTTPReranker(
-        url=config.url,
-        model=model,
-        api_key_env=config.api_key_env,
-        timeout=config.timeout,
-        max_documents=config.max_documents,
-        show_progress=progress,
-    )
-
-
-def _rankrag(config: RankRAGRerankConfig, model: str, progress: bool) -> Any:
-    from rankwise.rankrag_preset import load_rankrag
-
-    parts = load_rankrag(
-        model, dtype=config.dtype, threads=config.threads, rerank_batch_size=config.batch_size, show_progress=progress
-    )
-    return parts.reranker
-
-
-# kind -> builder(config, model name or path, show_progress); plain dict literal.
-RERANKERS: dict[str, Callable[[Any, Any, bool], Any]] = {
-    "cross-encoder": _cross_encoder,
-    "llm": _llm,
-    "http": _http,
-    "rankrag": _rankrag,
-}
+RerankConfig = Any  # a rerank section of any registered kind (rankwise.config.sections.RERANKER_CONFIGS)
 
 
 def rerank_model(config: RerankConfig, models_root: Path, log: Log) -> tuple[str | None, dict[str, Any]]:
@@ -286,8 +163,8 @@ def rerank_model(config: RerankConfig, models_root: Path, log: Log) -> tuple[str
     model_dir = directory / "model"
     if model_dir.is_dir() and (directory / "metrics.json").is_file():
         return str(model_dir), {"trained_model": str(model_dir), "train": "reused"}
+    from rankwise.config.train_reranker import RerankerTrainConfig
     from rankwise.train.reranker import train_reranker
-    from rankwise.train.reranker_config import RerankerTrainConfig
 
     log(f"training the cross-encoder into {directory} (resumes from its last checkpoint if interrupted)")
     started = time.perf_counter()
@@ -313,7 +190,8 @@ def rerank(
 
     def reranker() -> Any:
         if not built:
-            built.append(RERANKERS[config.kind](config, model, progress))
+            section = config if model == getattr(config, "model", None) else config.model_copy(update={"model": model})
+            built.append(build_reranker(section, progress))
         return built[0]
 
     if chunks is None or config.checkpoint_every is None:
@@ -332,12 +210,10 @@ def rerank(
             else:
                 resumed += 1
             reranked.update(part)
-    weight, picked_windows = _interpolation(config, model)
+    section = config if model == getattr(config, "model", None) else config.model_copy(update={"model": model})
+    weight, picked_windows = interpolation_weight(section, logger.warning)
     if weight:
-        from rankwise.retrieve.fusion import fuse as fuse_runs
-
-        # Reranker first, so fused ties keep the reranker's order (as `rankwise rerank --interpolate`).
-        reranked = fuse_runs([reranked, first], method="weighted", weights=[1 - weight, weight])
+        reranked = interpolate(first, reranked, weight)
     info: dict[str, Any] = {"rerank_s": _since(started), "pairs": sum(len(d) for d in first.values())}
     if config.interpolate == "auto":
         info["interpolate"] = weight
@@ -345,21 +221,6 @@ def rerank(
     if resumed:
         info["chunks_resumed"] = resumed
     return reranked, info
-
-
-def _interpolation(config: RerankConfig, model: str | None) -> tuple[float, str | None]:
-    """The first-stage weight: the configured number, or for 'auto' the one stored with a trained cross-encoder
-    (then also the window fold it was picked with; a different fold here gets a warning, as on the CLI)."""
-    if config.interpolate != "auto":
-        return config.interpolate or 0.0, None
-    from rankwise.rerank.cross_encoder import trained_pick
-
-    # config loading refuses 'auto' for every kind but cross-encoder, whose model is always set
-    weight, picked_windows = trained_pick(str(model))
-    windows = getattr(config, "windows", "first")  # a CrossEncoderConfig, see above
-    if picked_windows != windows:
-        logger.warning("rerank: the auto weight was picked with windows %s, this run uses %s", picked_windows, windows)
-    return weight, picked_windows
 
 
 def _since(started: float) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rankwise.config import ExperimentConfig
+from rankwise.config.experiment import ExperimentConfig
 from rankwise.errors import MissingExtraError
 
 

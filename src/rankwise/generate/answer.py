@@ -8,8 +8,21 @@ them; :attr:`Answer.plain_text` drops them for EM/F1 scoring.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
+
+# A citation marker: [2], [2, 3], [2;3], [2.3] (passage 2, sentence 3). See rankwise.generate.citations.
+_NUMBER = r"\d+(?:\.\d+)?"
+MARKER = re.compile(rf"\[\s*({_NUMBER}(?:\s*[,;]\s*{_NUMBER})*)\s*\]")
+
+
+def strip_citations(text: str) -> str:
+    """``text`` without citation markers; spaces left before punctuation and doubled spaces are tidied."""
+    out = MARKER.sub(" ", text)
+    out = re.sub(r"[ \t]+([.,;:!?])", r"\1", out)
+    out = re.sub(r"[ \t]{2,}", " ", out)
+    return out.strip()
 
 
 @dataclass(frozen=True)
@@ -55,8 +68,6 @@ class Answer:
     @property
     def plain_text(self) -> str:
         """The answer without citation markers and surrounding whitespace (what EM/F1 score)."""
-        from rankwise.generate.citations import strip_citations
-
         return strip_citations(self.text)
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,12 +14,10 @@ import re
 import string
 from collections.abc import Sequence
 
-from rankwise.generate.answer import Answer, Citation
+from rankwise.generate.answer import MARKER, Answer, Citation
 
 DEFAULT_ABSTAIN_PHRASES: tuple[str, ...] = ("insufficient context",)
 
-_NUMBER = r"\d+(?:\.\d+)?"
-MARKER = re.compile(rf"\[\s*({_NUMBER}(?:\s*[,;]\s*{_NUMBER})*)\s*\]")
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
 
 
@@ -54,14 +52,6 @@ def parse_citations(
             if key not in seen:
                 seen[key] = Citation(number=number, doc_id=doc_ids[number - 1], sentence=sentence)
     return tuple(seen.values()), dropped
-
-
-def strip_citations(text: str) -> str:
-    """``text`` without citation markers; spaces left before punctuation and doubled spaces are tidied."""
-    out = MARKER.sub(" ", text)
-    out = re.sub(r"[ \t]+([.,;:!?])", r"\1", out)
-    out = re.sub(r"[ \t]{2,}", " ", out)
-    return out.strip()
 
 
 def normalise_for_phrase(text: str) -> str:

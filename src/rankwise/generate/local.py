@@ -1,7 +1,7 @@
 """Generation with a local transformers causal LM: a hub name, a local directory or a GGUF file.
 
 The offline default is the bundled SmolLM2-135M-Instruct GGUF (``model="smollm2"``, see
-:mod:`rankwise.models`). Prompts go through the tokenizer's chat template when it has one (a plain
+:mod:`rankwise.config.models`). Prompts go through the tokenizer's chat template when it has one (a plain
 ``System:/User:/Assistant:`` rendering otherwise). Decoding is greedy unless ``do_sample`` is set; prompts are
 batched (left padding, sorted by length) and cut at ``stop`` strings. A prompt that would not fit the model's
 context window loses its last passages first, and the answer records how many were dropped.
@@ -74,7 +74,7 @@ class LocalGenerator(ChatGenerator):
 
     def _load(self) -> tuple[Any, Any]:
         if self._model is None:
-            from rankwise.models import load_causal_lm
+            from rankwise.config.models import load_causal_lm
 
             if self.threads is not None:
                 import torch

@@ -56,6 +56,17 @@ def collect_candidates(
     return Candidates(keys=keys, pairs=pairs)
 
 
+def interpolate(first_stage: Run, reranked: Run, weight: float) -> Run:
+    """Min-max fuse the reranker's scores with the first stage's, ``weight`` on the first stage (in [0, 1]).
+
+    The reranked run goes first, so fused ties keep the reranker's order."""
+    from rankwise.retrieve.fusion import fuse
+
+    if not 0 <= weight <= 1:
+        raise RankwiseError(f"the first-stage weight must be in [0, 1], not {weight}")
+    return fuse([reranked, first_stage], method="weighted", weights=[1 - weight, weight])
+
+
 def assemble_run(keys: Sequence[tuple[str, str]], scores: Sequence[float]) -> Run:
     """Group scores by query and order each query's docs by score descending, ties by doc id."""
     if len(keys) != len(scores):

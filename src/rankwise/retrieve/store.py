@@ -110,19 +110,3 @@ def write_json(path: Path, value: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def load_index(directory: str | Path, **kwargs: Any) -> Any:
-    """Open a saved index of any kind, reading its kind from the manifest.
-
-    The name → class table is a plain dict literal; keyword arguments go to the class's ``load``.
-    """
-    from rankwise.retrieve.bm25 import BM25Retriever
-    from rankwise.retrieve.dense import DenseRetriever
-    from rankwise.retrieve.sparse import SparseRetriever
-
-    kinds: dict[str, Any] = {"bm25": BM25Retriever, "dense": DenseRetriever, "sparse": SparseRetriever}
-    manifest = read_manifest(directory, verify=False)
-    if manifest["kind"] not in kinds:
-        raise IndexStoreError(f"{directory}: unknown index kind '{manifest['kind']}' (known: {sorted(kinds)})")
-    return kinds[manifest["kind"]].load(directory, **kwargs)

@@ -17,7 +17,7 @@
 
 Checkpoints go to ``<output_dir>/checkpoints`` every ``eval_steps``; running the same config again after a kill
 resumes from the last one (optimizer, scheduler, RNG and data order restored by the HF Trainer).
-The configuration lives in :mod:`rankwise.train.reranker_config`.
+The configuration lives in :mod:`rankwise.config.train_reranker`.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from typing import Any
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from transformers import TrainerCallback
 
+from rankwise.config.train_reranker import RerankerTrainConfig
 from rankwise.data._io import atomic_write_text
 from rankwise.errors import RankwiseError
 from rankwise.train.negatives import TrainingExample, bm25_windows, mine_negatives, write_examples
-from rankwise.train.reranker_config import RerankerTrainConfig
 from rankwise.types import Document, Qrels, Query, Run
 
 logger = logging.getLogger(__name__)

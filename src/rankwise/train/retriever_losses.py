@@ -21,8 +21,8 @@ from sentence_transformers.sentence_transformer.losses import (
 )
 from torch import Tensor, nn
 
+from rankwise.config.train_retriever import RetrieverTrainConfig
 from rankwise.errors import RankwiseError
-from rankwise.train.retriever_config import RetrieverTrainConfig
 
 
 def isotropy_stats(embeddings: np.ndarray) -> dict[str, float]:

@@ -3,7 +3,7 @@
 A :class:`Candidate` is cheap (the prompt is built only when it is picked, see :class:`Formatter`). Passages
 look exactly as the consumers see them: ranking passages are ``Document.contents`` (what the reranker scores),
 cut by :func:`rankwise.rerank.llm.truncate_passages`; QA passages go through the generator's prompt template.
-HotpotQA paragraphs are built one sentence per line as :func:`rankwise.rag.hotpotqa_inputs` builds them.
+HotpotQA paragraphs are built one sentence per line as :func:`rankwise.experiment.rag.hotpotqa_inputs` builds them.
 
 BM25 hard negatives come from :class:`rankwise.retrieve.bm25.BM25Retriever` over each source's own corpus
 (HotpotQA: the paragraphs of the *training* questions only, so held-out paragraphs never appear as text).
@@ -21,7 +21,7 @@ from typing import Any
 
 from rankwise.data._io import iter_jsonl, read_lines, require_str
 from rankwise.errors import DataError
-from rankwise.train.rankrag_format import Formatter, Messages
+from rankwise.rankrag.format import Formatter, Messages
 from rankwise.types import Document, Query
 
 
@@ -65,7 +65,7 @@ def hotpotqa_split(questions: Iterable[Any], heldout: int = 50, seed: int = 0) -
 
 def hotpotqa(source: Any, fmt: Formatter, notes: list[str]) -> tuple[list[Candidate], dict[str, str]]:
     """Candidates from the training questions; returns them and the held-out questions (id -> text)."""
-    from rankwise.rag import hotpotqa_inputs
+    from rankwise.experiment.rag import hotpotqa_inputs
 
     examples, corpus, paragraphs = hotpotqa_inputs(source.path)
     train_ids, heldout_ids = hotpotqa_split(examples, source.heldout, source.split_seed)
@@ -224,7 +224,7 @@ def scifact(source: Any, fmt: Formatter, notes: list[str]) -> list[Candidate]:
 
 
 def qa_jsonl(source: Any, fmt: Formatter, notes: list[str]) -> list[Candidate]:
-    """User QA JSONL (see :class:`rankwise.train.rankrag_config.QAJsonlSource` for the fields)."""
+    """User QA JSONL (see :class:`rankwise.config.rankrag_blend.QAJsonlSource` for the fields)."""
     path = Path(source.path)
     rows: list[tuple[int, str, str, str, list[Document], list[int]]] = []
     for line, record in iter_jsonl(path):

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from rankwise.config.yaml_keys import line_of, merge
 from rankwise.errors import DataError
-from rankwise.yaml_keys import line_of, merge
 
 Model = TypeVar("Model", bound=BaseModel)
 

@@ -1,6 +1,6 @@
 """MT-RAG through the pipeline on pooled per-domain corpora → ``answers.jsonl`` + ``metrics.json``.
 
-The record store, answering loop and output files are :mod:`rankwise.rag`'s (its docstring describes them);
+The record store, answering loop and output files are :mod:`rankwise.experiment.rag`'s (its docstring describes them);
 this module holds what is MT-RAG's own: task selection, query rewriting, answerability caps, the records.
 """
 
@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from rankwise.errors import RankwiseError
-from rankwise.evaluate.rag_scores import mtrag_metrics, mtrag_record_scores
-from rankwise.pipeline import Pipeline, PipelineResult
-from rankwise.rag import Log, MakeRecord, MakeRetriever, RecordStore, answer_all, base_record, noop
+from rankwise.experiment.pipeline import Pipeline, PipelineResult
+from rankwise.experiment.rag import Log, MakeRecord, MakeRetriever, RecordStore, answer_all, base_record, noop
+from rankwise.experiment.rag_scores import mtrag_metrics, mtrag_record_scores
 from rankwise.types import Query
 
 

@@ -15,7 +15,7 @@ Mixing: ``round(size * ranking_fraction)`` ranking examples and the rest QA; ins
 ``cap``. A task that runs out passes its share to the other task of its group; if a whole group runs out, the
 blend shrinks so that the ranking fraction still holds (and the summary says so). Same config + seed → same file.
 
-Held-out data (see :mod:`rankwise.train.rankrag_config`): the builder refuses, before sampling, any candidate whose
+Held-out data (see :mod:`rankwise.config.rankrag_blend`): the builder refuses, before sampling, any candidate whose
 query is a held-out one (SciFact test queries, HotpotQA held-out questions), by id or by question text — so a
 user file holding an evaluation question is an error naming its line, not a silent leak.
 """
@@ -30,10 +30,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rankwise.config.rankrag_blend import QA_TASKS, RANKING_TASKS, TASKS, BlendConfig
 from rankwise.errors import RankwiseError
-from rankwise.train.rankrag_config import QA_TASKS, RANKING_TASKS, TASKS, BlendConfig
-from rankwise.train.rankrag_format import Formatter, prompt_text
-from rankwise.train.rankrag_sources import READERS, Candidate, hotpotqa_split
+from rankwise.rankrag.format import Formatter, prompt_text
+from rankwise.rankrag.sources import READERS, Candidate, hotpotqa_split
 
 __all__ = ["build_blend", "hotpotqa_split", "read_blend", "write_blend"]
 
@@ -48,11 +48,11 @@ def build_blend(
     config: BlendConfig, tokenizer: Any = None, show_progress: bool = False
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``(examples, summary)`` for ``config``; ``tokenizer`` defaults to ``config.tokenizer`` loaded offline."""
-    from rankwise.train import rankrag_sources
+    from rankwise.rankrag import sources as rankrag_sources
 
     start = time.perf_counter()
     if tokenizer is None:
-        from rankwise.models import load_tokenizer
+        from rankwise.config.models import load_tokenizer
 
         tokenizer = load_tokenizer(config.tokenizer)
     fmt = Formatter(config, tokenizer)

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.config import load_config
-from rankwise.evaluate.report import build_report, write_report
+from rankwise.config.experiment import load_config
 from rankwise.experiment import load_output, run_experiment
+from rankwise.experiment.report import build_report, write_report
 
 CONFIG = """\
 name: {name}

@@ -2,7 +2,7 @@
 
 Unknown keys are an error naming the key, the file and its line. Path settings may name environment variables
 (``blend_path: ${RANKWISE_DATA}/...``). Stage-II data is either ``blend_path`` (a blend JSONL written by
-``rankwise rankrag build-blend``) or a ``blend:`` section (:class:`rankwise.train.rankrag_config.BlendConfig`),
+``rankwise rankrag build-blend``) or a ``blend:`` section (:class:`rankwise.config.rankrag_blend.BlendConfig`),
 built on the fly into ``<output_dir>/blend.jsonl``.
 """
 
@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rankwise.config.yaml_config import build, read_mapping
+from rankwise.config.yaml_keys import line_of
 from rankwise.errors import DataError
-from rankwise.train.yaml_config import build, read_mapping
-from rankwise.yaml_keys import line_of
 
 PATH_KEYS = ("output_dir", "blend_path")
 
@@ -98,7 +98,7 @@ class RankRAGTrainConfig(BaseModel):
 
 def blend_config(section: dict[str, Any], path: str | Path = "<blend section>", text: str = "") -> Any:
     """Validate a ``blend:`` section as BLEND's ``BlendConfig`` (errors name the key, file and line)."""
-    from rankwise.train.rankrag_config import from_mapping
+    from rankwise.config.rankrag_blend import from_mapping
 
     return from_mapping(dict(section), path, text)
 

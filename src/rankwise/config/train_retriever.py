@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rankwise.train.yaml_config import build, read_mapping
+from rankwise.config.yaml_config import build, read_mapping
 
 
 class RetrieverTrainConfig(BaseModel):

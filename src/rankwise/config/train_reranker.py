@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rankwise.config.defaults import Aggregate
+from rankwise.config.yaml_config import build, read_mapping
+from rankwise.config.yaml_keys import line_of
 from rankwise.errors import DataError
-from rankwise.rerank.windows import Aggregate
-from rankwise.train.yaml_config import build, read_mapping
-from rankwise.yaml_keys import line_of
 
 LOSSES = ("bce", "softmax", "listnet", "lambda")
 PATH_KEYS = ("data", "output_dir", "first_stage_run")  # these may name environment variables: ${RANKWISE_DATA}

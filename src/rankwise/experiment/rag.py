@@ -1,5 +1,5 @@
 """Run a whole data set through the pipeline and score it → ``answers.jsonl`` + ``metrics.json``: HotpotQA here,
-MT-RAG in :mod:`rankwise.rag_mtrag` (on the same record store and answering loop).
+MT-RAG in :mod:`rankwise.experiment.rag_mtrag` (on the same record store and answering loop).
 
 Parts come in built (a ``make_retriever(corpus)`` factory that indexes a corpus, a generator, a reranker): this
 module never reads configuration. Both runners write, under ``out_dir``:
@@ -7,7 +7,7 @@ module never reads configuration. Both runners write, under ``out_dir``:
 - ``answers.jsonl``: one record per question: the question, the gold data, the answer with its citations, the
   passages shown, the final ranking (top 10, or top k if larger), per-question scores and latency;
 - ``run.trec``: that ranking as a TREC run;
-- ``metrics.json``: aggregates of the records (:mod:`rankwise.evaluate.rag_scores`), plus wall time and this
+- ``metrics.json``: aggregates of the records (:mod:`rankwise.experiment.rag_scores`), plus wall time and this
   process's CPU time (on a shared machine the CPU time is the steadier measure of cost).
 
 Long runs resume: records are appended to ``answers.partial.jsonl`` chunk by chunk, and a rerun with the same
@@ -17,8 +17,8 @@ HotpotQA settings: ``distractor`` ranks each question's own 10 paragraphs (BM25/
 index over all paragraphs of the file); ``open`` ranks all paragraphs of the file. Passages are built one
 sentence per line, so the sentence-numbered prompt template can cite single sentences.
 
-MT-RAG (:mod:`rankwise.rag_mtrag`) is evaluated on pooled corpora (see :mod:`rankwise.data.mtrag`); metrics.json
-says so.
+MT-RAG (:mod:`rankwise.experiment.rag_mtrag`) is evaluated on pooled corpora (see :mod:`rankwise.data.mtrag`);
+metrics.json says so.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from typing import Any
 
 from rankwise.data._io import atomic_write_text, atomic_writer, iter_jsonl
 from rankwise.errors import RankwiseError
-from rankwise.evaluate.rag_scores import hotpot_record_scores, hotpotqa_metrics
+from rankwise.experiment.pipeline import Pipeline, PipelineResult
+from rankwise.experiment.rag_scores import hotpot_record_scores, hotpotqa_metrics
 from rankwise.generate.base import GenerationRequest
-from rankwise.pipeline import Pipeline, PipelineResult
 from rankwise.types import Document, Query
 
 MakeRetriever = Callable[[Mapping[str, Document]], Any]

@@ -218,7 +218,7 @@ def _texts(output: Output) -> tuple[Callable[[str], str], Callable[[str], str]]:
 
     info = output.metrics.get("dataset", {})
     try:
-        from rankwise.config import DataConfig
+        from rankwise.config.experiment import DataConfig
         from rankwise.experiment.datasets import DatasetSource, load_for_experiment
 
         source = DatasetSource(info.get("name", ""), _source_kind(info), info.get("path", ""), info.get("domain"))

@@ -1,7 +1,7 @@
 """Dotted ``key=value`` overrides of a YAML mapping, and the line a key sits on in the YAML text.
 
-Shared by the experiment config (:mod:`rankwise.config`, ``-o rerank.top_n=50``) and the training configs
-(:mod:`rankwise.train.yaml_config`, ``--set blend.size=100``), so both take the same override syntax and name the
+Shared by the experiment config (:mod:`rankwise.config.experiment`, ``-o rerank.top_n=50``) and the training configs
+(:mod:`rankwise.config.yaml_config`, ``--set blend.size=100``), so both take the same override syntax and name the
 same line for a bad key.
 """
 
@@ -45,6 +45,11 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             node = child
         node[parts[-1]] = value
     return result
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``["epochs=2", "blend.size=100"]`` -> ``{"epochs": 2, "blend": {"size": 100}}`` (values parsed as YAML)."""
+    return apply_overrides({}, items)
 
 
 def merge(data: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

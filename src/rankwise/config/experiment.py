@@ -13,7 +13,7 @@ A config file is a YAML mapping::
     evaluate: {metrics: [nDCG@10, RR@10, R@100]}
 
 ``rerank: {kind: rankrag, model: DIR}`` with ``generate: {kind: rankrag, model: DIR}`` is the RankRAG preset: one
-tuned model reranks and answers. The section models live in :mod:`rankwise.config_sections`; this module puts
+tuned model reranks and answers. The section models live in :mod:`rankwise.config.sections`; this module puts
 them together (``ExperimentConfig``) and re-exports them.
 
 ``load_config(path, overrides)`` reads it with ``yaml.safe_load``, applies ``key=value`` overrides
@@ -28,12 +28,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Union
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from rankwise.config_sections import (
+from rankwise.config.sections import (
     DEFAULT_DENSE_MODEL,
     GENERATOR_CONFIGS,
     RERANKER_CONFIGS,
@@ -58,8 +58,8 @@ from rankwise.config_sections import (
     Strict,
     TrackingConfig,
 )
+from rankwise.config.yaml_keys import apply_overrides, line_of, parse_override
 from rankwise.errors import ConfigError
-from rankwise.yaml_keys import apply_overrides, line_of, parse_override
 
 __all__ = [  # the section models are defined in config_sections and imported from here
     "DEFAULT_DENSE_MODEL",
@@ -155,6 +155,18 @@ class ExperimentConfig(Strict):
         if self.rerank is not None:
             stages.append("rerank")
         return stages
+
+
+def register_section(stage: str, kind: str, section: type[Strict]) -> None:
+    """Accept ``{stage}: {kind: KIND, ...}`` in experiment configs, validated by ``section`` (used by
+    :func:`rankwise.build.register_reranker`; the built-in kinds are listed in :mod:`.sections`)."""
+    if stage != "rerank":
+        raise ConfigError(f"only rerank kinds can be registered, not {stage!r}")
+    RERANKER_CONFIGS[kind] = section
+    union = Union[tuple(RERANKER_CONFIGS.values())]  # noqa: UP007 - a union built at run time
+    field = ExperimentConfig.__pydantic_fields__["rerank"]
+    field.annotation = Annotated[union, Field(discriminator="kind")] | None
+    ExperimentConfig.model_rebuild(force=True)
 
 
 def _with_kind(name: str, section: Any, table: dict[str, type[Strict]]) -> Any:

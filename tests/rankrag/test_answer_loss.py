@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rankwise.train.answer_loss import answer_loss, takes_logits_to_keep
+from rankwise.rankrag.answer_loss import answer_loss, takes_logits_to_keep
 
 
 def tiny_llama() -> LlamaForCausalLM:

@@ -1,6 +1,6 @@
 """The sections of an experiment config, one typed (pydantic) model per stage: data, retrieve (bm25, dense,
 sparse), fuse, rerank (cross-encoder, llm, http, rankrag), rewrite, generate (local, http, rankrag), evaluate and
-tracking. :mod:`rankwise.config` puts them together (``ExperimentConfig``) and reads the YAML.
+tracking. :mod:`rankwise.config.experiment` puts them together (``ExperimentConfig``) and reads the YAML.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
 
+from rankwise.config.defaults import DEFAULT_MODELS, DEFAULT_STRIDE, DEFAULT_WORDS, Aggregate
 from rankwise.errors import RankwiseError
-from rankwise.rerank.windows import DEFAULT_STRIDE, DEFAULT_WORDS, Aggregate
 
-DEFAULT_DENSE_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_DENSE_MODEL = DEFAULT_MODELS["dense"]
 
 
 class Strict(BaseModel):
@@ -66,7 +66,7 @@ class SparseConfig(Strict):
 
     kind: Literal["sparse"] = "sparse"
     k: PositiveInt = 100
-    model: str = "splade-tiny"
+    model: str = DEFAULT_MODELS["sparse"]
     batch_size: PositiveInt = 32
     max_active_dims: PositiveInt | None = None
     max_seq_length: PositiveInt | None = None
@@ -111,7 +111,7 @@ class _RerankCommon(Strict):
 
 class CrossEncoderConfig(_RerankCommon):
     kind: Literal["cross-encoder"] = "cross-encoder"
-    model: str = "cross-encoder/ms-marco-MiniLM-L6-v2"
+    model: str = DEFAULT_MODELS["cross-encoder"]
     max_length: PositiveInt | None = None
     batch_size: PositiveInt = 128
     max_tokens: PositiveInt | None = Field(
@@ -136,7 +136,7 @@ class CrossEncoderConfig(_RerankCommon):
     def _train_settings(cls, train: dict[str, Any] | None) -> dict[str, Any] | None:
         if train is None:
             return None
-        from rankwise.train.reranker_config import RerankerTrainConfig
+        from rankwise.config.train_reranker import RerankerTrainConfig
 
         if "output_dir" in train or "model" in train:
             raise ValueError("'output_dir' and 'model' are set by the experiment (use rerank.model for the start)")
@@ -152,7 +152,7 @@ class CrossEncoderConfig(_RerankCommon):
 
 class LLMRerankConfig(_RerankCommon):
     kind: Literal["llm"] = "llm"
-    model: str = "smollm2"
+    model: str = DEFAULT_MODELS["llm"]
     gguf_file: str | None = None
     template: str | None = Field(None, description="prompt with {question} and {passage} (default: RankRAG's)")
     system_prompt: str | None = None
@@ -222,7 +222,9 @@ class _GenerateCommon(Strict):
 
 class LocalGenerateConfig(_GenerateCommon):
     kind: Literal["local"] = "local"
-    model: str = Field("smollm2", description="'smollm2' (bundled GGUF), a hub name, a directory or a .gguf file")
+    model: str = Field(
+        DEFAULT_MODELS["generator"], description="'smollm2' (bundled GGUF), a hub name, a directory or a .gguf file"
+    )
     gguf_file: str | None = None
     batch_size: PositiveInt = 4
     dtype: str = "float32"

@@ -8,11 +8,11 @@
 2. Stage-II: the blend (``blend_path``, or a ``blend:`` section built on the fly into ``<output_dir>/blend.jsonl``)
    in trl's conversational prompt-completion format: ``SFTTrainer`` applies the chat template and puts the loss
    on the completion (assistant) tokens only (``completion_only_loss=True``), with logits computed at those
-   positions only (:mod:`rankwise.train.answer_loss`).
+   positions only (:mod:`rankwise.rankrag.answer_loss`).
 3. LoRA adapters (peft) on every linear layer by default; ``qlora: true`` loads the base in 4 bits
    (bitsandbytes, CUDA only — guarded, and untested on this project's CPU-only machines).
 4. Writes ``adapter/`` (the LoRA weights), ``model/`` (a merged plain checkpoint with ``merge: true``, else the
-   adapter; both load with :func:`rankwise.models.load_causal_lm`), ``metrics.json``, ``log.jsonl`` (loss and
+   adapter; both load with :func:`rankwise.config.models.load_causal_lm`), ``metrics.json``, ``log.jsonl`` (loss and
    learning rate as they come) and ``config.json``.
 
 Checkpoints go to ``<output_dir>/checkpoints`` every ``save_steps``; rerunning the same command after a kill
@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rankwise.config.rankrag_train import RankRAGTrainConfig, blend_config
 from rankwise.data._io import atomic_write_text, iter_jsonl
 from rankwise.errors import DataError, MissingExtraError, RankwiseError
-from rankwise.train.rankrag_train_config import RankRAGTrainConfig, blend_config
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def stage2_blend(config: RankRAGTrainConfig, out: Path, is_main: bool = True) ->
         return Path(config.blend_path)
     target = out / "blend.jsonl"
     if not target.is_file() and is_main:
-        from rankwise.train.rankrag import build_blend, write_blend
+        from rankwise.rankrag.blend import build_blend, write_blend
 
         section = {"max_example_tokens": config.max_length, **(config.blend or {})}  # fit the trainer's window
         examples, summary = build_blend(blend_config(section))
@@ -127,7 +127,7 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
     import torch
     from transformers import set_seed
 
-    from rankwise.models import save_causal_lm
+    from rankwise.config.models import save_causal_lm
     from rankwise.retrieve.store import atomic_dir
 
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -218,8 +218,8 @@ def _fit(
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
-    from rankwise.models import resolve_dtype
-    from rankwise.train.answer_loss import answer_only_trainer
+    from rankwise.config.models import resolve_dtype
+    from rankwise.rankrag.answer_loss import answer_only_trainer
 
     model, tokenizer = load_base(base, config)
     checkpoints = out / "checkpoints"
@@ -308,7 +308,7 @@ def load_base(name: str, config: RankRAGTrainConfig) -> tuple[Any, Any]:
     """The model to put adapters on: plain (``dtype``), or 4-bit for QLoRA when bitsandbytes and CUDA exist."""
     import torch
 
-    from rankwise.models import load_causal_lm, load_tokenizer, resolve_dtype, resolve_model
+    from rankwise.config.models import load_causal_lm, load_tokenizer, resolve_dtype, resolve_model
 
     if not config.qlora:
         model, tokenizer = load_causal_lm(name, dtype=config.dtype, trust_remote_code=config.trust_remote_code)

@@ -11,14 +11,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from rankwise.config.rankrag_blend import from_mapping, load_blend_config
 from rankwise.errors import DataError, RankwiseError
-from rankwise.train.rankrag import build_blend, hotpotqa_split, read_blend, write_blend
-from rankwise.train.rankrag_config import from_mapping, load_blend_config
+from rankwise.rankrag.blend import build_blend, hotpotqa_split, read_blend, write_blend
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from rankwise.models import load_tokenizer
+    from rankwise.config.models import load_tokenizer
 
     return load_tokenizer("smollm2")
 
@@ -133,7 +133,7 @@ def test_ranking_prompt_is_the_rerankers_prompt(ranking_pool, tokenizer, data_ro
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from rankwise.data.beir import load_beir
-    from rankwise.rag import hotpotqa_inputs
+    from rankwise.experiment.rag import hotpotqa_inputs
     from rankwise.rerank.llm import LLMReranker
 
     torch.manual_seed(0)
@@ -177,8 +177,8 @@ def test_ranking_prompt_is_the_rerankers_prompt(ranking_pool, tokenizer, data_ro
 
 def test_qa_prompt_is_the_generators_prompt(sources, tokenizer, data_root):
     from rankwise.data.hotpotqa import load_hotpotqa
+    from rankwise.experiment.rag import hotpotqa_inputs
     from rankwise.generate.prompts import TEMPLATES
-    from rankwise.rag import hotpotqa_inputs
 
     config = from_mapping({"size": 30, "ranking_fraction": 0.0, **_pick(sources, "hotpotqa")})
     examples, _ = build_blend(config, tokenizer)
@@ -200,7 +200,7 @@ def test_qa_prompt_is_the_generators_prompt(sources, tokenizer, data_root):
 
 
 def test_examples_over_the_token_budget_are_rendered_shorter_to_fit(sources, tokenizer):
-    from rankwise.train.rankrag_format import example_tokens
+    from rankwise.rankrag.format import example_tokens
 
     settings = {"size": 60, "ranking_fraction": 0.0, "seed": 1, **_pick(sources, "mtrag", "hotpotqa")}
     free, free_summary = build_blend(from_mapping(settings), tokenizer)

@@ -1,6 +1,6 @@
 """Settings of the RankRAG instruction blend (``rankwise rankrag build-blend``): a pydantic model read from YAML.
 
-The blend mixes four tasks (see :mod:`rankwise.train.rankrag`): ``context_qa`` and ``rag_qa`` (answering) and
+The blend mixes four tasks (see :mod:`rankwise.rankrag.blend`): ``context_qa`` and ``rag_qa`` (answering) and
 ``ranking`` and ``rag_ranking`` (ranking). ``size`` examples in all, ``round(size * ranking_fraction)`` of them
 ranking ones; inside each group the tasks share by ``task_weights``. Each source is a section that may be left
 out (or set to ``null``); ``cap`` bounds how many examples it gives in all.
@@ -9,7 +9,7 @@ Unknown keys are errors naming the key, the file and its line. Paths may use env
 (``path: ${RANKWISE_DATA}/scifact``). ``--set`` overrides take dotted keys (``--set scifact.cap=500``).
 
 Held-out data never enters the blend: SciFact is read from ``qrels/train.tsv`` only (``split`` other than
-``train`` is refused), HotpotQA questions are split by :func:`rankwise.train.rankrag.hotpotqa_split` and only the
+``train`` is refused), HotpotQA questions are split by :func:`rankwise.rankrag.blend.hotpotqa_split` and only the
 training part is used; the builder also refuses any example whose question is a held-out one.
 """
 
@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rankwise.train.yaml_config import build, read_mapping
+from rankwise.config.yaml_config import build, read_mapping
 
 Task = Literal["context_qa", "rag_qa", "ranking", "rag_ranking"]
 QA_TASKS: tuple[str, ...] = ("context_qa", "rag_qa")

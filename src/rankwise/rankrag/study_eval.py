@@ -1,4 +1,4 @@
-"""Evaluation of one RankRAG model for the ranking-fraction study (:mod:`rankwise.train.rankrag_sweep`).
+"""Evaluation of one RankRAG model for the ranking-fraction study (:mod:`rankwise.rankrag.sweep`).
 
 Every measurement is cached in its own file under the model's eval directory (``ranking.json``,
 ``hotpotqa/metrics.json``, ``hotpotqa-no-rerank/metrics.json``); the model is loaded only when one is missing.
@@ -30,7 +30,7 @@ class Evaluator:
         threads: int | None = None,
         show_progress: bool = True,
     ) -> None:
-        from rankwise.train.rankrag_train_config import expand_path
+        from rankwise.config.rankrag_train import expand_path
 
         self.settings, self.blend, self.out = settings, blend, out
         self.dtype, self.threads, self.show_progress = dtype, threads, show_progress
@@ -104,7 +104,7 @@ class Evaluator:
         """The held-out HotpotQA questions (BLEND's split, the blend's seed and size) as their own JSON file."""
         if self._heldout is None:
             from rankwise.data.hotpotqa import load_hotpotqa
-            from rankwise.train.rankrag import hotpotqa_split
+            from rankwise.rankrag.blend import hotpotqa_split
 
             source = self.blend.hotpotqa
             heldout, seed = (source.heldout, source.split_seed) if source is not None else (50, 0)
@@ -130,7 +130,7 @@ class Evaluator:
 
         def shared() -> Any:
             if not loaded:
-                from rankwise.rankrag_preset import load_rankrag
+                from rankwise.rankrag.preset import load_rankrag
 
                 loaded.append(
                     load_rankrag(
@@ -203,7 +203,7 @@ class Evaluator:
             config = saved.get("config", {})
             if config.get("questions") == questions and all(config.get(k) == v for k, v in wanted.items()):
                 return _qa_summary(saved)
-        from rankwise.rag import run_hotpotqa
+        from rankwise.experiment.rag import run_hotpotqa
         from rankwise.retrieve.bm25 import BM25Retriever
 
         def make_retriever(corpus: Any) -> Any:

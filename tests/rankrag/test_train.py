@@ -17,10 +17,10 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from rankwise.config.rankrag_train import RankRAGTrainConfig, load_train_config
 from rankwise.errors import RankwiseError
+from rankwise.rankrag.train import train_rankrag
 from rankwise.rerank.llm import ranking_messages
-from rankwise.train.rankrag_train import train_rankrag
-from rankwise.train.rankrag_train_config import RankRAGTrainConfig, load_train_config
 
 
 @pytest.fixture(scope="session")
@@ -28,7 +28,7 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer random Llama with the SmolLM2 tokenizer (read once from the bundled GGUF, saved plainly)."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from rankwise.models import load_tokenizer
+    from rankwise.config.models import load_tokenizer
 
     out = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = load_tokenizer("smollm2")
@@ -184,7 +184,7 @@ def test_resume_after_a_kill_continues_from_the_checkpoint(tiny_lm_dir: Path, ti
 def test_merged_checkpoint_scores_like_the_adapter_model(trained: dict[str, Any], tiny_lm_dir: Path) -> None:
     from peft import PeftModel
 
-    from rankwise.models import load_causal_lm
+    from rankwise.config.models import load_causal_lm
     from rankwise.rerank.llm import LLMReranker
 
     pairs = [("what is item 3", "Item 3 is a thing number 3."), ("what is item 4", "Something else entirely.")]
@@ -207,7 +207,7 @@ def test_every_checkpoint_carries_the_prompt_settings_of_the_model(trained: dict
 
 
 def test_preset_shares_one_model_between_reranker_and_generator(trained: dict[str, Any]) -> None:
-    from rankwise.rankrag_preset import load_rankrag
+    from rankwise.rankrag.preset import load_rankrag
     from rankwise.types import Document, Query
 
     parts = load_rankrag(str(trained["out"] / "model"), dtype="float32", max_new_tokens=4, show_progress=False)
@@ -260,7 +260,7 @@ def tiny_eval(data_root: Path) -> str:
 def test_sweep_writes_table_and_plot_and_skips_finished_work(
     tiny_lm_dir: Path, data_root: Path, tmp_path: Path
 ) -> None:
-    from rankwise.train.rankrag_sweep import load_sweep_config, run_sweep
+    from rankwise.rankrag.sweep import load_sweep_config, run_sweep
 
     config = tmp_path / "sweep.yaml"
     config.write_text(
@@ -319,10 +319,10 @@ def test_ask_with_the_rankrag_preset(trained: dict[str, Any], tmp_path: Path, ca
 def test_experiment_config_rankrag_preset_loads_one_model_for_both_stages(
     trained: dict[str, Any], hotpotqa_file: Path, tmp_path: Path
 ) -> None:
-    from rankwise.config import ConfigError, load_config
+    from rankwise.config.experiment import ConfigError, load_config
     from rankwise.data import read_run
     from rankwise.experiment import run_experiment
-    from rankwise.rankrag_preset import shared_model
+    from rankwise.rankrag.preset import shared_model
 
     model = trained["out"] / "model"
     config = tmp_path / "rankrag.yaml"
@@ -356,7 +356,7 @@ def test_eval_scores_a_trained_model_and_its_checkpoint_alike(
     trained: dict[str, Any], tiny_lm_dir: Path, data_root: Path, tmp_path: Path
 ) -> None:
     from rankwise.errors import RankwiseError
-    from rankwise.train.rankrag_sweep import load_sweep_config, run_eval
+    from rankwise.rankrag.sweep import load_sweep_config, run_eval
 
     config = tmp_path / "sweep.yaml"
     config.write_text(

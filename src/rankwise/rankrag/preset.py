@@ -1,10 +1,10 @@
 """The RankRAG preset: ONE loaded causal LM used as both the P(True) reranker and the generator.
 
 The model is loaded once (a merged RankRAG checkpoint, a LoRA adapter directory, a hub name or ``"smollm2"``;
-see :func:`rankwise.models.load_causal_lm`) and the same object is handed to
+see :func:`rankwise.config.models.load_causal_lm`) and the same object is handed to
 :class:`~rankwise.rerank.llm.LLMReranker` (scores the retrieved top-N by P("True")) and to
 :meth:`LocalGenerator.from_pretrained_objects <rankwise.generate.local.LocalGenerator.from_pretrained_objects>`
-(answers from the reranked top-k). Defaults match the RankRAG blend (``rankwise.train.rankrag_config``):
+(answers from the reranked top-k). Defaults match the RankRAG blend (``rankwise.config.rankrag_blend``):
 passages cut to 128 tokens for ranking, the ``short`` answer template with passages cut to 80 words.
 """
 
@@ -91,7 +91,7 @@ def shared_model(
     import json
     from pathlib import Path
 
-    from rankwise.models import load_causal_lm
+    from rankwise.config.models import load_causal_lm
 
     saved = Path(model_dir) / "rankrag.json"
     options = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else {}

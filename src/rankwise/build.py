@@ -1,0 +1,308 @@
+"""The one builder: a typed config section (:mod:`rankwise.config.sections`) -> a component.
+
+Every way of running rankwise builds its parts here: experiment configs (``rankwise run``), the CLI commands
+(``index``, ``search``, ``rerank``, ``ask``, ``rag``; their flags become the same section objects a YAML config
+gives) and the Python API. The name -> builder tables are plain dict literals; a new kind is one entry here and
+one section class in the config package, or, for a reranker, one call to :func:`register_reranker`.
+
+Stage rooms never read config: what they get from here are plain constructor arguments.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import create_model
+
+from rankwise.config import sections
+from rankwise.config.experiment import register_section
+from rankwise.config.sections import (
+    BM25Config,
+    CrossEncoderConfig,
+    DenseConfig,
+    HTTPGenerateConfig,
+    HTTPRerankConfig,
+    LLMRerankConfig,
+    LocalGenerateConfig,
+    RankRAGGenerateConfig,
+    RankRAGRerankConfig,
+    SparseConfig,
+)
+from rankwise.errors import IndexStoreError, RankwiseError
+
+RetrieverSection = BM25Config | DenseConfig | SparseConfig
+
+# ------------------------------------------------------------------------------------------------ retrievers
+
+
+def _bm25(config: BM25Config, progress: bool) -> Any:
+    from rankwise.retrieve.bm25 import BM25Retriever
+
+    return BM25Retriever(**config.model_dump(exclude={"kind", "k"}), show_progress=progress)
+
+
+def _bm25_load(directory: Path, config: BM25Config | None, progress: bool) -> Any:
+    from rankwise.retrieve.bm25 import BM25Retriever
+
+    return BM25Retriever.load(directory, show_progress=progress)
+
+
+def _dense(config: DenseConfig, progress: bool) -> Any:
+    from rankwise.retrieve.dense import DenseRetriever
+
+    return DenseRetriever(**config.model_dump(exclude={"kind", "k"}), show_progress=progress)
+
+
+def _dense_load(directory: Path, config: DenseConfig | None, progress: bool) -> Any:
+    from rankwise.retrieve.dense import DenseRetriever
+
+    if config is None:
+        return DenseRetriever.load(directory, show_progress=progress)
+    retriever = DenseRetriever.load(
+        directory,
+        batch_size=config.batch_size,
+        trust_remote_code=config.trust_remote_code,
+        show_progress=progress,
+        ef_search=config.ef_search,
+        nprobe=config.nprobe,
+    )
+    retriever.query_prompt = config.query_prompt
+    return retriever
+
+
+def _sparse(config: SparseConfig, progress: bool) -> Any:
+    from rankwise.retrieve.sparse import SparseRetriever
+
+    return SparseRetriever(**config.model_dump(exclude={"kind", "k"}), show_progress=progress)
+
+
+def _sparse_load(directory: Path, config: SparseConfig | None, progress: bool) -> Any:
+    from rankwise.retrieve.sparse import SparseRetriever
+
+    if config is None:
+        return SparseRetriever.load(directory, show_progress=progress)
+    return SparseRetriever.load(
+        directory, batch_size=config.batch_size, trust_remote_code=config.trust_remote_code, show_progress=progress
+    )
+
+
+# kind -> (build a fresh retriever, open a saved index); plain dict literal.
+RETRIEVERS: dict[str, tuple[Callable[[Any, bool], Any], Callable[[Path, Any, bool], Any]]] = {
+    "bm25": (_bm25, _bm25_load),
+    "dense": (_dense, _dense_load),
+    "sparse": (_sparse, _sparse_load),
+}
+
+
+def build_retriever(config: RetrieverSection, show_progress: bool = True) -> Any:
+    """A fresh (empty) retriever of ``config.kind``; call ``index(corpus)`` on it."""
+    return RETRIEVERS[config.kind][0](config, show_progress)
+
+
+def open_retriever(directory: str | Path, config: RetrieverSection, show_progress: bool = True) -> Any:
+    """The index saved in ``directory``, opened with the search-time settings of ``config``."""
+    return RETRIEVERS[config.kind][1](Path(directory), config, show_progress)
+
+
+def load_index(directory: str | Path, **kwargs: Any) -> Any:
+    """Open a saved index of any kind, reading its kind from the manifest; ``kwargs`` go to the class's ``load``."""
+    from rankwise.retrieve.bm25 import BM25Retriever
+    from rankwise.retrieve.dense import DenseRetriever
+    from rankwise.retrieve.sparse import SparseRetriever
+    from rankwise.retrieve.store import read_manifest
+
+    kinds: dict[str, Any] = {"bm25": BM25Retriever, "dense": DenseRetriever, "sparse": SparseRetriever}
+    manifest = read_manifest(directory, verify=False)
+    if manifest["kind"] not in kinds:
+        raise IndexStoreError(f"{directory}: unknown index kind '{manifest['kind']}' (known: {sorted(kinds)})")
+    return kinds[manifest["kind"]].load(directory, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------------- rerankers
+
+
+def _cross_encoder(config: CrossEncoderConfig, progress: bool) -> Any:
+    from rankwise.rerank.cross_encoder import CrossEncoderReranker
+
+    return CrossEncoderReranker(
+        model=config.model,
+        max_length=config.max_length,
+        batch_size=config.batch_size,
+        max_tokens=config.max_tokens,
+        trust_remote_code=config.trust_remote_code,
+        show_progress=progress,
+        windows=config.windows,
+        window_words=config.window_words,
+        window_stride=config.window_stride,
+    )
+
+
+def _llm(config: LLMRerankConfig, progress: bool) -> Any:
+    from rankwise.rerank.llm import DEFAULT_TEMPLATE, LLMReranker
+
+    return LLMReranker(
+        model=config.model,
+        gguf_file=config.gguf_file,
+        template=config.template or DEFAULT_TEMPLATE,
+        system_prompt=config.system_prompt,
+        max_passage_tokens=config.max_passage_tokens,
+        batch_size=config.batch_size,
+        max_tokens=config.max_tokens,
+        dtype=config.dtype,
+        trust_remote_code=config.trust_remote_code,
+        show_progress=progress,
+    )
+
+
+def _http(config: HTTPRerankConfig, progress: bool) -> Any:
+    from rankwise.rerank.http import HTTPReranker
+
+    return HTTPReranker(
+        url=config.url,
+        model=config.model,
+        api_key_env=config.api_key_env,
+        timeout=config.timeout,
+        max_documents=config.max_documents,
+        show_progress=progress,
+    )
+
+
+def _rankrag(config: RankRAGRerankConfig, progress: bool) -> Any:
+    from rankwise.rankrag.preset import load_rankrag
+
+    parts = load_rankrag(
+        config.model,
+        dtype=config.dtype,
+        threads=config.threads,
+        rerank_batch_size=config.batch_size,
+        show_progress=progress,
+    )
+    return parts.reranker
+
+
+# kind -> builder(section, show_progress); plain dict literal (register_reranker adds to it).
+RERANKERS: dict[str, Callable[[Any, bool], Any]] = {
+    "cross-encoder": _cross_encoder,
+    "llm": _llm,
+    "http": _http,
+    "rankrag": _rankrag,
+}
+# settings every rerank section has; not constructor arguments of a reranker
+_RERANK_COMMON = ("kind", "top_n", "interpolate", "checkpoint_every")
+
+
+def build_reranker(config: Any, show_progress: bool = True, share_with: Any = None) -> Any:
+    """The reranker of ``config.kind``. An ``llm`` reranker on the model a local ``share_with`` generator already
+    loaded reuses its weights (RankRAG style) instead of loading a second copy."""
+    if config.kind not in RERANKERS:
+        raise RankwiseError(f"unknown reranker kind {config.kind!r}; expected one of: {', '.join(RERANKERS)}")
+    if isinstance(config, LLMRerankConfig) and share_with is not None and config.gguf_file is None:
+        from rankwise.generate.local import LocalGenerator
+        from rankwise.rerank.llm import LLMReranker
+
+        if isinstance(share_with, LocalGenerator) and share_with.model_name == config.model:
+            model, tokenizer = share_with.model_and_tokenizer()
+            return LLMReranker(model=model, tokenizer=tokenizer, show_progress=show_progress)
+    return RERANKERS[config.kind](config, show_progress)
+
+
+def register_reranker(kind: str, cls: type, section: type | None = None) -> type:
+    """Make ``cls`` (a class with ``rerank(queries, run, corpus, k) -> Run``) the reranker of ``kind`` everywhere:
+    YAML experiments (``rerank: {kind: KIND, ...}``), ``rankwise rerank --reranker KIND --set key=value`` and
+    :func:`build_reranker`. Its settings are ``section`` or, by default, the constructor's keyword arguments (with
+    their annotations and defaults) on top of every rerank section's ``top_n``/``interpolate``/``checkpoint_every``.
+    Returns the section class."""
+    if section is None:
+        fields: dict[str, Any] = {"kind": (Literal[kind], kind)}  # type: ignore[valid-type]
+        for name, parameter in inspect.signature(cls).parameters.items():
+            if name in ("self", "show_progress") or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            annotation = Any if parameter.annotation is inspect.Parameter.empty else parameter.annotation
+            default = ... if parameter.default is inspect.Parameter.empty else parameter.default
+            fields[name] = (annotation, default)
+        section = create_model(f"{cls.__name__}Config", __base__=sections._RerankCommon, **fields)
+    accepts_progress = "show_progress" in inspect.signature(cls).parameters
+
+    def make(config: Any, progress: bool) -> Any:
+        options = config.model_dump(exclude=set(_RERANK_COMMON))
+        return cls(**options, show_progress=progress) if accepts_progress else cls(**options)
+
+    register_section("rerank", kind, section)
+    RERANKERS[kind] = make
+    return section
+
+
+def interpolation_weight(config: Any, log: Callable[[str], None] | None = None) -> tuple[float, str | None]:
+    """The first-stage weight of a rerank section: its number, or for ``auto`` the weight ``rankwise train
+    reranker`` stored with the cross-encoder (then also the window fold it was picked with; a different fold here
+    is reported through ``log``)."""
+    if config.interpolate != "auto":
+        return config.interpolate or 0.0, None
+    from rankwise.rerank.cross_encoder import trained_pick
+
+    weight, picked_windows = trained_pick(str(config.model))  # config loading allows 'auto' for cross-encoders only
+    if picked_windows != config.windows and log is not None:
+        log(f"warning: the auto weight was picked with windows {picked_windows}, this run uses {config.windows}")
+    return weight, picked_windows
+
+
+# ------------------------------------------------------------------------------------------------ generators
+
+
+def build_generator(config: Any, show_progress: bool = True) -> Any:
+    """The generator of ``config.kind`` (local model, OpenAI-compatible HTTP server, or the RankRAG preset)."""
+    from rankwise.generate.prompts import load_template
+
+    if isinstance(config, RankRAGGenerateConfig):  # the model's own prompt settings unless the config sets them
+        from rankwise.rankrag.preset import load_rankrag
+
+        options: dict[str, Any] = {"max_new_tokens": config.max_new_tokens, "batch_size": config.batch_size}
+        if config.template != "default":
+            options["template"] = config.template
+        if config.max_passage_words is not None:
+            options["max_passage_words"] = config.max_passage_words
+        return load_rankrag(
+            config.model, config.dtype, config.threads, show_progress=show_progress, **options
+        ).generator
+    template = load_template(config.template)
+    if config.max_passage_words is not None:
+        template = replace(template, max_passage_words=config.max_passage_words)
+    common = {"template": template, "max_new_tokens": config.max_new_tokens}
+    if isinstance(config, HTTPGenerateConfig):
+        from rankwise.generate.http import HTTPGenerator
+
+        api_key = None
+        if config.api_key_env:
+            if config.api_key_env not in os.environ:
+                raise RankwiseError(f"generate.api_key_env: environment variable {config.api_key_env} is not set")
+            api_key = os.environ[config.api_key_env]
+        return HTTPGenerator(
+            config.base_url, config.model, api_key=api_key, temperature=config.temperature,
+            timeout=config.timeout, concurrency=config.concurrency, **common,
+        )  # fmt: skip
+    if not isinstance(config, LocalGenerateConfig):
+        raise RankwiseError(f"unknown generator kind {getattr(config, 'kind', config)!r}")
+    from rankwise.generate.local import LocalGenerator
+
+    return LocalGenerator(
+        config.model, gguf_file=config.gguf_file, batch_size=config.batch_size, dtype=config.dtype,
+        threads=config.threads, max_input_tokens=config.max_input_tokens,
+        trust_remote_code=config.trust_remote_code, show_progress=show_progress, **common,
+    )  # fmt: skip
+
+
+def generator_section(spec: str, **settings: Any) -> Any:
+    """The generate section a ``--generator SPEC`` flag means: ``http(s)://...`` an HTTP server (``model`` names
+    the served model), anything else a local model (``smollm2``, a hub name, a directory or a ``.gguf`` file)."""
+    if spec.startswith(("http://", "https://")):
+        if not settings.get("model"):
+            raise RankwiseError(f"{spec}: an HTTP generator needs the served model's name (--generator-model)")
+        return HTTPGenerateConfig(base_url=spec, **settings)
+    if settings.pop("model", None) is not None:
+        raise RankwiseError("--generator-model applies to an http(s) --generator only")
+    return LocalGenerateConfig(model=spec, **settings)
