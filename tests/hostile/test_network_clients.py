@@ -18,8 +18,10 @@ from typing import Any
 import pytest
 
 from rankwise.errors import RankwiseError
+from rankwise.generate.citations import build_answer, parse_citations, strip_citations
 from rankwise.generate.http import HTTPGenerationError, HTTPGenerator
 from rankwise.rerank.http import HTTPReranker
+from rankwise.types import Document
 
 Respond = Callable[[socket.socket, threading.Event], None]
 SERVER_LIFETIME_S = 30.0  # a server stops accepting after this long, whatever the test does
@@ -280,3 +282,24 @@ def test_null_content_is_an_error_not_an_empty_answer(serve):
     with pytest.raises(HTTPGenerationError, match=r"content is null.*content_filter") as info:
         _generate(_generator(server))
     assert server.url in str(info.value)
+
+
+PASSAGES = [Document(f"d{i}", "", f"passage {i}") for i in range(1, 6)]
+IDS = [p.id for p in PASSAGES]
+
+
+def test_a_five_thousand_digit_marker_is_a_dropped_citation_not_a_crash():
+    huge = "[" + "7" * 5000 + "]"
+    citations, dropped = parse_citations(f"Paris {huge} [2]", IDS)
+    assert [c.number for c in citations] == [2] and dropped == 1
+    sentence = "[1." + "3" * 5000 + "]"
+    assert parse_citations(f"x {sentence}", IDS, [2] * 5) == ((), 1)
+    assert build_answer(f"Paris {huge}", IDS).dropped_citations == 1
+    padded = "[" + "0" * 5000 + "3]"  # leading zeros do not make a number big
+    assert [c.number for c in parse_citations(padded, IDS)[0]] == [3]
+
+
+def test_only_ascii_digits_are_citation_numbers():
+    citations, dropped = parse_citations("Paris [\uff15] and [\u0663] but [5]", IDS)  # full-width 5, Arabic-Indic 3
+    assert [c.number for c in citations] == [5] and dropped == 0
+    assert strip_citations("Paris [\uff15].") == "Paris [\uff15]."
