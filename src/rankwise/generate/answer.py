@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # A citation marker: [2], [2, 3], [2;3], [2.3] (passage 2, sentence 3). See rankwise.generate.citations.
-_NUMBER = r"\d+(?:\.\d+)?"
+_NUMBER = r"[0-9]+(?:\.[0-9]+)?"  # not \d, which matches every script's digits (int() reads them too)
 MARKER = re.compile(rf"\[\s*({_NUMBER}(?:\s*[,;]\s*{_NUMBER})*)\s*\]")
 
 

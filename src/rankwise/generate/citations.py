@@ -1,8 +1,9 @@
 """Turn a model's raw output into an :class:`~rankwise.generate.answer.Answer`.
 
 Markers understood: ``[2]``, ``[2, 3]`` / ``[2;3]``, ``[2][3]``, and sentence markers ``[2.3]`` (passage 2,
-sentence 3, both 1-based as shown in the prompt). A number outside ``1..len(passages)`` (or a sentence number
-outside the passage's sentences, when those counts are known) is dropped and counted, never guessed.
+sentence 3, both 1-based as shown in the prompt). Only ASCII digits make a number (``[５]`` is text, not a
+citation). A number outside ``1..len(passages)`` (or a sentence number outside the passage's sentences, when those
+counts are known) is dropped and counted, never guessed; so is a number of any length, ``[`` + 5000 digits + ``]``.
 
 Abstention: the answer abstains when its normalised text (lower case, punctuation and extra spaces removed)
 contains one of the abstention phrases, "insufficient context" by default.
@@ -18,6 +19,7 @@ from rankwise.generate.answer import MARKER, Answer, Citation
 
 DEFAULT_ABSTAIN_PHRASES: tuple[str, ...] = ("insufficient context",)
 
+_MAX_DIGITS = 9  # no passage or sentence number is longer; int() refuses over 4300 digits
 _PUNCT = re.compile(f"[{re.escape(string.punctuation)}]")
 
 
@@ -38,13 +40,15 @@ def parse_citations(
     for match in MARKER.finditer(text):
         for item in re.split(r"\s*[,;]\s*", match.group(1).strip()):
             head, _, tail = item.partition(".")
-            number = int(head)
-            sentence = int(tail) if tail else None
-            if not 1 <= number <= len(doc_ids):
+            number = _to_int(head)
+            sentence = _to_int(tail) if tail else None
+            if number is None or not 1 <= number <= len(doc_ids):
                 dropped += 1
                 continue
-            if sentence is not None and (
-                sentence < 1 or (sentence_counts is not None and sentence > sentence_counts[number - 1])
+            if tail and (
+                sentence is None
+                or sentence < 1
+                or (sentence_counts is not None and sentence > sentence_counts[number - 1])
             ):
                 dropped += 1
                 continue
@@ -52,6 +56,12 @@ def parse_citations(
             if key not in seen:
                 seen[key] = Citation(number=number, doc_id=doc_ids[number - 1], sentence=sentence)
     return tuple(seen.values()), dropped
+
+
+def _to_int(digits: str) -> int | None:
+    """The number ``digits`` spell, or None when it is too long to be any passage or sentence number."""
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= _MAX_DIGITS else None
 
 
 def normalise_for_phrase(text: str) -> str:

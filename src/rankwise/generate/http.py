@@ -2,11 +2,14 @@
 
 ``HTTPGenerator(base_url="http://127.0.0.1:8000/v1", model="Qwen/Qwen2.5-0.5B-Instruct")`` posts
 ``{"model", "messages", "max_tokens", "temperature": 0, "stop"}`` to ``<base_url>/chat/completions`` and reads
-``choices[0].message.content``. Standard library only (urllib), so it adds no dependency.
+``choices[0].message.content``. Built on httpx2.
 
-Failures: connection errors, timeouts and HTTP 408/409/429/5xx are retried with exponential backoff (a numeric
-``Retry-After`` is honoured, capped at ``max_backoff``); other HTTP errors and malformed replies raise
+Failures: faults on the wire (no connection, a reply cut short or not HTTP at all), timeouts and HTTP
+408/409/429/5xx are retried with exponential backoff (a numeric ``Retry-After`` is honoured, capped at
+``max_backoff``); other HTTP errors and malformed replies (``content: null`` included) raise
 :class:`HTTPGenerationError` at once, naming the URL, the status and the start of the server's reply.
+``timeout`` bounds each attempt as a whole, reply included (see :mod:`rankwise.generate.http_post`), so one completion
+takes at most ``(max_retries + 1) * timeout`` seconds plus the backoff sleeps.
 The API key is passed in explicitly (the CLI reads it from an environment variable the user names).
 """
 
@@ -14,14 +17,13 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rankwise.errors import RankwiseError
 from rankwise.generate.base import ChatGenerator, Message
+from rankwise.generate.http_post import WireError, new_client, post_json
 from rankwise.generate.prompts import PromptTemplate
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -79,6 +81,7 @@ class HTTPGenerator(ChatGenerator):
         self.concurrency = max(1, concurrency)
         self.extra_body = dict(extra_body or {})
         self._sleep = sleep
+        self._client = new_client(timeout)
 
     def chat(
         self,
@@ -125,42 +128,48 @@ class HTTPGenerator(ChatGenerator):
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=data, headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            detail = _excerpt(exc.read())
-            if exc.code in RETRY_STATUS:
-                raise _Retryable(f"HTTP {exc.code}: {detail}", _retry_after(exc.headers)) from None
-            hint = " (check the API key)" if exc.code in (401, 403) else ""
-            raise HTTPGenerationError(f"{self.url}: HTTP {exc.code}{hint}: {detail}") from None
-        except TimeoutError as exc:
-            raise _Retryable(f"no reply within {self.timeout:g} s ({exc})") from None
-        except urllib.error.URLError as exc:
-            raise _Retryable(f"cannot connect: {exc.reason}") from None
-        except (ConnectionError, OSError) as exc:
-            raise _Retryable(f"connection failed: {exc}") from None
-        return self._parse(raw)
+            reply = post_json(self._client, self.url, data, headers, self.timeout)
+        except WireError as exc:
+            raise _Retryable(str(exc)) from None
+        except RankwiseError as exc:  # a request that cannot be sent (bad URL, non-ASCII key): not retried
+            raise HTTPGenerationError(str(exc)) from None
+        if reply.status >= 300:
+            detail = _excerpt(reply.body)
+            if reply.status in RETRY_STATUS:
+                raise _Retryable(f"HTTP {reply.status}: {detail}", _retry_after(reply.headers))
+            hint = " (check the API key)" if reply.status in (401, 403) else ""
+            raise HTTPGenerationError(f"{self.url}: HTTP {reply.status}{hint}: {detail}")
+        return self._parse(reply.body)
 
     def _parse(self, raw: bytes) -> str:
         try:
             reply = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, a number too long to convert, deep nesting
             raise HTTPGenerationError(f"{self.url}: reply is not JSON: {_excerpt(raw)}") from None
         try:
-            content = reply["choices"][0]["message"]["content"]
+            message = reply["choices"][0]["message"]
+            content = message["content"]
         except (KeyError, IndexError, TypeError):
             raise HTTPGenerationError(f"{self.url}: reply has no choices[0].message.content: {_excerpt(raw)}") from None
         if content is None:
-            return ""
+            # An error, not an abstention nor an empty answer. The server sends null content when the model
+            # produced no text: a tool call, a refusal (``message.refusal``) or a content filter. An abstention is
+            # the model's own judgement that the passages do not answer the question; counting a server-side
+            # non-answer as one would inflate abstention scores, and as "" it would silently score as a wrong
+            # answer. Not retried: at temperature 0 the same request gets the same reply.
+            choice = reply["choices"][0]
+            why = choice.get("finish_reason") if isinstance(choice, dict) else None
+            refusal = message.get("refusal") if isinstance(message, dict) else None
+            detail = f"finish_reason {why!r}" + (f", refusal {str(refusal)[:200]!r}" if refusal else "")
+            raise HTTPGenerationError(f"{self.url}: choices[0].message.content is null ({detail}): no answer text")
         if not isinstance(content, str):
             raise HTTPGenerationError(f"{self.url}: choices[0].message.content is not a string: {_excerpt(raw)}")
         return content
 
 
 def _excerpt(raw: bytes, limit: int = 300) -> str:
-    text = raw.decode("utf-8", errors="replace").strip()
+    text = " ".join(raw.decode("utf-8", errors="replace").split())  # one line, whatever the server sent
     return text if len(text) <= limit else text[:limit] + "..."
 
 

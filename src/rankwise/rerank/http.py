@@ -3,11 +3,14 @@
 Request body: ``{"model": ..., "query": ..., "documents": [...], "top_n": len(documents)}`` (plus ``extra``).
 Expected answer: ``{"results": [{"index": i, "relevance_score": s}, ...]}`` with one result per document
 (``score`` is accepted in place of ``relevance_score``). Anything else is a :class:`RankwiseError` naming the URL
-and what is wrong. Timeouts, 429 and 5xx answers and connection errors are retried with exponential backoff
-(``Retry-After`` is honoured); other 4xx answers are not retried.
+and what is wrong. Timeouts, 429 and 5xx answers and faults on the wire (no connection, a reply cut short or not
+HTTP at all) are retried with exponential backoff (``Retry-After`` is honoured; a wait is capped at
+``max_backoff``); other 4xx answers are not retried.
+``timeout`` bounds each attempt as a whole, reply included (see :mod:`rankwise.generate.http_post`), so one call
+takes at most ``(retries + 1) * timeout`` seconds plus the backoff sleeps.
 
 The API key is read from the environment variable named by ``api_key_env`` when a request is made (never at
-import) and sent as ``Authorization: Bearer``. Built on the standard library (urllib): no extra dependency.
+import) and sent as ``Authorization: Bearer``. Built on httpx2.
 """
 
 from __future__ import annotations
@@ -16,12 +19,11 @@ import json
 import math
 import os
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from rankwise.errors import RankwiseError
+from rankwise.generate.http_post import WireError, new_client, post_json
 from rankwise.rerank.base import Reranker, progress
 
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -38,6 +40,7 @@ class HTTPReranker(Reranker):
         timeout: float = 30.0,
         retries: int = 3,
         backoff: float = 0.5,
+        max_backoff: float = 30.0,
         max_documents: int = 100,
         extra: Mapping[str, Any] | None = None,
         show_progress: bool = True,
@@ -49,11 +52,12 @@ class HTTPReranker(Reranker):
             raise RankwiseError("retries must be >= 0, timeout > 0 and max_documents >= 1")
         self.url, self.model = url, model
         self.api_key_env = api_key_env
-        self.timeout, self.retries, self.backoff = timeout, retries, backoff
+        self.timeout, self.retries, self.backoff, self.max_backoff = timeout, retries, backoff, max_backoff
         self.max_documents = max_documents
         self.extra = dict(extra or {})
         self.show_progress = show_progress
         self._sleep = sleep
+        self._client = new_client(timeout)
 
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         # Pairs arrive grouped by query (see base.collect_candidates); one request per run of equal queries.
@@ -92,27 +96,31 @@ class HTTPReranker(Reranker):
         data = json.dumps(body).encode("utf-8")
         last_problem = ""
         for attempt in range(self.retries + 1):
-            request = urllib.request.Request(self.url, data=data, headers=self._headers(), method="POST")
             wait = self.backoff * (2**attempt)
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    raw = response.read()
-            except urllib.error.HTTPError as exc:
-                detail = exc.read()[:200].decode("utf-8", "replace")
-                last_problem = f"HTTP {exc.code}: {detail}"
-                if exc.code not in RETRY_STATUS:
-                    raise RankwiseError(f"{self.url}: {last_problem}") from exc
-                wait = max(wait, _retry_after(exc.headers.get("Retry-After")))
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                last_problem = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+                reply = post_json(self._client, self.url, data, self._headers(), self.timeout)
+            except WireError as exc:
+                last_problem = str(exc)
             else:
-                try:
-                    return json.loads(raw)
-                except json.JSONDecodeError as exc:
-                    raise RankwiseError(f"{self.url}: answer is not JSON ({exc.msg}): {raw[:200]!r}") from exc
+                if reply.status < 300:
+                    return self._json(reply.body)
+                detail = " ".join(reply.body[:200].decode("utf-8", "replace").split())
+                last_problem = f"HTTP {reply.status}: {detail}"
+                if reply.status not in RETRY_STATUS:
+                    raise RankwiseError(f"{self.url}: {last_problem}")
+                wait = max(wait, _retry_after(reply.headers.get("Retry-After")))
             if attempt < self.retries:
-                self._sleep(wait)
+                self._sleep(min(wait, self.max_backoff))
         raise RankwiseError(f"{self.url}: gave up after {self.retries + 1} attempts; last error: {last_problem}")
+
+    def _json(self, raw: bytes) -> Any:
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise RankwiseError(f"{self.url}: answer is not UTF-8 JSON ({exc.reason} at byte {exc.start})") from None
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, a number too long to convert, deep nesting
+            problem = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc).split(";")[0]
+            raise RankwiseError(f"{self.url}: answer is not JSON ({problem}): {raw[:200]!r}") from None
 
     def _parse(self, answer: Any, count: int) -> list[float]:
         results = answer.get("results") if isinstance(answer, dict) else None
@@ -142,6 +150,7 @@ class HTTPReranker(Reranker):
 
 def _retry_after(value: str | None) -> float:
     try:
-        return max(0.0, float(value)) if value else 0.0
+        seconds = float(value) if value else 0.0
     except ValueError:
         return 0.0
+    return seconds if math.isfinite(seconds) and seconds > 0 else 0.0
