@@ -114,13 +114,15 @@ def load_index(directory: str | Path, **kwargs: Any) -> Any:
     from rankwise.retrieve.bm25 import BM25Retriever
     from rankwise.retrieve.dense import DenseRetriever
     from rankwise.retrieve.sparse import SparseRetriever
-    from rankwise.retrieve.store import read_manifest
+    from rankwise.retrieve.store import MANIFEST, read_envelope
 
     kinds: dict[str, Any] = {"bm25": BM25Retriever, "dense": DenseRetriever, "sparse": SparseRetriever}
-    manifest = read_manifest(directory, verify=False)
-    if manifest["kind"] not in kinds:
-        raise IndexStoreError(f"{directory}: unknown index kind '{manifest['kind']}' (known: {sorted(kinds)})")
-    return kinds[manifest["kind"]].load(directory, **kwargs)
+    kind = read_envelope(directory).kind
+    if kind not in kinds:
+        raise IndexStoreError(
+            f"{Path(directory) / MANIFEST}: field 'kind' is '{kind}', not a known index kind ({sorted(kinds)})"
+        )
+    return kinds[kind].load(directory, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------- rerankers

@@ -177,12 +177,15 @@ def ask(
     """Answer one question from an index: the answer with its numbered sources, and time per stage."""
     from rankwise.build import load_index
     from rankwise.experiment.pipeline import FusedRetriever, Pipeline
+    from rankwise.retrieve.store import check_corpus
     from rankwise.types import Query
 
     if generator.lower() == "none":
         raise RankwiseError("rankwise ask needs a generator (use `rankwise search` to rank only)")
     docs = _load_corpus(corpus, format)
     retrievers = [load_index(d, show_progress=False) for d in index_dirs]
+    for directory, loaded in zip(index_dirs, retrievers, strict=True):
+        check_corpus(directory, loaded.fingerprint, docs, corpus)
     retriever = retrievers[0] if len(retrievers) == 1 else FusedRetriever(retrievers)
     if rankrag is not None:
         from rankwise.rankrag.preset import cli_parts

@@ -129,16 +129,24 @@ def search(
 ) -> None:
     """Search one index, or several fused with RRF or weighted score fusion, and write a TREC run."""
     from rankwise.build import load_index
-    from rankwise.data import load_queries, write_run
+    from rankwise.data import load_dataset, load_queries, write_run
     from rankwise.retrieve.fusion import fuse as fuse_runs
+    from rankwise.retrieve.store import check_corpus
 
     if k < 1:
         raise RankwiseError(f"--k must be at least 1, not {k}")
     if fuse not in FUSERS:
         raise RankwiseError(f"--fuse must be one of {', '.join(FUSERS)}, not '{fuse}'")
     parsed_weights = _parse_weights(weights, len(index_dirs))
-    loaded_queries = load_queries(queries, split=split)
-    runs = [load_index(directory).search(loaded_queries, k=k) for directory in index_dirs]
+    retrievers = [load_index(directory) for directory in index_dirs]
+    if _is_queries_file(queries):
+        loaded_queries = load_queries(queries, split=split)
+    else:  # a data set: its corpus must be the one every index was built from
+        dataset = load_dataset(queries, split=split)
+        for directory, retriever in zip(index_dirs, retrievers, strict=True):
+            check_corpus(directory, retriever.fingerprint, dataset.corpus, queries)
+        loaded_queries = dataset.judged_queries() if dataset.qrels else dataset.queries  # as load_queries does
+    runs = [retriever.search(loaded_queries, k=k) for retriever in retrievers]
     if len(runs) == 1:
         run = runs[0]
     else:
@@ -148,6 +156,12 @@ def search(
         run = fuse_runs(runs, method=fuse, **options)
     write_run(run, out, tag="rankwise" if len(runs) == 1 else f"rankwise-{fuse}")
     typer.echo(f"searched {len(loaded_queries):,} queries -> {out}")
+
+
+def _is_queries_file(path: Path) -> bool:
+    """A BEIR queries ``.jsonl`` or a ``qid<TAB>text`` ``.tsv`` file, which ``load_queries`` reads without a corpus."""
+    suffix = path.suffix.lower()
+    return path.is_file() and (suffix == ".tsv" or (suffix == ".jsonl" and path.name != "corpus.jsonl"))
 
 
 def _parse_weights(text: str | None, count: int) -> list[float] | None:

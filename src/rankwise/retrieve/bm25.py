@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, field_validator
+
 from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.retrieve.store import (
     atomic_dir,
     corpus_fingerprint,
-    expect_kind,
     read_json,
     read_manifest,
     write_json,
@@ -23,6 +24,53 @@ from rankwise.retrieve.store import (
 from rankwise.types import Document, Query, Run
 
 KIND = "bm25"
+# what bm25s writes (plus nonoccurrence_array.index.npy for bm25l / bm25+), then rankwise's doc ids
+FILES = (
+    "data.csc.index.npy",
+    "indices.csc.index.npy",
+    "indptr.csc.index.npy",
+    "vocab.index.json",
+    "params.index.json",
+    "doc_ids.json",
+)
+NONOCCURRENCE_FILE = "nonoccurrence_array.index.npy"
+NONOCCURRENCE_METHODS = ("bm25l", "bm25+")
+
+
+class BM25Params(BaseModel):
+    """``params`` of a BM25 index's ``manifest.json``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    k1: float
+    b: float
+    method: str
+    stopwords: str | None
+    stemmer: str | None
+    documents: int
+    corpus_fingerprint: str
+
+    @field_validator("stopwords")
+    @classmethod
+    def _known_stopwords(cls, value: str | None) -> str | None:
+        import bm25s
+
+        try:
+            bm25s.tokenize([""], stopwords=value, show_progress=False)
+        except ValueError:
+            raise ValueError(f"bm25s has no stop word list '{value}'") from None
+        return value
+
+    @field_validator("stemmer")
+    @classmethod
+    def _known_stemmer(cls, value: str | None) -> str | None:
+        try:
+            import Stemmer
+        except ImportError:  # searching then names the package to install
+            return value
+        if value is not None and value not in Stemmer.algorithms():
+            raise ValueError(f"PyStemmer has no stemmer '{value}'")
+        return value
 
 
 class BM25Retriever:
@@ -129,15 +177,35 @@ class BM25Retriever:
         import bm25s
 
         directory = Path(directory)
-        manifest = read_manifest(directory)
-        expect_kind(manifest, directory, KIND)
-        params = dict(manifest["params"])
-        documents = params.pop("documents")
-        fingerprint = params.pop("corpus_fingerprint")
-        retriever = cls(**params, show_progress=show_progress)
-        retriever.fingerprint = fingerprint
+        params = read_manifest(directory, KIND, BM25Params, required=FILES)
+        # bm25s computes every (term, document) score at index time with k1, b and method and stores the scores in
+        # the .npy arrays, so a saved index cannot be searched with other values: the manifest's must agree with
+        # those bm25s recorded beside its arrays (params.index.json, checksummed), else the index is refused
+        # rather than searched with values it does not use; to change them, index again. Stop words and stemmer
+        # are applied to query text at search time and the manifest is their only record: they are used as written.
+        stored = read_json(directory / "params.index.json")
+        for field in ("k1", "b", "method"):
+            if getattr(params, field) != stored.get(field):
+                raise IndexStoreError(
+                    f"{directory / 'manifest.json'}: field 'params.{field}' is {getattr(params, field)!r} but the "
+                    f"index's scores were computed with {field}={stored.get(field)!r}; rebuild the index to change it"
+                )
+        if params.method in NONOCCURRENCE_METHODS and not (directory / NONOCCURRENCE_FILE).is_file():
+            raise IndexStoreError(f"{directory}: index file '{NONOCCURRENCE_FILE}' is missing; rebuild the index")
+        retriever = cls(
+            k1=params.k1,
+            b=params.b,
+            method=params.method,
+            stopwords=params.stopwords,
+            stemmer=params.stemmer,
+            show_progress=show_progress,
+        )
+        retriever.fingerprint = params.corpus_fingerprint
         retriever.doc_ids = read_json(directory / "doc_ids.json")
-        if len(retriever.doc_ids) != documents:
-            raise IndexStoreError(f"{directory}: doc_ids.json has {len(retriever.doc_ids)} ids, expected {documents}")
+        if len(retriever.doc_ids) != params.documents or stored.get("num_docs") != params.documents:
+            raise IndexStoreError(
+                f"{directory}: doc_ids.json has {len(retriever.doc_ids)} ids and the scores cover "
+                f"{stored.get('num_docs')} documents, manifest says {params.documents}; rebuild the index"
+            )
         retriever._model = bm25s.BM25.load(str(directory), show_progress=False)
         return retriever

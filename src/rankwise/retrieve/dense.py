@@ -24,9 +24,10 @@ import math
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from rankwise.config.defaults import DEFAULT_MODELS
 from rankwise.config.models import resolve_path
@@ -34,7 +35,6 @@ from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.retrieve.store import (
     atomic_dir,
     corpus_fingerprint,
-    expect_kind,
     read_json,
     read_manifest,
     write_json,
@@ -46,6 +46,69 @@ KIND = "dense"
 DEFAULT_MODEL = DEFAULT_MODELS["dense"]
 INDEX_KINDS = ("exact", "hnsw", "ivf")
 HNSW_STORAGES = ("float16", "float32")
+FILES = ("index.faiss", "doc_ids.json")
+
+
+class FaissParams(BaseModel):
+    """``params.faiss`` of a dense index's manifest; defaults stand for indexes saved before a setting existed."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    hnsw_m: Annotated[int, Field(ge=1)] = 16
+    ef_construction: Annotated[int, Field(ge=1)] = 200
+    ef_search: Annotated[int, Field(ge=1)] = 64
+    hnsw_storage: Literal["float16", "float32"] = "float32"
+    nlist: Annotated[int | None, Field(ge=1)] = None
+    nprobe: Annotated[int, Field(ge=1)] = 16
+    seed: int = 0
+
+
+class DenseParams(BaseModel):
+    """``params`` of a dense index's ``manifest.json``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str
+    dim: int
+    documents: int
+    corpus_fingerprint: str
+    query_prompt: str = ""
+    document_prompt: str = ""
+    metric: Literal["inner_product_normalised"] = "inner_product_normalised"
+    index_kind: Literal["exact", "hnsw", "ivf"] = "exact"
+    faiss: FaissParams = FaissParams()
+    recall_at_10_vs_exact: float | None = None
+
+
+def _faiss_disagreement(index: Any, params: DenseParams) -> tuple[str, Any, Any] | None:
+    """The first manifest field that contradicts the FAISS index itself: ``(field, manifest value, index value)``."""
+    import faiss
+
+    kinds = {
+        faiss.IndexFlatIP: "exact",
+        faiss.IndexHNSWSQ: "hnsw",
+        faiss.IndexHNSWFlat: "hnsw",
+        faiss.IndexIVFFlat: "ivf",
+    }
+    kind = kinds.get(type(index), type(index).__name__)
+    facts: list[tuple[str, Any, Any]] = [
+        ("index_kind", params.index_kind, kind),
+        ("dim", params.dim, index.d),
+        ("documents", params.documents, index.ntotal),
+    ]
+    if kind == "hnsw":
+        facts += [
+            (
+                "faiss.hnsw_storage",
+                params.faiss.hnsw_storage,
+                "float16" if type(index) is faiss.IndexHNSWSQ else "float32",
+            ),
+            ("faiss.hnsw_m", params.faiss.hnsw_m, index.hnsw.nb_neighbors(1)),
+            ("faiss.ef_construction", params.faiss.ef_construction, index.hnsw.efConstruction),
+        ]
+    elif kind == "ivf":
+        facts.append(("faiss.nlist", params.faiss.nlist, index.nlist))
+    return next((fact for fact in facts if fact[1] != fact[2]), None)
 
 
 def recall_at_k(approximate: Run, exact: Run, k: int = 10) -> float:
@@ -319,32 +382,38 @@ class DenseRetriever:
         import faiss
 
         directory = Path(directory)
-        manifest = read_manifest(directory)
-        expect_kind(manifest, directory, KIND)
-        params = manifest["params"]
-        faiss_params = {key: value for key, value in params.get("faiss", {}).items() if key != "nlist"}
-        faiss_params.setdefault("hnsw_storage", "float32")  # indexes saved before the setting existed
+        params = read_manifest(directory, KIND, DenseParams, required=FILES)
+        faiss_params = params.faiss.model_dump(exclude={"nlist"})
         retriever = cls(
-            model=model or params["model"],
-            query_prompt=params.get("query_prompt", ""),
-            document_prompt=params.get("document_prompt", ""),
-            index_kind=params.get("index_kind", "exact"),
+            model=model or params.model,
+            query_prompt=params.query_prompt,
+            document_prompt=params.document_prompt,
+            index_kind=params.index_kind,
             **{**faiss_params, **kwargs},
         )
-        retriever.faiss_params["nlist"] = params.get("faiss", {}).get("nlist")
+        retriever.faiss_params["nlist"] = params.faiss.nlist
         retriever.doc_ids = read_json(directory / "doc_ids.json")
-        retriever.fingerprint = params["corpus_fingerprint"]
-        retriever.recall_at_10 = params.get("recall_at_10_vs_exact")
+        retriever.fingerprint = params.corpus_fingerprint
+        retriever.recall_at_10 = params.recall_at_10_vs_exact
         flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
         index = faiss.read_index(str(directory / "index.faiss"), flags)
+        # What the FAISS file holds (its kind, size, graph and cells) cannot follow an edited manifest, so a
+        # manifest that says otherwise is refused; ef_search and nprobe are search-time settings, applied as the
+        # manifest (or a keyword argument) gives them.
+        wrong = _faiss_disagreement(index, params)
+        if wrong is not None:
+            raise IndexStoreError(
+                f"{directory / 'manifest.json'}: field 'params.{wrong[0]}' is {wrong[1]!r} but index.faiss holds "
+                f"{wrong[2]!r}; rebuild the index to change it"
+            )
         if retriever.index_kind == "hnsw":
             index.hnsw.efSearch = retriever.faiss_params["ef_search"]
         elif retriever.index_kind == "ivf":
             index.nprobe = retriever.faiss_params["nprobe"]
         retriever._index = index
-        if index.ntotal != params["documents"] or len(retriever.doc_ids) != params["documents"]:
+        if len(retriever.doc_ids) != params.documents:
             raise IndexStoreError(
                 f"{directory}: index holds {index.ntotal} vectors and {len(retriever.doc_ids)} ids, "
-                f"manifest says {params['documents']}; rebuild the index"
+                f"manifest says {params.documents}; rebuild the index"
             )
         return retriever

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from rankwise.config.defaults import DEFAULT_MODELS
 from rankwise.config.models import resolve_path
@@ -30,7 +31,6 @@ from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.retrieve.store import (
     atomic_dir,
     corpus_fingerprint,
-    expect_kind,
     read_json,
     read_manifest,
     write_json,
@@ -41,6 +41,20 @@ from rankwise.types import Document, Query, Run
 KIND = "sparse"
 DEFAULT_MODEL = DEFAULT_MODELS["sparse"]
 FILES = ("term_offsets.npy", "postings_docs.npy", "postings_weights.npy")
+
+
+class SparseParams(BaseModel):
+    """``params`` of a sparse index's ``manifest.json``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    model: str
+    vocab_size: int
+    documents: int
+    postings: int
+    max_active_dims: Annotated[int | None, Field(ge=1)] = None
+    max_seq_length: Annotated[int | None, Field(ge=1)] = None
+    corpus_fingerprint: str
 
 
 def _coo(tensor: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -186,18 +200,25 @@ class SparseRetriever:
     ) -> SparseRetriever:
         """Open a saved index; ``mmap`` maps the postings from disk instead of reading them into memory."""
         directory = Path(directory)
-        manifest = read_manifest(directory)
-        expect_kind(manifest, directory, KIND)
-        params = manifest["params"]
-        stored = {"max_active_dims": params.get("max_active_dims"), "max_seq_length": params.get("max_seq_length")}
-        retriever = cls(model=model or params["model"], **{**stored, **kwargs})
+        params = read_manifest(directory, KIND, SparseParams, required=(*FILES, "doc_ids.json"))
+        # vocab_size, documents and postings describe the arrays and are checked against them below; the model,
+        # max_active_dims and max_seq_length encode queries at search time and are used as the manifest gives them.
+        stored = {"max_active_dims": params.max_active_dims, "max_seq_length": params.max_seq_length}
+        retriever = cls(model=model or params.model, **{**stored, **kwargs})
         retriever.doc_ids = read_json(directory / "doc_ids.json")
-        retriever.fingerprint = params["corpus_fingerprint"]
-        retriever.vocab_size = params["vocab_size"]
+        retriever.fingerprint = params.corpus_fingerprint
+        retriever.vocab_size = params.vocab_size
         arrays = [np.load(directory / name, mmap_mode="r" if mmap else None, allow_pickle=False) for name in FILES]
         retriever._offsets, retriever._docs, retriever._weights = arrays
-        if len(retriever.doc_ids) != params["documents"] or len(arrays[1]) != params["postings"]:
-            raise IndexStoreError(f"{directory}: sizes differ from the manifest; rebuild the index")
-        if len(arrays[0]) != params["vocab_size"] + 1:
-            raise IndexStoreError(f"{directory}: term_offsets.npy does not match the vocabulary; rebuild the index")
+        sizes = (
+            ("documents", params.documents, "doc_ids.json", len(retriever.doc_ids)),
+            ("postings", params.postings, FILES[1], len(arrays[1])),
+            ("vocab_size", params.vocab_size, FILES[0], len(arrays[0]) - 1),
+        )
+        for field, recorded, name, actual in sizes:
+            if recorded != actual:
+                raise IndexStoreError(
+                    f"{directory / 'manifest.json'}: field 'params.{field}' is {recorded} but {name} holds "
+                    f"{actual}; rebuild the index"
+                )
         return retriever

@@ -1,5 +1,7 @@
 """Index directories on disk: a ``manifest.json`` with the index kind, its parameters and a sha256 of every
-file, written atomically (build in a temp dir, then rename), verified on load.
+file, written atomically (build in a temp dir, then rename), verified on load: the manifest against a schema
+per index kind (unknown keys refused), and the folder against the manifest's file list (every file listed, every
+listed file present and unchanged).
 
 No pickle anywhere: retrievers store arrays as ``.npy``/FAISS files and everything else as JSON.
 """
@@ -11,16 +13,19 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from rankwise.errors import IndexStoreError
 from rankwise.types import Document
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+P = TypeVar("P", bound=BaseModel)
 
 
 def sha256_file(path: Path) -> str:
@@ -71,37 +76,100 @@ def write_manifest(directory: Path, kind: str, params: dict[str, Any]) -> None:
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def read_manifest(directory: str | Path, verify: bool = True) -> dict[str, Any]:
-    """Read and (by default) verify an index directory's manifest; raise IndexStoreError on any problem."""
+FileName = Annotated[str, Field(pattern=r"^[^/\\\x00]+$")]  # a plain name inside the index folder
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class Manifest(BaseModel):
+    """The part of ``manifest.json`` every index kind shares; ``params`` is checked by the kind's own schema."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    format_version: int
+    kind: str
+    params: dict[str, Any]
+    files: dict[FileName, Sha256]
+
+
+def _field_error(path: Path, exc: ValidationError, prefix: str = "", kind: str = "") -> IndexStoreError:
+    """One line naming the manifest, the first bad field (dotted, e.g. ``params.faiss.nlist``) and the problem."""
+    errors = exc.errors()
+    first = errors[0]
+    field = ".".join(str(part) for part in (prefix, *first["loc"]) if part != "")
+    where = f"field '{field}'" if field else "top level"
+    if kind:
+        where += f" of a '{kind}' index"
+    problem = first["msg"][0].lower() + first["msg"][1:]
+    if first["type"] not in ("missing", "extra_forbidden"):
+        problem += f" (got {json.dumps(first['input'])[:60]})"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return IndexStoreError(f"{path}: corrupted manifest, {where}: {problem}{more}")
+
+
+def read_envelope(directory: str | Path) -> Manifest:
+    """Read ``manifest.json`` and check its shared fields and format version (not the kind's params or files)."""
     directory = Path(directory)
     path = directory / MANIFEST
     if not path.is_file():
         raise IndexStoreError(f"{directory}: not a rankwise index (no {MANIFEST}); build one with `rankwise index`")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        raw = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise IndexStoreError(f"{path}: corrupted manifest ({exc})") from exc
-    for key in ("format_version", "kind", "params", "files"):
-        if key not in manifest:
-            raise IndexStoreError(f"{path}: corrupted manifest (missing field '{key}')")
-    if manifest["format_version"] != FORMAT_VERSION:
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if isinstance(version, int) and version != FORMAT_VERSION:
         raise IndexStoreError(
-            f"{path}: index format {manifest['format_version']} is not supported "
-            f"(this rankwise reads {FORMAT_VERSION}); rebuild the index"
+            f"{path}: index format {version} is not supported (this rankwise reads {FORMAT_VERSION}); rebuild the index"
         )
-    if verify:
-        for name, expected in manifest["files"].items():
-            file = directory / name
-            if not file.is_file():
-                raise IndexStoreError(f"{directory}: index file '{name}' is missing; rebuild the index")
-            if sha256_file(file) != expected:
-                raise IndexStoreError(f"{file}: checksum mismatch, the index is corrupted; rebuild it")
-    return manifest
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        raise _field_error(path, exc) from None
 
 
-def expect_kind(manifest: dict[str, Any], directory: str | Path, kind: str) -> None:
-    if manifest["kind"] != kind:
-        raise IndexStoreError(f"{directory}: is a '{manifest['kind']}' index, not a '{kind}' index")
+def read_manifest(directory: str | Path, kind: str, schema: type[P], required: Iterable[str] = ()) -> P:
+    """Read an index folder's manifest and return its params, checked against ``schema``; raise IndexStoreError.
+
+    The manifest must be a ``kind`` index whose params fit ``schema`` (a pydantic model that refuses unknown
+    keys), and the folder must hold exactly the files the manifest lists, each with its recorded sha256: a file
+    present but not listed, listed but missing, or changed is refused, as is a ``required`` file that is absent.
+    """
+    directory = Path(directory)
+    path = directory / MANIFEST
+    manifest = read_envelope(directory)
+    if manifest.kind != kind:
+        raise IndexStoreError(f"{path}: field 'kind' says this is a '{manifest.kind}' index, not a '{kind}' index")
+    try:
+        params = schema.model_validate(manifest.params)
+    except ValidationError as exc:
+        raise _field_error(path, exc, prefix="params", kind=kind) from None
+    for entry in sorted(directory.iterdir()):
+        if entry.name != MANIFEST and entry.name not in manifest.files:
+            raise IndexStoreError(
+                f"{directory}: '{entry.name}' is in the index folder but not listed in {MANIFEST}; rebuild the index"
+            )
+    for name in sorted({*manifest.files, *required}):
+        file = directory / name
+        if not file.is_file():
+            raise IndexStoreError(f"{directory}: index file '{name}' is missing; rebuild the index")
+        if name not in manifest.files:
+            raise IndexStoreError(f"{directory}: '{name}' is not listed in {MANIFEST}; rebuild the index")
+        if sha256_file(file) != manifest.files[name]:
+            raise IndexStoreError(f"{file}: checksum mismatch, the index is corrupted; rebuild it")
+    return params
+
+
+def check_corpus(index: str | Path, fingerprint: str, corpus: Mapping[str, Document], source: str | Path) -> None:
+    """Refuse to pair the index at ``index`` (built from the corpus with ``fingerprint``) with another corpus.
+
+    ``source`` names where ``corpus`` was read from. An empty ``fingerprint`` (a dense index built from a
+    directory of encoded shards, which has no corpus to fingerprint) cannot be checked and passes.
+    """
+    if fingerprint and fingerprint != corpus_fingerprint(corpus):
+        raise IndexStoreError(
+            f"{index}: this index was built from another corpus than {source}; "
+            "use the corpus it was built from, or rebuild the index from this one"
+        )
 
 
 def write_json(path: Path, value: Any) -> None:
