@@ -217,7 +217,7 @@ def _json(app: typer.Typer, *args: str) -> dict:
 def test_json_output_space_separated_metrics(app, run_file: Path, scifact_dir: Path) -> None:
     qrels = scifact_dir / "qrels" / "test.tsv"
     out = _json(app, "--run", str(run_file), "--qrels", str(qrels), "--metrics", "nDCG@10", "RR@10", "R@100")
-    assert list(out) == ["nDCG@10", "RR@10", "R@100", "per_query"]
+    assert list(out) == ["nDCG@10", "RR@10", "R@100", "queries", "per_query"]
     assert out["nDCG@10"] == pytest.approx(NDCG)
     assert out["RR@10"] == pytest.approx(RR)
     assert out["R@100"] == pytest.approx(RECALL)
@@ -235,7 +235,7 @@ def test_metric_forms_agree_and_dataset_dir_works(app, run_file: Path, scifact_d
     from_dir = _json(app, "--run", str(run_file), "--qrels", str(scifact_dir), "--split", "test", "-m", "nDCG@10,RR@10")
     assert from_dir == spaced
     default = _json(app, *base)  # no metrics: nDCG@10, RR@10, R@100
-    assert list(default) == ["nDCG@10", "RR@10", "R@100", "per_query"]
+    assert list(default) == ["nDCG@10", "RR@10", "R@100", "queries", "per_query"]
 
 
 def test_missing_zero_counts_every_judged_query(app, run_file: Path, scifact_dir: Path) -> None:

@@ -66,10 +66,14 @@ def eval_command(
     ] = "skip",
     as_json: Annotated[
         bool,
-        typer.Option("--json", help='Print {"<metric>": mean, ..., "per_query": {metric: {qid: value}}}.'),
+        typer.Option(
+            "--json",
+            help='Print {"<metric>": mean, ..., "queries": {"evaluated": n, "missing_from_run": n, '
+            '"unjudged_in_run": n, "missing": "skip"|"zero"}, "per_query": {metric: {qid: value}}}.',
+        ),
     ] = False,
 ) -> None:
-    """Evaluate a run against relevance judgements (equal scores rank in the order the run is read).
+    """Evaluate a run against relevance judgements (equal scores rank by the run file's rank column).
 
     Metrics: --metrics nDCG@10 RR@10, repeated --metrics, or --metrics nDCG@10,RR@10 (default: nDCG@10
     RR@10 R@100).
@@ -81,23 +85,33 @@ def eval_command(
     run_data = read_run(run)
     qrels_data = load_qrels(qrels, split=split)
     means = evaluate(run_data, qrels_data, names, missing=missing)  # type: ignore[arg-type]
+    shared = len(set(run_data) & set(qrels_data))
+    absent = len(set(qrels_data) - set(run_data))
+    counts = {
+        "evaluated": len(qrels_data) if missing == "zero" else shared,
+        "missing_from_run": absent,  # judged queries the run lacks: not counted (skip) or counted as 0 (zero)
+        "unjudged_in_run": len(set(run_data) - set(qrels_data)),
+        "missing": missing,
+    }
+    note = ""
+    if absent and missing == "skip":
+        note = f"note: {absent} judged queries are not in the run and were not counted (see --missing)"
 
     if as_json:
         per_query = evaluate_per_query(run_data, qrels_data, names, missing=missing)  # type: ignore[arg-type]
-        typer.echo(json.dumps({**means, "per_query": per_query}))
+        typer.echo(json.dumps({**means, "queries": counts, "per_query": per_query}))
+        if note:
+            typer.echo(note, err=True)
         return
 
     from rich.console import Console
     from rich.table import Table
 
-    shared = len(set(run_data) & set(qrels_data))
-    counted = len(qrels_data) if missing == "zero" else shared
-    table = Table(title=f"{run.name} ({counted} queries)")
+    table = Table(title=f"{run.name} ({counts['evaluated']} queries)")
     table.add_column("metric")
     table.add_column("mean", justify="right")
     for name, value in means.items():
         table.add_row(name, f"{value:.4f}")
     Console().print(table)
-    absent = len(set(qrels_data) - set(run_data))
-    if absent and missing == "skip":
-        typer.echo(f"note: {absent} judged queries are not in the run and were not counted (see --missing)", err=True)
+    if note:
+        typer.echo(note, err=True)

@@ -16,7 +16,7 @@ A config file is a YAML mapping::
 tuned model reranks and answers. The section models live in :mod:`rankwise.config.sections`; this module puts
 them together (``ExperimentConfig``) and re-exports them.
 
-``load_config(path, overrides)`` reads it with ``yaml.safe_load``, applies ``key=value`` overrides
+``load_config(path, overrides)`` reads it (``yaml.safe_load``, repeated keys refused), applies ``key=value`` overrides
 (``rerank.top_n=50``, ``retrieve.bm25.k1=0.9``; values are YAML, so ``50`` is an int and ``null`` is None) and
 validates it. An unknown key or a wrong type raises :class:`ConfigError` naming the file, the line (when the key
 is in the file) and the dotted key. A retriever's ``kind`` defaults to its name when that names a kind.
@@ -58,7 +58,7 @@ from rankwise.config.sections import (
     Strict,
     TrackingConfig,
 )
-from rankwise.config.yaml_keys import apply_overrides, line_of, parse_override
+from rankwise.config.yaml_keys import apply_overrides, line_of, parse_override, read_yaml
 from rankwise.errors import ConfigError
 
 __all__ = [  # the section models are defined in config_sections and imported from here
@@ -181,14 +181,7 @@ def _with_kind(name: str, section: Any, table: dict[str, type[Strict]]) -> Any:
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Read, override and validate an experiment config; raise :class:`ConfigError` on any problem."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    text, data = read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config must be a YAML mapping (name:, retrieve:, ...)")
     data = apply_overrides(data, overrides)

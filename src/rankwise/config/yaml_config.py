@@ -10,25 +10,22 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from rankwise.config.yaml_keys import line_of, merge
+from rankwise.config.yaml_keys import line_of, merge, read_yaml
 from rankwise.errors import DataError
 
 Model = TypeVar("Model", bound=BaseModel)
 
 
 def read_mapping(path: str | Path, overrides: dict[str, Any] | None = None) -> tuple[Path, str, dict[str, Any]]:
-    """``(path, text, settings)``: the YAML file's top-level mapping (``yaml.safe_load``) with ``overrides`` applied."""
-    import yaml
+    """``(path, text, settings)``: the YAML file's top-level mapping with ``overrides`` applied.
 
+    The file is read by :func:`rankwise.config.yaml_keys.read_yaml` (``yaml.safe_load`` semantics, a key given twice is
+    refused): an unreadable, non-UTF-8 or invalid file raises its one-line :class:`ConfigError`.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "config file not found")
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DataError(path, f"not valid YAML: {exc}", mark.line + 1 if mark else None) from exc
+    text, raw = read_yaml(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

@@ -1,19 +1,81 @@
-"""Dotted ``key=value`` overrides of a YAML mapping, and the line a key sits on in the YAML text.
+"""Reading a YAML config file, dotted ``key=value`` overrides of a YAML mapping, and the line a key sits on.
 
 Shared by the experiment config (:mod:`rankwise.config.experiment`, ``-o rerank.top_n=50``) and the training configs
-(:mod:`rankwise.config.yaml_config`, ``--set blend.size=100``), so both take the same override syntax and name the
-same line for a bad key.
+(:mod:`rankwise.config.yaml_config`, ``--set blend.size=100``), so both read files the same way (``yaml.safe_load``
+semantics, but a key given twice in one mapping is refused instead of the last one silently winning), take the
+same override syntax and name the same line for a bad key.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from rankwise.errors import ConfigError
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A mapping names the same key twice; ``problem_mark`` is the repeat, ``first_line`` the first (1-based)."""
+
+    def __init__(self, key: Any, first: yaml.Mark, repeat: yaml.Mark) -> None:
+        self.first_line = first.line + 1
+        super().__init__(None, None, f"duplicate key {key!r} (first on line {self.first_line})", repeat)
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping key given twice (PyYAML keeps the last one silently).
+
+    Keys are compared as constructed (``1`` and ``0x1`` are the same key, as they would be in the dict); merge
+    keys (``<<``) keep their usual meaning, so a key merged in may still be overridden explicitly.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Mark] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader reports the unhashable key itself
+            if key in seen:
+                raise DuplicateKeyError(key, seen[key], key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load(text)``, except that a duplicate mapping key raises :class:`DuplicateKeyError`."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # a SafeLoader subclass: safe
+
+
+def read_yaml(path: str | Path) -> tuple[str, Any]:
+    """``(text, data)`` of a YAML config file; every problem is a one-line :class:`ConfigError` naming the file
+    (and the line, where there is one): unreadable, not UTF-8, not YAML, or a key given twice."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        bad = raw[exc.start : exc.end].hex(" ")
+        raise ConfigError(f"{path}, line {line}: not valid UTF-8 (byte {bad}); save the config as UTF-8") from None
+    try:
+        return text, load_yaml(text)
+    except DuplicateKeyError as exc:
+        line = exc.problem_mark.line + 1 if exc.problem_mark else None
+        raise ConfigError(f"{path}, line {line}: {exc.problem}; give each key once") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML ({problem})") from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -23,7 +85,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not all(parts):
         raise ConfigError(f"override {text!r}: expected key=value with a dotted key, e.g. rerank.top_n=50")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
     return parts, value

@@ -123,19 +123,30 @@ def require_str(path: str | Path, line: int, record: dict[str, Any], key: str, *
     return str(value)
 
 
+GRADE_MIN, GRADE_MAX = -10, 1000  # wider than any real qrels; a grade outside is a misread column
+
+
 def parse_grade(path: str | Path, line: int, value: str) -> int:
-    """A relevance grade as an int (``"1"``, ``"-1"``, also ``"1.0"``); anything else is a DataError."""
+    """A relevance grade as an int (``"1"``, ``"-1"``, also ``"1.0"``) in ``GRADE_MIN..GRADE_MAX``.
+
+    Anything else is a DataError: a grade such as 31715818 is a document id read as a grade, and huge grades
+    make the metrics' gain arrays grow without bound.
+    """
     try:
-        return int(value)
+        grade = int(value)
     except ValueError:
-        pass
-    try:
-        as_float = float(value)
-    except ValueError:
-        as_float = float("nan")
-    if as_float.is_integer():
-        return int(as_float)
-    raise DataError(path, f"relevance grade must be an integer, found '{value}'", line=line)
+        try:
+            as_float = float(value)
+        except ValueError:
+            as_float = float("nan")
+        if not as_float.is_integer():
+            raise DataError(path, f"relevance grade must be an integer, found '{value}'", line=line) from None
+        grade = int(as_float)
+    if not GRADE_MIN <= grade <= GRADE_MAX:
+        raise DataError(
+            path, f"relevance grade {value} is outside {GRADE_MIN}..{GRADE_MAX} (is a column missing?)", line=line
+        )
+    return grade
 
 
 def normalise_numeric_id(raw: str) -> str:

@@ -83,7 +83,7 @@ def load_beir(directory: str | Path, split: str = "test") -> Dataset:
     qrels: Qrels = {}
     qrels_path = directory / QRELS_DIR / f"{split}.tsv"
     if qrels_path.is_file():
-        qrels, qrels_warnings = drop_unknown(qrels_path, read_qrels(qrels_path), corpus, queries)
+        qrels, qrels_warnings = drop_unknown(qrels_path, read_qrels(qrels_path, beir_directory=True), corpus, queries)
         warnings += qrels_warnings
     elif (directory / QRELS_DIR).is_dir():
         splits = available_splits(directory)

@@ -9,7 +9,9 @@ take text = ``.W``; other fields are read and ignored. Ids are normalised by str
 Relevance files hold whitespace-separated ``qid docid ...`` rows. The quirks, handled explicitly:
 
 - Cranfield's ``cranqrel`` numbers queries 1..225 by their *position* in ``cran.qry``, not by ``.I``
-  (which runs 1, 2, 4, 8, 9, ...): position ``n`` is mapped to the ``.I`` id of the n-th query record.
+  (which runs 1, 2, 4, 8, 9, ...): position ``n`` is mapped to the ``.I`` id of the n-th query record. A
+  position beyond the number of query records is an error (a record is missing, so positions no longer line
+  up), never skipped.
 - Cranfield grades run 1 (complete answer) .. 4 (minimal interest), 5 = no interest: stored as
   ``5 - grade`` so higher means more relevant; ``-1`` rows mean "no judgement" and are skipped (counted in
   the warnings).
@@ -155,12 +157,17 @@ def read_queries(path: str | Path) -> tuple[dict[str, Query], list[str], list[st
     return queries, warnings, [r.id for r in records]
 
 
-def read_relevance(path: str | Path, collection: SmartCollection, query_order: list[str]) -> tuple[Qrels, list[str]]:
-    """Read a SMART relevance file per ``collection``'s quirks (see the module docstring)."""
+def read_relevance(
+    path: str | Path, collection: SmartCollection, query_order: list[str], query_file: str | Path = "the query file"
+) -> tuple[Qrels, list[str]]:
+    """Read a SMART relevance file per ``collection``'s quirks (see the module docstring).
+
+    Position-keyed judgements (Cranfield) naming a position beyond ``query_order`` are an error: the query
+    file and the judgements do not line up (a missing query record shifts every later position).
+    """
     qrels: Qrels = {}
     seen_at: dict[tuple[str, str], int] = {}
     unjudged: list[str] = []
-    bad_positions: list[str] = []
     for number, line in enumerate(read_lines(path), start=1):
         fields = line.split()
         if not fields:
@@ -180,9 +187,16 @@ def read_relevance(path: str | Path, collection: SmartCollection, query_order: l
                 raise DataError(path, f"grade must be 1..{_GRADE_WORST} or -1, found {raw}", line=number)
             grade = _GRADE_WORST - raw
         if collection.qrels_by_position:
-            if not qid.isdigit() or not 1 <= int(qid) <= len(query_order):
-                bad_positions.append(qid)
-                continue
+            if not qid.isdigit() or int(qid) < 1:
+                raise DataError(path, f"query number must be a position 1, 2, ..., found '{fields[0]}'", line=number)
+            if int(qid) > len(query_order):
+                raise DataError(
+                    path,
+                    f"query position {qid} is beyond the {len(query_order)} query records of {query_file}: "
+                    f"{collection.name} judgements number queries by position, so a query record is missing "
+                    f"and every judgement after it would attach to the wrong query",
+                    line=number,
+                )
             qid = query_order[int(qid) - 1]
         docs = qrels.setdefault(qid, {})
         if docid in docs and docs[docid] != grade:
@@ -193,14 +207,11 @@ def read_relevance(path: str | Path, collection: SmartCollection, query_order: l
             )
         docs[docid] = grade
         seen_at.setdefault((qid, docid), number)
-    if not qrels and not unjudged and not bad_positions:
+    if not qrels and not unjudged:
         raise DataError(path, "no relevance judgements found")
     warnings = []
     if unjudged:
         warnings.append(summarise(path, "rows have grade -1 (no judgement), skipped", unjudged))
-    if bad_positions:
-        what = f"rows name a query position outside 1..{len(query_order)}, skipped"
-        warnings.append(summarise(path, what, bad_positions))
     return qrels, warnings
 
 
@@ -223,7 +234,7 @@ def load_smart(directory: str | Path) -> Dataset:
     if qrels_path is None:
         warnings.append(f"{directory}: no '{collection.qrels}', loaded without relevance judgements")
     else:
-        raw_qrels, qrels_warnings = read_relevance(qrels_path, collection, query_order)
+        raw_qrels, qrels_warnings = read_relevance(qrels_path, collection, query_order, queries_path)
         qrels, unknown_warnings = drop_unknown(qrels_path, raw_qrels, corpus, queries)
         warnings += qrels_warnings + unknown_warnings
     return Dataset(name=collection.name, corpus=corpus, queries=queries, qrels=qrels, warnings=warnings)

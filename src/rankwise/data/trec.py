@@ -3,7 +3,9 @@
 Formats
 - run: ``qid Q0 docid rank score tag``, one line per retrieved doc, written in rank order (score descending,
   ties in the order their producer gave them, see :func:`rankwise.types.sort_run`).
-- qrels: TREC ``qid 0 docid grade`` (4 columns) or BEIR ``query-id corpus-id score`` (3 columns, header line).
+- qrels: TREC ``qid 0 docid grade`` (4 columns) or BEIR ``query-id corpus-id score`` (3 columns after its header
+  line; outside a BEIR directory a headerless 3-column file is refused, see :func:`read_qrels`). Grades lie in
+  -10..1000.
 
 Columns are separated by tabs when a line contains a tab, otherwise by runs of whitespace. Writers use single
 spaces, or tabs for the whole file when some id contains a space (HotpotQA titles), so every id round-trips.
@@ -77,10 +79,15 @@ def write_run(run: Run, path: str | Path, tag: str = "rankwise") -> None:
                 handle.write(sep.join((qid, "Q0", docid, str(rank), repr(float(score)), tag)) + "\n")
 
 
-def read_qrels(path: str | Path) -> Qrels:
+def read_qrels(path: str | Path, *, beir_directory: bool = False) -> Qrels:
     """Read TREC qrels (``qid 0 docid grade``) or BEIR qrels TSV (``query-id corpus-id score`` + header).
 
-    The column count is fixed by the first data line; a repeated (query, doc) pair must repeat its grade.
+    The format is fixed per file, by its first line: a BEIR header (``query-id corpus-id score``) makes it BEIR,
+    3 columns on every line; otherwise it is TREC, 4 columns on every line (a header line allowed). A headerless
+    3-column line is refused: it is usually a TREC line missing its grade (``1 0 31715818``), which would
+    otherwise read as BEIR with the document id as the grade. ``beir_directory`` is for a BEIR directory's
+    ``qrels/<split>.tsv``, whose place already says BEIR: there a headerless 3-column file is read as BEIR. A
+    repeated (query, doc) pair must repeat its grade.
     """
     qrels: Qrels = {}
     seen_at: dict[tuple[str, str], int] = {}
@@ -90,16 +97,23 @@ def read_qrels(path: str | Path) -> Qrels:
             continue
         fields = split_columns(line)
         if not columns:
-            if len(fields) not in (3, 4):
+            columns = len(fields)
+            if columns in (3, 4) and _is_header(fields):
+                continue
+            if columns == 3 and not beir_directory:
+                raise DataError(
+                    path,
+                    "found 3 columns and no 'query-id corpus-id score' header line: expected 4 columns "
+                    "'qid 0 docid grade' (TREC; is the grade missing?) or a BEIR file that starts with that header",
+                    line=number,
+                )
+            if columns not in (3, 4):
                 raise DataError(
                     path,
                     f"expected 4 columns 'qid 0 docid grade' (TREC) or 3 columns 'query-id corpus-id score' "
                     f"(BEIR), found {len(fields)}",
                     line=number,
                 )
-            columns = len(fields)
-            if _is_header(fields):
-                continue
         if len(fields) != columns:
             raise DataError(path, f"expected {columns} columns like the first line, found {len(fields)}", line=number)
         if columns == 3:

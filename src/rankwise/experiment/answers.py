@@ -9,7 +9,8 @@ as [1]..[k]) and the :class:`~rankwise.generate.answer.Answer` fields. QA metric
 - MT-RAG: the reference answers, the reference passages as evidence, answerable = ANSWERABLE or PARTIAL;
 - anything else (BEIR, SMART): no answer text; the judged relevant documents are the evidence.
 
-Per question: ``em``/``f1`` (SQuAD normalisation, when a gold answer exists and the question is answerable),
+Per question: ``em``/``f1`` (SQuAD normalisation, when a gold answer exists and the question is answerable;
+HotpotQA answers use the official script's rule that a yes/no/noanswer mismatch scores F1 0),
 ``answer_in_passages`` (a gold answer occurs in the passages shown: the ceiling the ranking allows),
 ``citation_precision``/``citation_recall``/``support_f1`` against the evidence, ``cited``, ``abstained``,
 ``dropped_citations``. Means skip questions where a value is undefined and say how many they cover.
@@ -39,6 +40,7 @@ class Gold:
     answers: tuple[str, ...] = ()
     evidence: tuple[str, ...] = ()
     answerable: bool | None = None
+    answer_rule: str = "squad"  # "hotpotqa": the official HotpotQA answer EM/F1 (yes/no/noanswer score F1 0)
 
 
 def _gold_from_qrels(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]:
@@ -52,7 +54,7 @@ def _gold_hotpotqa(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]
     gold = {}
     for example in load_hotpotqa(info["path"]):
         if example.id in dataset.queries and example.answer is not None:
-            gold[example.id] = Gold((example.answer,), base.get(example.id, Gold()).evidence, True)
+            gold[example.id] = Gold((example.answer,), base.get(example.id, Gold()).evidence, True, "hotpotqa")
     return gold
 
 
@@ -153,8 +155,13 @@ def question_scores(record: Mapping[str, Any], gold: Gold, corpus: Mapping[str, 
     cited = answer.cited_ids
     scores: dict[str, float | None] = dict.fromkeys(QA_METRICS)
     if gold.answers and gold.answerable is not False:
-        scores["em"] = qa.exact_match(answer.plain_text, gold.answers)
-        scores["f1"] = qa.f1_score(answer.plain_text, gold.answers)
+        if gold.answer_rule == "hotpotqa":
+            official = [qa.hotpot_answer_scores(answer.plain_text, g) for g in gold.answers]
+            scores["em"] = max(o["em"] for o in official)
+            scores["f1"] = max(o["f1"] for o in official)
+        else:
+            scores["em"] = qa.exact_match(answer.plain_text, gold.answers)
+            scores["f1"] = qa.f1_score(answer.plain_text, gold.answers)
         shown = " ".join(corpus[d].contents for d in record["passages"] if d in corpus)
         scores["answer_in_passages"] = float(qa.answer_in_text(gold.answers, shown))
     if gold.evidence:

@@ -61,7 +61,7 @@ class Output:
             path = self.path / "per_query.json"
             if not path.is_file():
                 raise RankwiseError(f"{self.path}: per_query.json is missing; re-run the experiment")
-            self._per_query = json.loads(path.read_text(encoding="utf-8"))
+            self._per_query = _read_per_query(path)
         return self._per_query
 
     def run(self, stage: str) -> Run:
@@ -75,11 +75,31 @@ class Output:
         return read_qrels(self.path / "qrels.tsv")
 
 
+def _read_per_query(path: Path) -> dict[str, Any]:
+    """``{stage: {metric: {query id: value}}}`` from ``per_query.json``; any other shape is a RankwiseError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RankwiseError(f"{path}: not valid JSON ({exc})") from None
+    shape = "expected {stage: {metric: {query id: number}}} as rankwise run writes it; re-run the experiment"
+    if not isinstance(data, dict):
+        raise RankwiseError(f"{path}: found a JSON {type(data).__name__} at the top level, {shape}")
+    for stage, metrics in data.items():
+        if not isinstance(metrics, dict):
+            raise RankwiseError(f"{path}: stage {stage!r} holds a JSON {type(metrics).__name__}, {shape}")
+        for metric, values in metrics.items():
+            if not isinstance(values, dict) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values.values()
+            ):
+                raise RankwiseError(f"{path}: {stage}.{metric} is not a {{query id: number}} mapping, {shape}")
+    return data
+
+
 def _read(folder: Path) -> Output:
     path = folder / METRICS_FILE
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise RankwiseError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(metrics, dict) or "stages" not in metrics:
         raise RankwiseError(f"{path}: not a rankwise experiment metrics.json (no 'stages')")

@@ -29,6 +29,11 @@ RETRIEVAL_METRICS = ("nDCG@10", "R@5")
 ANSWERABLE_LABELS = ("ANSWERABLE", "PARTIAL")
 
 
+def joint_prefix(sentence_level: bool) -> str:
+    """``joint`` (the official names) only for sentence-level supporting facts; ``joint_paragraph`` otherwise."""
+    return "joint" if sentence_level else "joint_paragraph"
+
+
 def _prefixed(prefix: str, scores: Mapping[str, float]) -> dict[str, float]:
     return {f"{prefix}_{name}": value for name, value in scores.items()}
 
@@ -38,7 +43,9 @@ def hotpot_record_scores(
 ) -> dict[str, Any]:
     """Retrieval (both gold paragraphs in the top 2/5) and, with an answer, the HotpotQA answer, supporting-fact,
     joint and citation scores. Supporting facts come from the citations: paragraph level (cited titles) always,
-    sentence level (``[n.s]`` citations) when ``sentence_level``; joint scores use the finer of the two."""
+    sentence level (``[n.s]`` citations) when ``sentence_level``. Joint scores use the finer of the two and are
+    named for it: ``joint_*`` (the official, sentence-level metrics) or ``joint_paragraph_*`` (not comparable
+    with published joint EM/F1)."""
     gold = set(record["gold_titles"])
     titles = [corpus[doc_id].title for doc_id, _ in record["ranking"]]
     scores: dict[str, Any] = {}
@@ -58,7 +65,7 @@ def hotpot_record_scores(
         facts = {(corpus[c.doc_id].title, c.sentence - 1) for c in answer.citations if c.sentence is not None}
         support = supporting_fact_scores(facts, {tuple(f) for f in record["supporting_facts"]})
         scores.update(_prefixed("sp_sentence", support))
-    scores.update(_prefixed("joint", joint_scores(answer_scores, support)))
+    scores.update(_prefixed(joint_prefix(sentence_level), joint_scores(answer_scores, support)))
     cited_docs = [corpus[d] for d in answer.cited_ids]
     scores["citation_precision"] = citation_precision(cited_titles, gold)
     scores["citation_recall"] = citation_recall(cited_titles, gold)
@@ -104,11 +111,13 @@ def hotpotqa_metrics(records: Sequence[Mapping[str, Any]], generated: bool) -> d
             "sp_paragraph_recall",
             "sp_paragraph_f1",
         ]
-        if any("sp_sentence_f1" in r["scores"] for r in records):
+        sentence_level = any("sp_sentence_f1" in r["scores"] for r in records)
+        if sentence_level:
             names += ["sp_sentence_em", "sp_sentence_precision", "sp_sentence_recall", "sp_sentence_f1"]
+        joint = joint_prefix(sentence_level)
         names += [
-            "joint_em",
-            "joint_f1",
+            f"{joint}_em",
+            f"{joint}_f1",
             "citation_precision",
             "citation_precision_answer",
             "citation_recall",
@@ -121,6 +130,7 @@ def hotpotqa_metrics(records: Sequence[Mapping[str, Any]], generated: bool) -> d
         qa["supported_answer_rate"] = qa.pop("supported")
         qa["abstention_rate"] = qa.pop("abstained")
         qa["answers_with_citations"] = qa.pop("cited")
+        qa["support_unit"] = "sentence" if sentence_level else "paragraph"
         metrics["qa"] = qa
     metrics["latency_per_question_s"] = latency_block(records)
     return metrics

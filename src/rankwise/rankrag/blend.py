@@ -101,7 +101,7 @@ def scifact_test_queries(directory: str | Path) -> dict[str, str]:
     if not qrels_path.is_file():
         return {}
     queries, _ = read_queries(Path(directory) / QUERIES_FILE)
-    return {qid: queries[qid].text for qid in read_qrels(qrels_path) if qid in queries}
+    return {qid: queries[qid].text for qid in read_qrels(qrels_path, beir_directory=True) if qid in queries}
 
 
 def refuse_heldout(
