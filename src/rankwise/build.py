@@ -31,6 +31,7 @@ from rankwise.config.sections import (
     LocalGenerateConfig,
     RankRAGGenerateConfig,
     RankRAGRerankConfig,
+    RewriteConfig,
     SparseConfig,
 )
 from rankwise.errors import IndexStoreError, RankwiseError
@@ -194,6 +195,7 @@ RERANKERS: dict[str, Callable[[Any, bool], Any]] = {
     "http": _http,
     "rankrag": _rankrag,
 }
+_BUILT_IN_RERANKERS = tuple(RERANKERS)
 # settings every rerank section has; not constructor arguments of a reranker
 _RERANK_COMMON = ("kind", "top_n", "interpolate", "checkpoint_every")
 
@@ -239,6 +241,14 @@ def register_reranker(kind: str, cls: type, section: type | None = None) -> type
     return section
 
 
+def unregister_reranker(kind: str) -> None:
+    """Undo :func:`register_reranker` (built-in kinds cannot be removed)."""
+    if kind in _BUILT_IN_RERANKERS:
+        raise RankwiseError(f"{kind!r} is a built-in reranker kind")
+    register_section("rerank", kind, None)
+    RERANKERS.pop(kind, None)
+
+
 def interpolation_weight(config: Any, log: Callable[[str], None] | None = None) -> tuple[float, str | None]:
     """The first-stage weight of a rerank section: its number, or for ``auto`` the weight ``rankwise train
     reranker`` stored with the cross-encoder (then also the window fold it was picked with; a different fold here
@@ -249,8 +259,25 @@ def interpolation_weight(config: Any, log: Callable[[str], None] | None = None) 
 
     weight, picked_windows = trained_pick(str(config.model))  # config loading allows 'auto' for cross-encoders only
     if picked_windows != config.windows and log is not None:
-        log(f"warning: the auto weight was picked with windows {picked_windows}, this run uses {config.windows}")
+        log(
+            f"warning: that weight was picked with --windows {picked_windows}, this run uses --windows {config.windows}"
+        )
     return weight, picked_windows
+
+
+# ------------------------------------------------------------------------------------------------- rewriters
+
+
+def build_rewriter(config: RewriteConfig, show_progress: bool = True) -> Any:
+    """The query rewriter of ``config.strategy`` that a model does: ``llm`` (a local chat model); None for the
+    strategies that need no model (``last_turn``, ``full_history``) or whose rewrites a data set ships (``human``)."""
+    if config.strategy != "llm":
+        return None
+    from rankwise.generate.local import LocalGenerator
+    from rankwise.retrieve.rewrite import LLMRewriter
+
+    chat = LocalGenerator(config.model, threads=config.threads, show_progress=show_progress)
+    return LLMRewriter(chat, max_new_tokens=config.max_new_tokens)
 
 
 # ------------------------------------------------------------------------------------------------ generators

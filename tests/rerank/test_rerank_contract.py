@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import pytest
 
 from rankwise.errors import RankwiseError
-from rankwise.rerank import RERANKERS, reranker_class
 from rankwise.rerank.base import Reranker, assemble_run, collect_candidates
 from rankwise.types import Document, Query
 
@@ -72,13 +71,6 @@ def test_empty_queries_are_dropped_and_pairs_use_title_and_text(toy_corpus, toy_
 def test_assemble_checks_lengths():
     with pytest.raises(RankwiseError, match="2 scores for 1 pairs"):
         assemble_run([("q", "d")], [1.0, 2.0])
-
-
-def test_registry_names_resolve_to_rerankers():
-    for name in RERANKERS:
-        assert issubclass(reranker_class(name), Reranker)
-    with pytest.raises(RankwiseError, match="unknown reranker 'bm42'"):
-        reranker_class("bm42")
 
 
 def test_documents_without_title_use_text_only():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,25 +65,22 @@ def build_generator(
     threads: int | None,
     batch_size: int = 4,
 ) -> Any:
-    from rankwise.generate import load_generator
-    from rankwise.generate.prompts import load_template
+    """The generator ``--generator SPEC`` and its flags describe, built through :mod:`rankwise.build`."""
+    from rankwise.build import build_generator as build
+    from rankwise.build import generator_section
 
     if spec.lower() == "none":
         return None
-    prompt = load_template(template)
+    if api_key_env and api_key_env not in os.environ:
+        raise RankwiseError(f"--api-key-env {api_key_env}: that environment variable is not set")
+    settings: dict[str, Any] = {"model": model, "template": template, "max_new_tokens": max_new_tokens}
     if max_passage_words is not None:
-        prompt = replace(prompt, max_passage_words=max_passage_words)
-    options: dict[str, Any] = {"template": prompt, "max_new_tokens": max_new_tokens}
+        settings["max_passage_words"] = max_passage_words
     if spec.startswith(("http://", "https://")):
-        if api_key_env:
-            if api_key_env not in os.environ:
-                raise RankwiseError(f"--api-key-env {api_key_env}: that environment variable is not set")
-            options["api_key"] = os.environ[api_key_env]
+        settings["api_key_env"] = api_key_env
     else:
-        if model is not None:
-            raise RankwiseError("--generator-model applies to an http(s) --generator only")
-        options.update(threads=threads, batch_size=batch_size)
-    generator = load_generator(spec, model=model, **options)
+        settings.update(threads=threads, batch_size=batch_size)
+    generator = build(generator_section(spec, **settings), show_progress=True)
     if hasattr(generator, "model_and_tokenizer"):
         # Load now, so the time per question reported later is generation, not the one-off model load.
         started = time.perf_counter()
@@ -93,9 +89,9 @@ def build_generator(
     return generator
 
 
-def build_reranker(kind: str, model: str | None, generator: Any) -> Any:
-    """A reranker; ``llm`` on the same local model as the generator shares its weights (RankRAG style)."""
-    from rankwise.rerank import reranker_class
+def reranker_section(kind: str, model: str | None) -> Any:
+    """The rerank section ``--reranker KIND --reranker-model M`` describe (None for ``none``)."""
+    from rankwise.config.sections import CrossEncoderConfig, LLMRerankConfig
 
     if kind not in RERANKERS:
         raise RankwiseError(f"--reranker must be one of {', '.join(RERANKERS)}, not '{kind}'")
@@ -104,33 +100,74 @@ def build_reranker(kind: str, model: str | None, generator: Any) -> Any:
             raise RankwiseError("--reranker-model needs a --reranker")
         return None
     if kind == "llm":
-        from rankwise.generate.local import LocalGenerator
-
-        wanted = model or "smollm2"
-        if isinstance(generator, LocalGenerator) and generator.model_name == wanted:
-            loaded, tokenizer = generator.model_and_tokenizer()
-            return reranker_class("llm")(model=loaded, tokenizer=tokenizer)
-        return reranker_class("llm")(model=wanted)
+        return LLMRerankConfig(model=model or "smollm2")
     if model is None:
         raise RankwiseError("--reranker cross-encoder needs --reranker-model (a trained cross-encoder path or name)")
-    return reranker_class("cross-encoder")(model=model)
+    return CrossEncoderConfig(model=model)
+
+
+def build_reranker(kind: str, model: str | None, generator: Any) -> Any:
+    """A reranker; ``llm`` on the same local model as the generator shares its weights (RankRAG style)."""
+    from rankwise.build import build_reranker as build
+
+    config = reranker_section(kind, model)
+    return None if config is None else build(config, show_progress=True, share_with=generator)
+
+
+def build_parts(
+    rankrag: Path | None,
+    reranker: str,
+    reranker_model: str | None,
+    generator: str,
+    generator_model: str | None,
+    api_key_env: str | None,
+    template: str,
+    max_new_tokens: int,
+    max_passage_words: int | None,
+    threads: int | None,
+    batch_size: int,
+) -> tuple[Any, Any]:
+    """``(generator, reranker)`` of ``ask``/``rag``. ``--rankrag DIR`` is the RankRAG preset: one loaded model is
+    both (``--template default`` = the template it was trained with), so ``--reranker``/``--generator`` are refused.
+    """
+    if rankrag is None:
+        gen = build_generator(
+            generator, generator_model, api_key_env, template, max_new_tokens, max_passage_words, threads, batch_size
+        )
+        return gen, build_reranker(reranker, reranker_model, gen)
+    from rankwise.build import build_generator as build_gen
+    from rankwise.build import build_reranker as build_rank
+    from rankwise.config.sections import RankRAGGenerateConfig, RankRAGRerankConfig
+
+    if reranker != "none" or generator != "smollm2":
+        raise RankwiseError("--rankrag MODEL_DIR is both the reranker and the generator: drop --reranker/--generator")
+    model = str(rankrag)
+    answer = RankRAGGenerateConfig(
+        model=model, threads=threads, batch_size=batch_size, max_new_tokens=max_new_tokens, template=template,
+        max_passage_words=max_passage_words,
+    )  # fmt: skip
+    # both sections name the same model and dtype: build.py loads it once (rankwise.rankrag.preset.shared_model)
+    return build_gen(answer), build_rank(RankRAGRerankConfig(model=model, threads=threads))
 
 
 def retriever_factory(kind: str, dense_model: str | None) -> Any:
     """``make_retriever(corpus)`` for ``rankwise rag``: indexes the corpus in memory."""
+    from rankwise.config.sections import BM25Config, DenseConfig
+
     if kind not in RETRIEVERS:
         raise RankwiseError(f"--retriever must be one of {', '.join(RETRIEVERS)}, not '{kind}'")
+    sections = [BM25Config()] if kind == "bm25" else []
+    if kind in ("dense", "hybrid"):
+        sections = [
+            *([BM25Config()] if kind == "hybrid" else []),
+            DenseConfig(**({"model": dense_model} if dense_model else {})),
+        ]
 
     def make(corpus: Any) -> Any:
+        from rankwise.build import build_retriever
         from rankwise.experiment.pipeline import FusedRetriever
-        from rankwise.retrieve.bm25 import BM25Retriever
-        from rankwise.retrieve.dense import DEFAULT_MODEL, DenseRetriever
 
-        built: list[Any] = []
-        if kind in ("bm25", "hybrid"):
-            built.append(BM25Retriever(show_progress=False))
-        if kind in ("dense", "hybrid"):
-            built.append(DenseRetriever(model=dense_model or DEFAULT_MODEL, show_progress=False))
+        built = [build_retriever(section, show_progress=False) for section in sections]
         for retriever in built:
             retriever.index(corpus)
         return built[0] if len(built) == 1 else FusedRetriever(built)
@@ -187,25 +224,10 @@ def ask(
     for directory, loaded in zip(index_dirs, retrievers, strict=True):
         check_corpus(directory, loaded.fingerprint, docs, corpus)
     retriever = retrievers[0] if len(retrievers) == 1 else FusedRetriever(retrievers)
-    if rankrag is not None:
-        from rankwise.rankrag.preset import cli_parts
-
-        parts = cli_parts(
-            str(rankrag),
-            reranker,
-            generator,
-            template,
-            max_new_tokens,
-            threads=threads,
-            batch_size=1,
-            max_passage_words=max_passage_words,
-        )
-        gen, rerank = parts.generator, parts.reranker
-    else:
-        gen = build_generator(
-            generator, generator_model, api_key_env, template, max_new_tokens, max_passage_words, threads, batch_size=1
-        )
-        rerank = build_reranker(reranker, reranker_model, gen)
+    gen, rerank = build_parts(
+        rankrag, reranker, reranker_model, generator, generator_model, api_key_env, template, max_new_tokens,
+        max_passage_words, threads, 1,
+    )  # fmt: skip
     pipeline = Pipeline(retriever, docs, generator=gen, reranker=rerank, k=k, candidates=candidates)
     result = pipeline.ask(Query("q", question, tuple(history or ())))
     cited = set(result.answer.cited_ids)
@@ -286,25 +308,10 @@ def rag(
     if dataset not in ("hotpotqa", "mtrag"):
         raise RankwiseError(f"--dataset must be hotpotqa or mtrag, not '{dataset}'")
     console = Console(stderr=True)
-    if rankrag is not None:
-        from rankwise.rankrag.preset import cli_parts
-
-        parts = cli_parts(
-            str(rankrag),
-            reranker,
-            generator,
-            template,
-            max_new_tokens,
-            threads=threads,
-            batch_size=batch_size,
-            max_passage_words=max_passage_words,
-        )
-        gen, rerank = parts.generator, parts.reranker
-    else:
-        gen = build_generator(
-            generator, generator_model, api_key_env, template, max_new_tokens, max_passage_words, threads, batch_size
-        )
-        rerank = build_reranker(reranker, reranker_model, gen)
+    gen, rerank = build_parts(
+        rankrag, reranker, reranker_model, generator, generator_model, api_key_env, template, max_new_tokens,
+        max_passage_words, threads, batch_size,
+    )  # fmt: skip
     settings = {
         "rankrag": str(rankrag) if rankrag else None,
         "retriever": retriever,

@@ -38,7 +38,9 @@ def rerank(
         Path | None, typer.Option("--queries", help="Data set or queries file (default: the --corpus data set).")
     ] = None,
     split: Annotated[str, typer.Option("--split", help="Which judged queries of a data set.")] = "test",
-    reranker: Annotated[str, typer.Option("--reranker", help="cross-encoder | llm | http")] = "cross-encoder",
+    reranker: Annotated[
+        str, typer.Option("--reranker", help="cross-encoder | llm | http | rankrag | a registered kind")
+    ] = "cross-encoder",
     model: Annotated[
         str | None,
         typer.Option("--model", help="Model name or path (llm: 'smollm2' = bundled GGUF, or a .gguf path)."),
@@ -63,13 +65,15 @@ def rerank(
         int | None, typer.Option("--window-stride", help="cross-encoder: words between window starts (default 60).")
     ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Pairs per forward pass.")] = None,
-    max_passage_tokens: Annotated[int, typer.Option("--max-passage-tokens", help="llm: passage budget.")] = 256,
+    max_passage_tokens: Annotated[
+        int | None, typer.Option("--max-passage-tokens", help="llm: passage budget (default 256).")
+    ] = None,
     gguf_file: Annotated[str | None, typer.Option("--gguf-file", help="llm: GGUF file inside --model.")] = None,
     url: Annotated[str | None, typer.Option("--url", help="http: the rerank endpoint.")] = None,
     api_key_env: Annotated[
         str | None, typer.Option("--api-key-env", help="http: environment variable holding the API key.")
     ] = None,
-    interpolate: Annotated[
+    interpolate_flag: Annotated[
         str | None,
         typer.Option(
             "--interpolate",
@@ -82,117 +86,110 @@ def rerank(
         typer.Option("--metrics", help="e.g. nDCG@10: also print input vs reranked metric on the --queries qrels."),
     ] = None,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Allow model code.")] = False,
+    settings: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="KEY=VALUE of the rerank section (as in an experiment config's rerank:), e.g. --set max_tokens=4096;"
+            " how a registered reranker kind takes its settings. Repeatable.",
+        ),
+    ] = None,
 ) -> None:
-    """Rerank the top-N of a run with a cross-encoder, an LLM's P(True), or a hosted rerank API."""
+    """Rerank the top-N of a run with a cross-encoder, an LLM's P(True), a hosted rerank API, or any registered
+    reranker kind (its settings with --set KEY=VALUE)."""
+    from rankwise.build import build_reranker, interpolation_weight
     from rankwise.cli.allocator import keep_freed_memory
     from rankwise.data import load_queries, read_run, write_run
-    from rankwise.rerank import reranker_class
+    from rankwise.rerank.base import interpolate
     from rankwise.types import top_k
 
-    if top_n < 1:
-        raise RankwiseError(f"--top-n must be at least 1, not {top_n}")
-    weight = _interpolation_weight(interpolate, reranker, model, windows or "first")
+    config = _section(
+        reranker, model, top_n, interpolate_flag, max_length, batch_size, max_passage_tokens, gguf_file, url,
+        api_key_env, trust_remote_code, windows, window_words, window_stride, settings or [],
+    )  # fmt: skip
+    weight, _ = interpolation_weight(config, lambda line: typer.echo(line, err=True))
+    if config.interpolate == "auto":
+        typer.echo(f"first-stage weight {weight} (picked on the dev split by `rankwise train reranker`)")
+    if limit_queries is not None and limit_queries < 1:
+        raise RankwiseError(f"--limit-queries must be at least 1, not {limit_queries}")
     first_stage = read_run(run)
     if limit_queries is not None:
         first_stage = dict(list(first_stage.items())[:limit_queries])
-    first_stage = top_k(first_stage, top_n)
+    first_stage = top_k(first_stage, config.top_n)
     loaded_queries = load_queries(queries or corpus, split=split)
     docs = load_corpus(corpus)
-    options = _options(
-        reranker, model, max_length, batch_size, max_passage_tokens, gguf_file, url, api_key_env, trust_remote_code
-    )
-    options.update(_window_options(reranker, windows, window_words, window_stride))
     keep_freed_memory()
-    reranked = reranker_class(reranker)(**options).rerank(loaded_queries, first_stage, docs, k=top_n)
+    reranked = build_reranker(config).rerank(loaded_queries, first_stage, docs, k=config.top_n)
     if weight:
-        reranked = _interpolate(first_stage, reranked, weight)
+        reranked = interpolate(first_stage, reranked, weight)
     write_run(reranked, out, tag=f"rankwise-{reranker}")
-    typer.echo(f"reranked {len(reranked):,} queries (top {top_n}) -> {out}")
+    typer.echo(f"reranked {len(reranked):,} queries (top {config.top_n}) -> {out}")
     if metrics:
         _report(metrics, queries or corpus, split, first_stage, reranked)
 
 
-def _options(
+def _section(
     kind: str,
     model: str | None,
+    top_n: int,
+    interpolate: str | None,
     max_length: int | None,
     batch_size: int | None,
-    max_passage_tokens: int,
+    max_passage_tokens: int | None,
     gguf_file: str | None,
     url: str | None,
     api_key_env: str | None,
     trust_remote_code: bool,
-) -> dict[str, Any]:
-    """Constructor arguments for the chosen reranker; options meant for another reranker are an error."""
-    given = {"--max-length": max_length, "--gguf-file": gguf_file, "--url": url, "--api-key-env": api_key_env}
-    allowed = {"cross-encoder": {"--max-length"}, "llm": {"--gguf-file"}, "http": {"--url", "--api-key-env"}}
+    windows: str | None,
+    window_words: int | None,
+    window_stride: int | None,
+    settings: list[str],
+) -> Any:
+    """The rerank section the flags describe (the one ``rerank:`` of an experiment config would give); a flag
+    meant for another reranker kind is an error."""
+    from rankwise.cli.flags import section
+    from rankwise.config.sections import RERANKER_CONFIGS
+    from rankwise.config.yaml_keys import parse_overrides
+
+    if kind not in RERANKER_CONFIGS:
+        raise RankwiseError(f"--reranker must be one of {', '.join(RERANKER_CONFIGS)}, not '{kind}'")
+    given = {
+        "--max-length": max_length, "--gguf-file": gguf_file, "--url": url, "--api-key-env": api_key_env,
+        "--max-passage-tokens": max_passage_tokens, "--windows": windows, "--window-words": window_words,
+        "--window-stride": window_stride, "--trust-remote-code": trust_remote_code or None,
+    }  # fmt: skip
+    allowed = {
+        "cross-encoder": {"--max-length", "--windows", "--window-words", "--window-stride", "--trust-remote-code"},
+        "llm": {"--gguf-file", "--max-passage-tokens", "--trust-remote-code"},
+        "http": {"--url", "--api-key-env"},
+    }
     for flag, value in given.items():
         if value is not None and flag not in allowed.get(kind, set()):
             raise RankwiseError(f"{flag} does not apply to --reranker {kind}")
-    options: dict[str, Any] = {}
-    if kind == "http":
-        if url is None:
-            raise RankwiseError("--reranker http needs --url")
-        options.update(url=url, model=model, api_key_env=api_key_env)
-        return options
-    if model is not None:
-        options["model"] = model
-    if batch_size is not None:
-        options["batch_size"] = batch_size
-    options["trust_remote_code"] = trust_remote_code
-    if kind == "cross-encoder":
-        options["max_length"] = max_length
-    elif kind == "llm":
-        options.update(gguf_file=gguf_file, max_passage_tokens=max_passage_tokens)
-    return options
-
-
-def _window_options(kind: str, windows: str | None, words: int | None, stride: int | None) -> dict[str, Any]:
-    """``--windows``/``--window-words``/``--window-stride`` (the reranker checks their values before loading)."""
-    given = {"--windows": windows, "--window-words": words, "--window-stride": stride}
-    options = {
-        key: value
-        for key, value in zip(("windows", "window_words", "window_stride"), given.values(), strict=True)
-        if value is not None
-    }
-    if options and kind != "cross-encoder":
-        flag = next(flag for flag, value in given.items() if value is not None)
-        raise RankwiseError(f"{flag} does not apply to --reranker {kind}")
-    return options
-
-
-def _interpolation_weight(value: str | None, reranker: str, model: str | None, windows: str) -> float:
-    """``--interpolate``: a number, or 'auto' for the weight stored with a trained cross-encoder."""
-    if value is None:
-        return 0.0
-    if value.strip().lower() == "auto":
-        if reranker != "cross-encoder" or model is None:
+    if kind == "http" and url is None:
+        raise RankwiseError("--reranker http needs --url")
+    if top_n < 1:
+        raise RankwiseError(f"--top-n must be at least 1, not {top_n}")
+    weight: str | float | None = interpolate
+    if interpolate is not None and interpolate.strip().lower() == "auto":
+        if kind != "cross-encoder" or model is None:
             raise RankwiseError("--interpolate auto needs --reranker cross-encoder and a trained --model directory")
-        from rankwise.rerank.cross_encoder import trained_pick
-
-        weight, picked_windows = trained_pick(model)
-        typer.echo(f"first-stage weight {weight} (picked on the dev split by `rankwise train reranker`)")
-        if picked_windows != windows:
-            typer.echo(
-                f"warning: that weight was picked with --windows {picked_windows}, this run uses --windows {windows}",
-                err=True,
-            )
-        return weight
-    try:
-        weight = float(value)
-    except ValueError as exc:
-        raise RankwiseError(f"--interpolate takes a number in [0, 1] or 'auto', not {value!r}") from exc
-    if not 0 <= weight <= 1:  # checked before the reranking, not after it
-        raise RankwiseError(f"--interpolate must be in [0, 1], not {value}")
-    return weight
-
-
-def _interpolate(first_stage: dict, reranked: dict, weight: float) -> dict:
-    from rankwise.retrieve.fusion import fuse
-
-    # _interpolation_weight range-checked the weight before reranking.
-    # Reranker first, so fused ties keep the reranker's order.
-    return fuse([reranked, first_stage], method="weighted", weights=[1 - weight, weight])
+        weight = "auto"
+    elif interpolate is not None:
+        try:
+            weight = float(interpolate)
+        except ValueError as exc:
+            raise RankwiseError(f"--interpolate takes a number in [0, 1] or 'auto', not {interpolate!r}") from exc
+        if not 0 <= weight <= 1:  # checked before the reranking, not after it
+            raise RankwiseError(f"--interpolate must be in [0, 1], not {interpolate}")
+    values = {
+        "kind": kind, "model": model, "top_n": top_n, "interpolate": weight or None, "batch_size": batch_size,
+        **{flag[2:].replace("-", "_"): value for flag, value in given.items() if value is not None},
+        **parse_overrides(settings),
+    }  # fmt: skip
+    flags = {"interpolate": "--interpolate", "model": "--model", "top_n": "--top-n"}
+    flags.update({key: f"--set {key}" for key in parse_overrides(settings)})
+    return section(RERANKER_CONFIGS[kind], flags, **values)
 
 
 def _report(metrics: str, source: Path, split: str, first_stage: dict, reranked: dict) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -63,11 +63,10 @@ def index(
     With an approximate FAISS index (hnsw, ivf) the data set's queries also measure its recall@10 against exact
     search, printed and stored in the index manifest.
     """
+    from rankwise.build import build_retriever
+    from rankwise.cli.flags import section
+    from rankwise.config.sections import RETRIEVER_CONFIGS
     from rankwise.data import load_dataset
-    from rankwise.retrieve.bm25 import BM25Retriever
-    from rankwise.retrieve.dense import DEFAULT_MODEL, DenseRetriever
-    from rankwise.retrieve.sparse import DEFAULT_MODEL as DEFAULT_SPARSE
-    from rankwise.retrieve.sparse import SparseRetriever
 
     if kind not in KINDS:
         raise RankwiseError(f"--kind must be one of {', '.join(KINDS)}, not '{kind}'")
@@ -81,35 +80,30 @@ def index(
         raise RankwiseError("--faiss, --work-dir and --devices apply to --kind dense only")
     if kind != "sparse" and max_seq_length is not None:
         raise RankwiseError("--max-seq-length applies to --kind sparse only")
+    settings: dict[str, Any] = {}
+    if kind == "sparse":
+        settings = {"model": model, "batch_size": batch_size, "max_seq_length": max_seq_length}
+    elif kind == "dense":
+        settings = {
+            "model": model, "batch_size": batch_size, "index_kind": faiss_kind, "hnsw_m": hnsw_m,
+            "ef_search": ef_search, "hnsw_storage": hnsw_storage, "nlist": nlist, "nprobe": nprobe,
+            "shard_size": shard_size, "dtype": dtype,
+            "devices": [d.strip() for d in devices.split(",") if d.strip()] if devices else None,
+        }  # fmt: skip
+    flags = {"index_kind": "--faiss", "batch_size": "--batch-size", "model": "--model"}
+    config = section(RETRIEVER_CONFIGS[kind], flags, kind=kind, **settings)
     loaded = load_dataset(dataset, format=format)
     for warning in loaded.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    retriever: BM25Retriever | DenseRetriever | SparseRetriever
-    if kind == "bm25":
-        retriever = BM25Retriever()
-        retriever.index(loaded.corpus)
-    elif kind == "sparse":
-        retriever = SparseRetriever(model=model or DEFAULT_SPARSE, batch_size=batch_size, max_seq_length=max_seq_length)
-        retriever.index(loaded.corpus)
-    else:
-        retriever = DenseRetriever(
-            model=model or DEFAULT_MODEL,
-            batch_size=batch_size,
-            index_kind=faiss_kind,
-            hnsw_m=hnsw_m,
-            ef_search=ef_search,
-            hnsw_storage=hnsw_storage,
-            nlist=nlist,
-            nprobe=nprobe,
-            shard_size=shard_size,
-            dtype=dtype,
-            devices=[d.strip() for d in devices.split(",") if d.strip()] if devices else None,
-        )
+    retriever = build_retriever(config)
+    if kind == "dense":
         retriever.index(loaded.corpus, work_dir=work_dir)
         if faiss_kind != "exact" and loaded.queries:
             queries = dict(list(loaded.queries.items())[:1000])
             recall = retriever.recall_vs_exact(queries, k=10)
             typer.echo(f"{faiss_kind} recall@10 vs exact search over {len(queries):,} queries: {recall:.4f}")
+    else:
+        retriever.index(loaded.corpus)
     retriever.save(out)
     label = f"{kind}, {faiss_kind}" if kind == "dense" else kind
     typer.echo(f"indexed {len(loaded.corpus):,} documents ({label}) -> {out}")

@@ -157,12 +157,16 @@ class ExperimentConfig(Strict):
         return stages
 
 
-def register_section(stage: str, kind: str, section: type[Strict]) -> None:
+def register_section(stage: str, kind: str, section: type[Strict] | None) -> None:
     """Accept ``{stage}: {kind: KIND, ...}`` in experiment configs, validated by ``section`` (used by
-    :func:`rankwise.build.register_reranker`; the built-in kinds are listed in :mod:`.sections`)."""
+    :func:`rankwise.build.register_reranker`; the built-in kinds are listed in :mod:`.sections`); ``section``
+    None removes the kind again."""
     if stage != "rerank":
         raise ConfigError(f"only rerank kinds can be registered, not {stage!r}")
-    RERANKER_CONFIGS[kind] = section
+    if section is None:
+        RERANKER_CONFIGS.pop(kind, None)
+    else:
+        RERANKER_CONFIGS[kind] = section
     union = Union[tuple(RERANKER_CONFIGS.values())]  # noqa: UP007 - a union built at run time
     field = ExperimentConfig.__pydantic_fields__["rerank"]
     field.annotation = Annotated[union, Field(discriminator="kind")] | None

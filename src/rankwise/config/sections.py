@@ -55,10 +55,14 @@ class DenseConfig(Strict):
     nprobe: PositiveInt = 16
     dtype: Literal["float32", "float16"] = "float32"
     seed: int = 0
+    shard_size: PositiveInt = Field(10_000, description="documents per saved embedding shard (the resume unit)")
+    devices: list[str] | None = Field(None, description="encode with a process per device, e.g. [cpu, cpu]")
 
     def index_params(self) -> dict[str, Any]:
-        """What the saved index depends on (search-time settings such as ef_search and nprobe excluded)."""
-        return self.model_dump(exclude={"k", "batch_size", "query_prompt", "ef_search", "nprobe"})
+        """What the saved index depends on (search-time and execution settings excluded)."""
+        return self.model_dump(
+            exclude={"k", "batch_size", "query_prompt", "ef_search", "nprobe", "shard_size", "devices"}
+        )
 
 
 class SparseConfig(Strict):

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from rankwise.build import build_reranker, build_retriever, interpolation_weight, open_retriever
+from rankwise.build import build_reranker, build_retriever, build_rewriter, interpolation_weight, open_retriever
 from rankwise.config.experiment import (
     BM25Config,
     CrossEncoderConfig,
@@ -40,16 +40,11 @@ def rewrite(
 ) -> tuple[dict[str, Query], dict[str, Any]]:
     """The search queries: each question rewritten by the configured strategy (history kept). ``human`` reads
     the rewrites the data set ships (MT-RAG's original tasks: ``-d mtrag-human:<domain>``)."""
-    from rankwise.retrieve.rewrite import GivenRewrites, LLMRewriter, rewrite_queries
+    from rankwise.retrieve.rewrite import GivenRewrites, rewrite_queries
 
     started = time.perf_counter()
-    rewriter: Any = None
-    if config.strategy == "llm":
-        from rankwise.generate.local import LocalGenerator
-
-        chat = LocalGenerator(config.model, threads=config.threads, show_progress=progress)
-        rewriter = LLMRewriter(chat, max_new_tokens=config.max_new_tokens)
-    elif config.strategy == "human":
+    rewriter: Any = build_rewriter(config, progress)
+    if config.strategy == "human":
         if source is None or source.source != "mtrag-human":
             given = "no data set" if source is None else f"-d {source.name}"
             raise RankwiseError(
@@ -152,7 +147,7 @@ RerankConfig = Any  # a rerank section of any registered kind (rankwise.config.s
 def rerank_model(config: RerankConfig, models_root: Path, log: Log) -> tuple[str | None, dict[str, Any]]:
     """The model the reranker uses: as configured, or trained first (cached by its settings) when asked."""
     if not isinstance(config, CrossEncoderConfig) or config.train is None:
-        return config.model, {}
+        return getattr(config, "model", None), {}
     from rankwise.experiment.datasets import resolve_dataset
 
     settings = dict(config.train)

@@ -101,17 +101,3 @@ def shared_model(
         torch.set_num_threads(threads)
     model, tokenizer = load_causal_lm(model_dir, dtype=dtype, device=device)
     return model, tokenizer, options
-
-
-def cli_parts(
-    model_dir: str, reranker: str, generator: str, template: str, max_new_tokens: int, **options: Any
-) -> RankRAGParts:
-    """The preset for ``rankwise ask/rag --rankrag MODEL_DIR``: refuses a separate ``--reranker``/``--generator``
-    (the one model plays both); ``--template default`` means the template the model was trained with."""
-    from rankwise.errors import RankwiseError
-
-    if reranker != "none" or generator != "smollm2":
-        raise RankwiseError("--rankrag MODEL_DIR is both the reranker and the generator: drop --reranker/--generator")
-    if template != "default":
-        options["template"] = template
-    return load_rankrag(model_dir, max_new_tokens=max_new_tokens, **{k: v for k, v in options.items() if v is not None})

@@ -1,26 +1,6 @@
-"""Rerankers: ``rerank(queries, run, corpus, k) -> Run`` (contract in base.py).
+"""Rerankers: ``rerank(queries, run, corpus, k) -> Run`` (the contract and its shared machinery in base.py).
 
-``RERANKERS`` maps the names used in configs and on the command line to their classes, imported on demand
-(torch and transformers load only when a reranker is actually built).
+Cross-encoders (``cross_encoder``), an LLM's P("True") (``llm``), hosted rerank APIs (``http``), and window
+scoring of long passages (``windows``). Which class a config ``kind`` names is decided in one place,
+:mod:`rankwise.build` (``RERANKERS``, ``register_reranker``).
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
-
-from rankwise.errors import RankwiseError
-
-RERANKERS = {
-    "cross-encoder": "rankwise.rerank.cross_encoder:CrossEncoderReranker",
-    "llm": "rankwise.rerank.llm:LLMReranker",
-    "http": "rankwise.rerank.http:HTTPReranker",
-}
-
-
-def reranker_class(name: str) -> Any:
-    """The reranker class registered under ``name`` (see ``RERANKERS``)."""
-    if name not in RERANKERS:
-        raise RankwiseError(f"unknown reranker {name!r}; expected one of: {', '.join(RERANKERS)}")
-    module, _, attribute = RERANKERS[name].partition(":")
-    return getattr(importlib.import_module(module), attribute)
