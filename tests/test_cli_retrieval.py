@@ -129,18 +129,29 @@ def test_bad_arguments_are_clear_errors(cranfield_dir: Path, tmp_path: Path, cap
     assert not (tmp_path / "r.trec").exists()
 
 
-def test_quickstart_writes_metrics_and_runs_and_reuses_indexes(mini_scifact: Path, tmp_path: Path) -> None:
+def test_quickstart_runs_the_shipped_experiment_and_reuses_indexes(mini_scifact: Path, tmp_path: Path) -> None:
     out = tmp_path / "qs"
     assert main(["quickstart", "--data", str(mini_scifact), "--out", str(out)]) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"bm25", "dense", "hybrid"}
+    folder = out / "quickstart" / mini_scifact.name
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert list(metrics["stages"]) == ["bm25", "dense", "fuse"]  # the one run path: an experiment's metrics.json
     qrels = load_dataset(mini_scifact).qrels
-    for system in metrics:
-        run = read_run(out / f"{system}.trec")
-        assert metrics[system]["nDCG@10"] == pytest.approx(evaluate(run, qrels, ["nDCG@10"])["nDCG@10"])
-        assert 0.3 < metrics[system]["nDCG@10"] <= 1.0
-    assert metrics["dense"]["index_reused"] is False
-    assert main(["quickstart", "--data", str(mini_scifact), "--out", str(out)]) == 0
-    again = json.loads((out / "metrics.json").read_text())
-    assert again["dense"]["index_reused"] is True and again["bm25"]["index_reused"] is True
-    assert again["hybrid"]["nDCG@10"] == metrics["hybrid"]["nDCG@10"]
+    for stage in metrics["stages"]:
+        run = read_run(folder / "runs" / f"{stage}.trec")
+        value = metrics["stages"][stage]["metrics"]["nDCG@10"]
+        assert value == pytest.approx(evaluate(run, qrels, ["nDCG@10"])["nDCG@10"])
+        assert 0.3 < value <= 1.0
+    assert metrics["stages"]["dense"]["timing"]["index"] == "built"
+    assert main(["quickstart", "--data", str(mini_scifact), "--out", str(out), "--json"]) == 0
+    again = json.loads((folder / "metrics.json").read_text())
+    assert again["stages"]["fuse"]["metrics"] == metrics["stages"]["fuse"]["metrics"]
+    # the same command as `rankwise run -e configs/quickstart.yaml` on the same data
+    from rankwise.config.experiment import load_config
+    from rankwise.experiment import run_experiment
+
+    config = load_config(Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml")
+    [other] = run_experiment(config, [str(mini_scifact)], tmp_path / "run", show_progress=False, log=lambda _: None)
+    assert (
+        json.loads((other / "metrics.json").read_text())["stages"]["fuse"]["metrics"]
+        == again["stages"]["fuse"]["metrics"]
+    )

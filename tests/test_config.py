@@ -131,8 +131,8 @@ def test_override_errors_point_at_the_override(tmp_path):
     path = write(tmp_path, GOOD)
     with pytest.raises(ConfigError) as info:
         load_config(path, ["rerank.topn=5"])
-    assert str(info.value) == f"{path} (from -o rerank.topn=5): rerank.topn: unknown key"
-    with pytest.raises(ConfigError, match=r"from -o rerank\.top_n=zero"):
+    assert str(info.value) == f"{path} (from --set rerank.topn=5): rerank.topn: unknown key"
+    with pytest.raises(ConfigError, match=r"from --set rerank\.top_n=zero"):
         load_config(path, ["rerank.top_n=zero"])
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(path, ["rerank.top_n"])

@@ -20,8 +20,19 @@ class DataError(RankwiseError):
         super().__init__(f"{where}: {problem}")
 
 
-class ConfigError(RankwiseError):
-    """A config file or override that cannot be used: names the file, the key and the problem."""
+class ConfigError(DataError):
+    """A config file or override that cannot be used: names the file, the line and key where known, and the
+    problem. The one error type of every config dialect (experiment, training, blend, sweep).
+
+    ``ConfigError(path, problem, line)`` like :class:`DataError`, or ``ConfigError(message)`` for a problem that is
+    not in a file (an override on the command line)."""
+
+    def __init__(self, where: str | Path, problem: str | None = None, line: int | None = None) -> None:
+        if problem is None:
+            RankwiseError.__init__(self, str(where))
+            self.path, self.line, self.problem = "", None, str(where)
+        else:
+            super().__init__(where, problem, line)
 
 
 class IndexStoreError(RankwiseError):

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from rankwise.data import detect_format, load_dataset
-from rankwise.data._io import atomic_writer, iter_json_records, normalise_numeric_id, read_lines, read_text
+from rankwise.data._io import iter_json_records, normalise_numeric_id, read_lines, read_text
+from rankwise.data.files import atomic_writer
 from rankwise.errors import DataError
 
 

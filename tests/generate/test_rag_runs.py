@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from rankwise.data.hotpotqa import hotpotqa_inputs
 from rankwise.errors import RankwiseError
-from rankwise.experiment.rag import hotpotqa_inputs, run_hotpotqa
+from rankwise.experiment.rag import run_hotpotqa
 from rankwise.experiment.rag_mtrag import run_mtrag
 from rankwise.generate.citations import build_answer
 from rankwise.retrieve.bm25 import BM25Retriever

@@ -12,8 +12,9 @@ import typer
 from typer.testing import CliRunner
 
 from rankwise.config.rankrag_blend import from_mapping, load_blend_config
+from rankwise.data.hotpotqa import hotpotqa_split
 from rankwise.errors import DataError, RankwiseError
-from rankwise.rankrag.blend import build_blend, hotpotqa_split, read_blend, write_blend
+from rankwise.rankrag.blend import build_blend, read_blend, write_blend
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +134,7 @@ def test_ranking_prompt_is_the_rerankers_prompt(ranking_pool, tokenizer, data_ro
     from transformers import LlamaConfig, LlamaForCausalLM
 
     from rankwise.data.beir import load_beir
-    from rankwise.experiment.rag import hotpotqa_inputs
+    from rankwise.data.hotpotqa import hotpotqa_inputs
     from rankwise.rerank.llm import LLMReranker
 
     torch.manual_seed(0)
@@ -176,8 +177,7 @@ def test_ranking_prompt_is_the_rerankers_prompt(ranking_pool, tokenizer, data_ro
 
 
 def test_qa_prompt_is_the_generators_prompt(sources, tokenizer, data_root):
-    from rankwise.data.hotpotqa import load_hotpotqa
-    from rankwise.experiment.rag import hotpotqa_inputs
+    from rankwise.data.hotpotqa import hotpotqa_inputs, load_hotpotqa
     from rankwise.generate.prompts import TEMPLATES
 
     config = from_mapping({"size": 30, "ranking_fraction": 0.0, **_pick(sources, "hotpotqa")})

@@ -2,7 +2,7 @@
 
 ::
 
-    rankwise run -e configs/scifact-hybrid.yaml -d scifact -o rerank.top_n=50
+    rankwise run -e configs/scifact-hybrid.yaml -d scifact --set rerank.top_n=50
     rankwise compare outputs/scifact-bm25/scifact outputs/scifact-hybrid/scifact --markdown table.md
     rankwise compare outputs/scifact-hybrid/scifact:fuse outputs/scifact-hybrid/scifact:rerank
     rankwise check outputs/scifact-hybrid --expected configs/scifact-hybrid.expected.yaml
@@ -46,7 +46,11 @@ def run(
     ] = None,
     overrides: Annotated[
         list[str] | None,
-        typer.Option("--override", "-o", help="Config override key=value (YAML value), e.g. rerank.top_n=50."),
+        typer.Option("--set", help="Override a config key: --set rerank.top_n=50 (value parsed as YAML); repeatable."),
+    ] = None,
+    old_overrides: Annotated[
+        list[str] | None,
+        typer.Option("--override", "-o", help="Deprecated spelling of --set (kept working).", hidden=True),
     ] = None,
     out: Annotated[Path, typer.Option("--out", help="Output root: writes <out>/<experiment>/<dataset>/.")] = Path(
         "outputs"
@@ -64,7 +68,9 @@ def run(
     from rankwise.experiment import load_output, run_experiment
 
     console = Console(stderr=True)
-    config = load_config(experiment, overrides or [])
+    if old_overrides:
+        typer.echo("note: -o/--override is deprecated; use --set KEY=VALUE (the same syntax)", err=True)
+    config = load_config(experiment, [*(old_overrides or []), *(overrides or [])])
 
     def log(message: str) -> None:
         console.print(message, markup=False, highlight=False, soft_wrap=True)
@@ -121,7 +127,7 @@ def compare(
     """
     from rich.table import Table
 
-    from rankwise.data._io import atomic_write_text
+    from rankwise.data.files import atomic_write_text
     from rankwise.experiment.compare import (
         HEADERS,
         cells,
@@ -184,7 +190,7 @@ def check(
     """Fail (non-zero exit status) when a metric falls outside its expected range or is missing."""
     from rich.table import Table
 
-    from rankwise.data._io import atomic_write_text
+    from rankwise.data.files import atomic_write_text
     from rankwise.experiment.check import check as run_check
     from rankwise.experiment.check import expected_from
 

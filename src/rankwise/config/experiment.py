@@ -223,11 +223,11 @@ def format_errors(exc: ValidationError, path: Path, text: str, overrides: list[s
 
 
 def _origin(parts: list[str], text: str, overrides: list[str] | tuple[str, ...]) -> str:
-    """`` (from -o ...)`` when an override set the key, else ``, line N`` of the deepest key found in the file."""
+    """`` (from --set ...)`` when an override set the key, else ``, line N`` of the deepest key found in the file."""
     for override in reversed(overrides):
         keys, _ = parse_override(override)
         if keys == parts[: len(keys)] or parts == keys[: len(parts)]:
-            return f" (from -o {override})"
+            return f" (from --set {override})"
     line = line_of(parts, text)
     return f", line {line}" if line is not None else ""
 

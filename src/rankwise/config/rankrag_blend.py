@@ -9,32 +9,24 @@ Unknown keys are errors naming the key, the file and its line. Paths may use env
 (``path: ${RANKWISE_DATA}/scifact``). ``--set`` overrides take dotted keys (``--set scifact.cap=500``).
 
 Held-out data never enters the blend: SciFact is read from ``qrels/train.tsv`` only (``split`` other than
-``train`` is refused), HotpotQA questions are split by :func:`rankwise.rankrag.blend.hotpotqa_split` and only the
+``train`` is refused), HotpotQA questions are split by :func:`rankwise.data.hotpotqa.hotpotqa_split` and only the
 training part is used; the builder also refuses any example whose question is a held-out one.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rankwise.config.yaml_config import build, read_mapping
+from rankwise.config.yaml_keys import expand_path
 
 Task = Literal["context_qa", "rag_qa", "ranking", "rag_ranking"]
 QA_TASKS: tuple[str, ...] = ("context_qa", "rag_qa")
 RANKING_TASKS: tuple[str, ...] = ("ranking", "rag_ranking")
 TASKS: tuple[str, ...] = QA_TASKS + RANKING_TASKS
-
-
-def expand_path(value: str) -> str:
-    """``$VAR``/``${VAR}`` from the environment; an unset variable is an error (raised as ValueError)."""
-    expanded = os.path.expandvars(value)
-    if "$" in expanded:
-        raise ValueError(f"environment variable in {value!r} is not set")
-    return expanded
 
 
 class _Source(BaseModel):

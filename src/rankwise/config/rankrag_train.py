@@ -8,15 +8,12 @@ built on the fly into ``<output_dir>/blend.jsonl``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rankwise.config.yaml_config import build, read_mapping
-from rankwise.config.yaml_keys import line_of
-from rankwise.errors import DataError
+from rankwise.config.yaml_config import build, expand_setting, read_mapping
 
 PATH_KEYS = ("output_dir", "blend_path")
 
@@ -108,16 +105,8 @@ def load_train_config(path: str | Path, overrides: dict[str, Any] | None = None)
     path, text, raw = read_mapping(path, overrides)
     for key in PATH_KEYS:
         if isinstance(raw.get(key), str):
-            raw[key] = expand_path(path, text, key, raw[key])
+            raw[key] = expand_setting(path, text, key, raw[key])
     config = build(RankRAGTrainConfig, raw, path, text)
     if config.blend is not None:
         blend_config(config.blend, path, text)  # fail now, not after the model has loaded
     return config
-
-
-def expand_path(path: Path, text: str, key: str, value: str) -> str:
-    """``$VAR``/``${VAR}`` in a path setting, from the environment; an unset variable is an error."""
-    expanded = os.path.expandvars(value)
-    if "$" in expanded:
-        raise DataError(path, f"'{key}': environment variable in {value!r} is not set", line_of([key], text))
-    return expanded

@@ -7,16 +7,13 @@ Self-contained on purpose: it moves into a central ``config.py`` as it is.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rankwise.config.defaults import Aggregate
-from rankwise.config.yaml_config import build, read_mapping
-from rankwise.config.yaml_keys import line_of
-from rankwise.errors import DataError
+from rankwise.config.yaml_config import build, expand_setting, read_mapping
 
 LOSSES = ("bce", "softmax", "listnet", "lambda")
 PATH_KEYS = ("data", "output_dir", "first_stage_run")  # these may name environment variables: ${RANKWISE_DATA}
@@ -92,13 +89,5 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Re
     path, text, raw = read_mapping(path, overrides)
     for key in PATH_KEYS:
         if isinstance(raw.get(key), str):
-            raw[key] = _expand(path, text, key, raw[key])
+            raw[key] = expand_setting(path, text, key, raw[key])
     return build(RerankerTrainConfig, raw, path, text)
-
-
-def _expand(path: Path, text: str, key: str, value: str) -> str:
-    """``$VAR``/``${VAR}`` in a path setting, from the environment; an unset variable is an error."""
-    expanded = os.path.expandvars(value)
-    if "$" in expanded:
-        raise DataError(path, f"'{key}': environment variable in {value!r} is not set", line_of([key], text))
-    return expanded

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from rankwise.config.yaml_keys import line_of, merge, read_yaml
-from rankwise.errors import DataError
+from rankwise.config.yaml_keys import expand_path, line_of, merge, read_yaml
+from rankwise.errors import ConfigError
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -24,17 +24,17 @@ def read_mapping(path: str | Path, overrides: dict[str, Any] | None = None) -> t
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, "config file not found")
+        raise ConfigError(path, "config file not found")
     text, raw = read_yaml(path)
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise DataError(path, "expected a mapping of settings at the top level", 1)
+        raise ConfigError(path, "expected a mapping of settings at the top level", 1)
     return path, text, merge(raw, overrides or {})
 
 
 def build(model: type[Model], raw: dict[str, Any], path: Path, text: str) -> Model:
-    """Validate ``raw`` as ``model``; the first problem becomes a DataError naming the key and its line."""
+    """Validate ``raw`` as ``model``; the first problem becomes a ConfigError naming the key and its line."""
     try:
         return model(**raw)
     except ValidationError as exc:
@@ -42,4 +42,13 @@ def build(model: type[Model], raw: dict[str, Any], path: Path, text: str) -> Mod
         key = ".".join(str(part) for part in error["loc"]) or "(config)"
         problem = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
         known = f" (known keys: {', '.join(model.model_fields)})" if problem == "unknown key" else ""
-        raise DataError(path, f"'{key}': {problem}{known}", line_of(error["loc"], text)) from exc
+        raise ConfigError(path, f"'{key}': {problem}{known}", line_of(error["loc"], text)) from exc
+
+
+def expand_setting(path: Path, text: str, key: str, value: str) -> str:
+    """:func:`~rankwise.config.yaml_keys.expand_path` for the top-level setting ``key`` of the file ``path``: an
+    unset variable is a :class:`ConfigError` naming the file, the line and the key."""
+    try:
+        return expand_path(value)
+    except ValueError as exc:
+        raise ConfigError(path, f"'{key}': {exc}", line_of([key], text)) from None

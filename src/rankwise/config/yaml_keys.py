@@ -1,6 +1,6 @@
 """Reading a YAML config file, dotted ``key=value`` overrides of a YAML mapping, and the line a key sits on.
 
-Shared by the experiment config (:mod:`rankwise.config.experiment`, ``-o rerank.top_n=50``) and the training configs
+Shared by the experiment config (:mod:`rankwise.config.experiment`, ``--set rerank.top_n=50``) and the training configs
 (:mod:`rankwise.config.yaml_config`, ``--set blend.size=100``), so both read files the same way (``yaml.safe_load``
 semantics, but a key given twice in one mapping is refused instead of the last one silently winning), take the
 same override syntax and name the same line for a bad key.
@@ -9,6 +9,7 @@ same override syntax and name the same line for a bad key.
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,15 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             node = child
         node[parts[-1]] = value
     return result
+
+
+def expand_path(value: str) -> str:
+    """``$VAR``/``${VAR}`` in a path setting, from the environment (the one path expander of every config); an
+    unset variable is a ValueError (a pydantic validator turns it into a field error)."""
+    expanded = os.path.expandvars(value)
+    if "$" in expanded:
+        raise ValueError(f"environment variable in {value!r} is not set")
+    return expanded
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:

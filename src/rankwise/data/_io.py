@@ -8,12 +8,9 @@ problem.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Container, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from rankwise.errors import DataError
 from rankwise.types import Qrels
@@ -193,32 +190,3 @@ def drop_unknown(
     if qrels and not kept:
         raise DataError(path, "no judgement names a known query and document: " + "; ".join(warnings))
     return kept, warnings
-
-
-@contextmanager
-def atomic_writer(path: str | Path) -> Iterator[IO[str]]:
-    """Open a temp file beside ``path`` for writing UTF-8 text; on success it replaces ``path`` in one rename.
-
-    On any error the temp file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        os.chmod(tmp_name, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (see :func:`atomic_writer`)."""
-    with atomic_writer(path) as handle:
-        handle.write(text)

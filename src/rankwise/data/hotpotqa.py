@@ -14,6 +14,8 @@ this is counted in the warnings.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,3 +190,38 @@ def load_hotpotqa_dataset(path: str | Path) -> Dataset:
     examples = load_hotpotqa(path)
     name = path.name if path.is_dir() else path.stem
     return hotpotqa_dataset(examples, name=name, source=str(path))
+
+
+def hotpotqa_split(questions: Iterable[Any], heldout: int = 50, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Split HotpotQA questions (examples with ``.id``, or ids) into ``(train_ids, heldout_ids)``, both sorted.
+
+    The split depends only on the set of ids and the seed (not on file order): ids are sorted, shuffled with
+    ``random.Random(seed)`` and the first ``heldout`` are held out.
+    """
+    ids = sorted({q if isinstance(q, str) else q.id for q in questions})
+    if heldout > len(ids):
+        raise DataError("hotpotqa", f"cannot hold out {heldout} of {len(ids)} questions")
+    random.Random(seed).shuffle(ids)
+    return sorted(ids[heldout:]), sorted(ids[:heldout])
+
+
+def hotpotqa_inputs(
+    path: str | Path, limit: int | None = None
+) -> tuple[list[Any], dict[str, Document], dict[str, list[str]]]:
+    """``(examples, corpus, candidates)``: the sentence-per-line corpus of the whole file (ids as
+    :func:`rankwise.data.hotpotqa.hotpotqa_dataset` gives them) and each question's own paragraph ids."""
+    examples = load_hotpotqa(path)
+    dataset = hotpotqa_dataset(examples, source=str(path))
+    by_content = {(doc.title, doc.text): doc.id for doc in dataset.corpus.values()}
+    corpus: dict[str, Document] = {}
+    candidates: dict[str, list[str]] = {}
+    for example in examples:
+        ids = []
+        for title, sentences in example.context:
+            doc_id = by_content[(title, "".join(sentences))]
+            lines = "\n".join(" ".join(s.split()) for s in sentences)
+            corpus.setdefault(doc_id, Document(doc_id, title, lines))
+            ids.append(doc_id)
+        candidates[example.id] = ids
+    selected = [e for e in examples if e.question.strip() and e.answer is not None][:limit]
+    return selected, {d: corpus[d] for d in dataset.corpus}, candidates

@@ -16,7 +16,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from rankwise.data._io import atomic_writer, iter_jsonl, parse_grade, read_lines, require_str
+from rankwise.data._io import iter_jsonl, parse_grade, read_lines, require_str
+from rankwise.data.files import atomic_writer
 from rankwise.errors import DataError
 from rankwise.types import Qrels, Query, Run, sort_run
 

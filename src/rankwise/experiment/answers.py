@@ -133,7 +133,7 @@ def generate(
 
 
 def write_answers(records: list[dict[str, Any]], path: Path) -> None:
-    from rankwise.data._io import atomic_writer
+    from rankwise.data.files import atomic_writer
 
     with atomic_writer(path) as handle:
         for record in records:

@@ -15,8 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rankwise.data._io import atomic_write_text
-from rankwise.retrieve.store import sha256_file
+from rankwise.data.files import atomic_write_text, read_json, sha256_file, write_json
 from rankwise.types import Qrels, Query
 
 LEDGER = "stages.json"
@@ -49,15 +48,6 @@ def model_stamp(name_or_path: str | None) -> str | None:
         [str(p.relative_to(path)) if p != path else p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files
     ]
     return f"{path.resolve()}#{content_hash(listing)[:16]}"
-
-
-def write_json(path: Path, value: Any) -> None:
-    """Write JSON atomically (temp file + rename), indented, keys in insertion order."""
-    atomic_write_text(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n")
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 class Ledger:

@@ -29,7 +29,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rankwise.data._io import atomic_write_text, atomic_writer, iter_jsonl
+from rankwise.data._io import iter_jsonl
+from rankwise.data.files import atomic_write_text, atomic_writer
+from rankwise.data.hotpotqa import hotpotqa_inputs
 from rankwise.errors import RankwiseError
 from rankwise.experiment.pipeline import Pipeline, PipelineResult
 from rankwise.experiment.rag_scores import hotpot_record_scores, hotpotqa_metrics
@@ -46,30 +48,6 @@ SETTINGS = ("distractor", "open")
 
 def noop(_: str) -> None:
     return None
-
-
-def hotpotqa_inputs(
-    path: str | Path, limit: int | None = None
-) -> tuple[list[Any], dict[str, Document], dict[str, list[str]]]:
-    """``(examples, corpus, candidates)``: the sentence-per-line corpus of the whole file (ids as
-    :func:`rankwise.data.hotpotqa.hotpotqa_dataset` gives them) and each question's own paragraph ids."""
-    from rankwise.data.hotpotqa import hotpotqa_dataset, load_hotpotqa
-
-    examples = load_hotpotqa(path)
-    dataset = hotpotqa_dataset(examples, source=str(path))
-    by_content = {(doc.title, doc.text): doc.id for doc in dataset.corpus.values()}
-    corpus: dict[str, Document] = {}
-    candidates: dict[str, list[str]] = {}
-    for example in examples:
-        ids = []
-        for title, sentences in example.context:
-            doc_id = by_content[(title, "".join(sentences))]
-            lines = "\n".join(" ".join(s.split()) for s in sentences)
-            corpus.setdefault(doc_id, Document(doc_id, title, lines))
-            ids.append(doc_id)
-        candidates[example.id] = ids
-    selected = [e for e in examples if e.question.strip() and e.answer is not None][:limit]
-    return selected, {d: corpus[d] for d in dataset.corpus}, candidates
 
 
 class RecordStore:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from rankwise.data._io import atomic_write_text
+from rankwise.data.files import atomic_write_text
 from rankwise.errors import MissingExtraError
 from rankwise.experiment.outputs import Output, System, load_outputs
 

@@ -30,9 +30,9 @@ from typing import Any
 
 import rankwise
 from rankwise.config.experiment import ExperimentConfig, dump_config
-from rankwise.data._io import atomic_write_text
+from rankwise.data.files import atomic_write_text, write_json
 from rankwise.experiment import stages
-from rankwise.experiment.cache import Chunks, Ledger, content_hash, qrels_digest, queries_digest, write_json
+from rankwise.experiment.cache import Chunks, Ledger, content_hash, qrels_digest, queries_digest
 from rankwise.experiment.datasets import DatasetSource, load_for_experiment, resolve_dataset
 from rankwise.types import Dataset, Run
 

@@ -63,7 +63,7 @@ def rewrite(
 def write_queries(queries: Mapping[str, Query], path: Path) -> None:
     import json
 
-    from rankwise.data._io import atomic_writer
+    from rankwise.data.files import atomic_writer
 
     with atomic_writer(path) as handle:
         for query in queries.values():

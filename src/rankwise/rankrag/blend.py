@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from rankwise.config.rankrag_blend import QA_TASKS, RANKING_TASKS, TASKS, BlendConfig
+from rankwise.data.hotpotqa import hotpotqa_split
 from rankwise.errors import RankwiseError
 from rankwise.rankrag.format import Formatter, prompt_text
-from rankwise.rankrag.sources import READERS, Candidate, hotpotqa_split
+from rankwise.rankrag.sources import READERS, Candidate
 
 __all__ = ["build_blend", "hotpotqa_split", "read_blend", "write_blend"]
 
@@ -281,7 +282,7 @@ def summarise(
 
 def write_blend(examples: Sequence[dict[str, Any]], path: str | Path) -> int:
     """Write the blend as JSON lines, atomically; returns how many were written."""
-    from rankwise.data._io import atomic_writer
+    from rankwise.data.files import atomic_writer
 
     with atomic_writer(path) as handle:
         for example in examples:

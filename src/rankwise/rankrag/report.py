@@ -136,7 +136,7 @@ def curve_plot(results: dict[str, Any], path: str | Path) -> None:
 def _save(fig: Any, path: str | Path) -> None:
     import matplotlib.pyplot as plt
 
-    from rankwise.data._io import atomic_writer
+    from rankwise.data.files import atomic_writer
 
     with atomic_writer(path) as handle:  # text handle: write the PNG through its binary buffer
         fig.savefig(handle.buffer, format="png", dpi=110)

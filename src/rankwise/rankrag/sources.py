@@ -3,7 +3,7 @@
 A :class:`Candidate` is cheap (the prompt is built only when it is picked, see :class:`Formatter`). Passages
 look exactly as the consumers see them: ranking passages are ``Document.contents`` (what the reranker scores),
 cut by :func:`rankwise.rerank.llm.truncate_passages`; QA passages go through the generator's prompt template.
-HotpotQA paragraphs are built one sentence per line as :func:`rankwise.experiment.rag.hotpotqa_inputs` builds them.
+HotpotQA paragraphs are built one sentence per line as :func:`rankwise.data.hotpotqa.hotpotqa_inputs` builds them.
 
 BM25 hard negatives come from :class:`rankwise.retrieve.bm25.BM25Retriever` over each source's own corpus
 (HotpotQA: the paragraphs of the *training* questions only, so held-out paragraphs never appear as text).
@@ -12,14 +12,14 @@ All sampling is seeded per (seed, source, query), so a source's examples do not 
 
 from __future__ import annotations
 
-import random
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rankwise.data._io import iter_jsonl, read_lines, require_str
+from rankwise.data.hotpotqa import hotpotqa_inputs, hotpotqa_split
 from rankwise.errors import DataError
 from rankwise.rankrag.format import Formatter, Messages
 from rankwise.types import Document, Query
@@ -50,23 +50,8 @@ def bm25_negatives(corpus: Mapping[str, Document], queries: Mapping[str, Query],
     return {qid: list(docs) for qid, docs in bm25.search(queries, k=depth).items()}
 
 
-def hotpotqa_split(questions: Iterable[Any], heldout: int = 50, seed: int = 0) -> tuple[list[str], list[str]]:
-    """Split HotpotQA questions (examples with ``.id``, or ids) into ``(train_ids, heldout_ids)``, both sorted.
-
-    The split depends only on the set of ids and the seed (not on file order): ids are sorted, shuffled with
-    ``random.Random(seed)`` and the first ``heldout`` are held out.
-    """
-    ids = sorted({q if isinstance(q, str) else q.id for q in questions})
-    if heldout > len(ids):
-        raise DataError("hotpotqa", f"cannot hold out {heldout} of {len(ids)} questions")
-    random.Random(seed).shuffle(ids)
-    return sorted(ids[heldout:]), sorted(ids[:heldout])
-
-
 def hotpotqa(source: Any, fmt: Formatter, notes: list[str]) -> tuple[list[Candidate], dict[str, str]]:
     """Candidates from the training questions; returns them and the held-out questions (id -> text)."""
-    from rankwise.experiment.rag import hotpotqa_inputs
-
     examples, corpus, paragraphs = hotpotqa_inputs(source.path)
     train_ids, heldout_ids = hotpotqa_split(examples, source.heldout, source.split_seed)
     heldout = {e.id: e.question for e in examples if e.id in set(heldout_ids)}

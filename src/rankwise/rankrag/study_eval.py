@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rankwise.data._io import atomic_write_text
+from rankwise.data.files import atomic_write_text
 from rankwise.errors import RankwiseError
 
 RANK_METRICS = ["nDCG@10", "RR@10"]
@@ -30,12 +30,12 @@ class Evaluator:
         threads: int | None = None,
         show_progress: bool = True,
     ) -> None:
-        from rankwise.config.rankrag_train import expand_path
+        from rankwise.config.yaml_config import expand_setting
 
         self.settings, self.blend, self.out = settings, blend, out
         self.dtype, self.threads, self.show_progress = dtype, threads, show_progress
-        self.scifact = expand_path(out, "", "eval.scifact", settings.scifact)
-        self.hotpotqa = expand_path(out, "", "eval.hotpotqa", settings.hotpotqa) if settings.hotpotqa else None
+        self.scifact = expand_setting(out, "", "eval.scifact", settings.scifact)
+        self.hotpotqa = expand_setting(out, "", "eval.hotpotqa", settings.hotpotqa) if settings.hotpotqa else None
         self._scifact_data: tuple[Any, Any, Any] | None = None
         self._heldout: dict[str, Any] | None = None
 
@@ -103,8 +103,7 @@ class Evaluator:
     def _heldout_file(self) -> dict[str, Any]:
         """The held-out HotpotQA questions (BLEND's split, the blend's seed and size) as their own JSON file."""
         if self._heldout is None:
-            from rankwise.data.hotpotqa import load_hotpotqa
-            from rankwise.rankrag.blend import hotpotqa_split
+            from rankwise.data.hotpotqa import hotpotqa_split, load_hotpotqa
 
             source = self.blend.hotpotqa
             heldout, seed = (source.heldout, source.split_seed) if source is not None else (50, 0)

@@ -6,7 +6,7 @@
 - ranking: P(True) reranking of BM25's top-``depth`` (20) for the first ``scifact_queries`` (50) SciFact *test*
   queries, nDCG@10 and RR@10 — what ``python benchmarks/rerank.py llm-zero-shot --queries 50 --depth 20``
   computes, with passages cut to the blend's ``max_passage_tokens``;
-- answering: the held-out HotpotQA questions (``rankwise.rankrag.blend.hotpotqa_split``, never in any blend),
+- answering: the held-out HotpotQA questions (``rankwise.data.hotpotqa.hotpotqa_split``, never in any blend),
   distractor setting, through :func:`rankwise.experiment.rag.run_hotpotqa` with the tuned model as both reranker and
   generator (:mod:`rankwise.rankrag.preset`), top-``k`` shown: EM/F1 and supporting-paragraph F1;
 - the "no reranking" ablation: the same questions, BM25 order, answered by the tuned model.
@@ -28,9 +28,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rankwise.config.rankrag_train import RankRAGTrainConfig, blend_config, expand_path
-from rankwise.config.yaml_config import build, read_mapping
-from rankwise.data._io import atomic_write_text
+from rankwise.config.rankrag_train import RankRAGTrainConfig, blend_config
+from rankwise.config.yaml_config import build, expand_setting, read_mapping
+from rankwise.data.files import atomic_write_text
 from rankwise.errors import RankwiseError
 
 logger = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class SweepConfig(BaseModel):
 def load_sweep_config(path: str | Path, overrides: dict[str, Any] | None = None) -> SweepConfig:
     path, text, raw = read_mapping(path, overrides)
     if isinstance(raw.get("output_dir"), str):
-        raw["output_dir"] = expand_path(path, text, "output_dir", raw["output_dir"])
+        raw["output_dir"] = expand_setting(path, text, "output_dir", raw["output_dir"])
     config = build(SweepConfig, raw, path, text)
     for key in ("output_dir", "blend", "blend_path"):
         if key in config.train:

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from rankwise.config.rankrag_train import RankRAGTrainConfig, blend_config
-from rankwise.data._io import atomic_write_text, iter_jsonl
+from rankwise.data._io import iter_jsonl
+from rankwise.data.files import atomic_write_text
 from rankwise.errors import DataError, MissingExtraError, RankwiseError
 
 logger = logging.getLogger(__name__)
@@ -128,7 +129,7 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
     from transformers import set_seed
 
     from rankwise.config.models import save_causal_lm
-    from rankwise.retrieve.store import atomic_dir
+    from rankwise.data.files import atomic_dir
 
     started, cpu_started = time.perf_counter(), time.process_time()
     if config.threads:

@@ -12,15 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from rankwise.data.files import atomic_dir, read_json, write_json
 from rankwise.errors import IndexStoreError, RankwiseError
-from rankwise.retrieve.store import (
-    atomic_dir,
-    corpus_fingerprint,
-    read_json,
-    read_manifest,
-    write_json,
-    write_manifest,
-)
+from rankwise.retrieve.store import corpus_fingerprint, read_manifest, write_manifest
 from rankwise.types import Document, Query, Run
 
 KIND = "bm25"
@@ -165,7 +159,7 @@ class BM25Retriever:
             raise RankwiseError("nothing to save: call index() first")
         with atomic_dir(directory) as tmp:
             self._model.save(str(tmp), show_progress=False)
-            write_json(tmp / "doc_ids.json", self.doc_ids)
+            write_json(tmp / "doc_ids.json", self.doc_ids, indent=None)
             write_manifest(
                 tmp,
                 KIND,

@@ -31,15 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rankwise.config.defaults import DEFAULT_MODELS
 from rankwise.config.models import resolve_path
+from rankwise.data.files import atomic_dir, read_json, write_json
 from rankwise.errors import IndexStoreError, RankwiseError
-from rankwise.retrieve.store import (
-    atomic_dir,
-    corpus_fingerprint,
-    read_json,
-    read_manifest,
-    write_json,
-    write_manifest,
-)
+from rankwise.retrieve.store import corpus_fingerprint, read_manifest, write_manifest
 from rankwise.types import Document, Query, Run
 
 KIND = "dense"
@@ -361,7 +355,7 @@ class DenseRetriever:
             raise RankwiseError("nothing to save: call index() first")
         with atomic_dir(directory) as tmp:
             faiss.write_index(self._index, str(tmp / "index.faiss"))
-            write_json(tmp / "doc_ids.json", self.doc_ids)
+            write_json(tmp / "doc_ids.json", self.doc_ids, indent=None)
             params = {
                 "model": self.model_name,
                 "dim": int(self._index.d),

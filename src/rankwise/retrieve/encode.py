@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from rankwise.data.files import atomic_write_bytes, sha256_file, write_json
 from rankwise.errors import DataError, IndexStoreError, RankwiseError
-from rankwise.retrieve.store import sha256_file
 
 PLAN_FILE = "encoding.json"
 COMPLETE_FILE = "complete.json"
@@ -84,25 +83,6 @@ def iter_corpus_jsonl(path: str | Path) -> Iterator[tuple[str, str]]:
             yield record["_id"], f"{title} {text}".strip() if title else text
 
 
-def _atomic_bytes(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _write_json(path: Path, value: Any) -> None:
-    data = (json.dumps(value, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
-    _atomic_bytes(path, lambda handle: handle.write(data))
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -114,7 +94,7 @@ def _check_plan(directory: Path, plan: dict[str, Any]) -> None:
     """Create ``encoding.json`` or make sure the existing one describes the same encoding."""
     path = directory / PLAN_FILE
     if not path.exists():
-        _write_json(path, plan)
+        write_json(path, plan, indent=1)
         return
     stored = _read_json(path)
     for key, value in plan.items():
@@ -199,7 +179,7 @@ def _start_pool(model: Any, devices: list[str]) -> Any:
 
 def _write_shard(directory: Path, index: int, ids: list[str], digest: str, rows: np.ndarray) -> None:
     npy_path = directory / f"{shard_stem(index)}.npy"
-    _atomic_bytes(npy_path, lambda handle: np.save(handle, rows, allow_pickle=False))
+    atomic_write_bytes(npy_path, lambda handle: np.save(handle, rows, allow_pickle=False))
     meta = {
         "rows": len(ids),
         "dim": int(rows.shape[1]),
@@ -208,7 +188,7 @@ def _write_shard(directory: Path, index: int, ids: list[str], digest: str, rows:
         "texts_sha256": digest,
         "ids": ids,
     }
-    _write_json(directory / f"{shard_stem(index)}.json", meta)
+    write_json(directory / f"{shard_stem(index)}.json", meta, indent=1)
 
 
 def _batches(items: Iterable[tuple[str, str]], size: int) -> Iterator[tuple[list[str], list[str]]]:
@@ -292,7 +272,7 @@ def encode_corpus(
     _remove_stale(directory, shards)
     if dim == 0:
         dim = int(_read_json(directory / f"{shard_stem(0)}.json")["dim"])
-    _write_json(directory / COMPLETE_FILE, {"shards": shards, "rows": rows, "dim": dim, "dtype": dtype})
+    write_json(directory / COMPLETE_FILE, {"shards": shards, "rows": rows, "dim": dim, "dtype": dtype}, indent=1)
     return EncodeResult(directory, shards, rows, dim, dtype, reused)
 
 

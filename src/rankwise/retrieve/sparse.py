@@ -27,15 +27,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rankwise.config.defaults import DEFAULT_MODELS
 from rankwise.config.models import resolve_path
+from rankwise.data.files import atomic_dir, read_json, write_json
 from rankwise.errors import IndexStoreError, RankwiseError
-from rankwise.retrieve.store import (
-    atomic_dir,
-    corpus_fingerprint,
-    read_json,
-    read_manifest,
-    write_json,
-    write_manifest,
-)
+from rankwise.retrieve.store import corpus_fingerprint, read_manifest, write_manifest
 from rankwise.types import Document, Query, Run
 
 KIND = "sparse"
@@ -182,7 +176,7 @@ class SparseRetriever:
         with atomic_dir(directory) as tmp:
             for name, array in zip(FILES, (self._offsets, self._docs, self._weights), strict=True):
                 np.save(tmp / name, array, allow_pickle=False)
-            write_json(tmp / "doc_ids.json", self.doc_ids)
+            write_json(tmp / "doc_ids.json", self.doc_ids, indent=None)
             params = {
                 "model": self.model_name,
                 "vocab_size": self.vocab_size,

@@ -10,53 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from rankwise.data.files import sha256_file
 from rankwise.errors import IndexStoreError
 from rankwise.types import Document
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 P = TypeVar("P", bound=BaseModel)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-@contextmanager
-def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temp directory beside ``target``; on success it replaces ``target``, on error it is removed.
-
-    A reader never sees a half-written index: either the old directory or the complete new one.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if target.exists():
-        old = target.with_name(f".{target.name}.old-{os.getpid()}")
-        os.replace(target, old)
-    os.replace(tmp, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def corpus_fingerprint(corpus: Mapping[str, Document]) -> str:
@@ -170,11 +136,3 @@ def check_corpus(index: str | Path, fingerprint: str, corpus: Mapping[str, Docum
             f"{index}: this index was built from another corpus than {source}; "
             "use the corpus it was built from, or rebuild the index from this one"
         )
-
-
-def write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -167,7 +167,7 @@ def bm25_windows(
 
 def write_examples(examples: Iterable[TrainingExample], path: str | Path) -> int:
     """Write examples as JSON lines, atomically; returns how many were written."""
-    from rankwise.data._io import atomic_writer
+    from rankwise.data.files import atomic_writer
 
     count = 0
     with atomic_writer(path) as handle:

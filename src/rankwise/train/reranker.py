@@ -33,7 +33,7 @@ from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from transformers import TrainerCallback
 
 from rankwise.config.train_reranker import RerankerTrainConfig
-from rankwise.data._io import atomic_write_text
+from rankwise.data.files import atomic_write_text
 from rankwise.errors import RankwiseError
 from rankwise.train.negatives import TrainingExample, bm25_windows, mine_negatives, write_examples
 from rankwise.types import Document, Qrels, Query, Run
@@ -157,9 +157,9 @@ def train_reranker(
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
+    from rankwise.data.files import atomic_dir
     from rankwise.evaluate.retrieval import evaluate
     from rankwise.rerank.cross_encoder import TRAINED_SETTINGS, load_cross_encoder
-    from rankwise.retrieve.store import atomic_dir
 
     started, cpu_started = time.perf_counter(), time.process_time()
     if config.threads:

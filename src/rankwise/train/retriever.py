@@ -45,7 +45,7 @@ from torch import nn
 from transformers import TrainerCallback
 
 from rankwise.config.train_retriever import RetrieverTrainConfig, load_config
-from rankwise.data._io import atomic_write_text
+from rankwise.data.files import atomic_write_text
 from rankwise.errors import MissingExtraError, RankwiseError
 from rankwise.train.pairs import Pair, PairSet
 from rankwise.train.retriever_losses import build_loss, isotropy_stats
@@ -240,7 +240,7 @@ def train_retriever(
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    from rankwise.retrieve.store import atomic_dir
+    from rankwise.data.files import atomic_dir
 
     started = time.perf_counter()
     if config.threads:
