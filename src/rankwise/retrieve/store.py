@@ -8,6 +8,7 @@ No pickle anywhere: retrievers store arrays as ``.npy``/FAISS files and everythi
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -24,6 +25,8 @@ from rankwise.errors import IndexStoreError
 from rankwise.types import Document
 
 MANIFEST = "manifest.json"
+# Errors a write raises without naming the file (disk full, quota, size limit, I/O error).
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 FORMAT_VERSION = 1
 P = TypeVar("P", bound=BaseModel)
 
@@ -40,15 +43,26 @@ def sha256_file(path: Path) -> str:
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temp directory beside ``target``; on success it replaces ``target``, on error it is removed.
 
-    A reader never sees a half-written index: either the old directory or the complete new one.
+    A reader never sees a half-written index: either the old directory or the complete new one. A ``target`` (or
+    a folder above it) that is a file is refused, never replaced; an OS error names ``target``, not the temp name.
     """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder (an index is a folder)", str(target))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # a file where a folder above target must be
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), exc.filename) from exc
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as exc:  # e.g. a read-only file system
+        raise OSError(exc.errno, exc.strerror, str(target)) from exc
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is None and exc.errno in WRITE_ERRNOS:
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc  # a full disk: name the index
         raise
     old = None
     if target.exists():
