@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -44,3 +46,35 @@ class MissingExtraError(RankwiseError):
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(f"this feature needs the '{package}' package: pip install 'rankwise[{extra}]'")
+
+
+class ModelLoadError(RankwiseError):
+    """A model that cannot be loaded: a local path that does not exist, or a hub name that is neither cached nor
+    reachable (offline). Names the model and the cause, in one line."""
+
+    def __init__(self, model: str, cause: BaseException, kind: str = "model") -> None:
+        self.model = model
+        path = Path(model).expanduser()
+        local = path.is_absolute() or model.startswith((".", "~")) or (len(path.parts) > 1 and path.parent.is_dir())
+        lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+        problem = lines[0] if lines else type(cause).__name__
+        if local and not path.exists():
+            problem = "no such file or directory"
+        elif not path.exists():
+            problem += " (a hub name needs the network or a cached copy)"
+        super().__init__(f"cannot load {kind} '{model}': {problem}")
+
+
+@contextmanager
+def loading_model(model: str, kind: str = "model") -> Iterator[None]:
+    """Around a ``from_pretrained``/``SentenceTransformer(...)`` call: what transformers, sentence-transformers and
+    huggingface_hub raise for a missing local path or an unreachable hub name (OSError, or huggingface_hub's own
+    errors) becomes a :class:`ModelLoadError` naming ``model`` (a ``kind`` such as ``"cross-encoder"``)."""
+    try:
+        yield
+    except Exception as exc:
+        from huggingface_hub.errors import EntryNotFoundError, HFValidationError
+
+        if isinstance(exc, OSError | EntryNotFoundError | HFValidationError):
+            raise ModelLoadError(model, exc, kind) from exc
+        raise

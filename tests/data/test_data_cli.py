@@ -62,4 +62,4 @@ def test_main_prints_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixtur
     from rankwise.cli import main
 
     assert main(["data", "stats", str(tmp_path / "missing")]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
+    assert capsys.readouterr().err.startswith("rankwise: error: ")

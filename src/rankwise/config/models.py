@@ -29,7 +29,7 @@ import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rankwise.errors import MissingExtraError, RankwiseError
+from rankwise.errors import MissingExtraError, RankwiseError, loading_model
 
 if TYPE_CHECKING:
     import torch
@@ -165,7 +165,8 @@ def load_tokenizer(name_or_path: str, gguf_file: str | None = None, trust_remote
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
     if gguf:
         kwargs["gguf_file"] = gguf
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    with loading_model(name_or_path):
+        tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
@@ -192,7 +193,8 @@ def load_causal_lm(
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(dtype, device), "trust_remote_code": trust_remote_code}
     if gguf:
         kwargs["gguf_file"] = gguf
-    model: Any = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    with loading_model(name_or_path):
+        model: Any = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if gguf:
         _drop_gguf_quantizer(model)
     if device:

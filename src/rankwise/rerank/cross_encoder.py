@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from rankwise.config.defaults import DEFAULT_MODELS
 from rankwise.config.models import resolve_path
-from rankwise.errors import RankwiseError
+from rankwise.errors import RankwiseError, loading_model
 from rankwise.rerank.base import Reranker, assemble_run, collect_candidates, progress
 from rankwise.rerank.windows import DEFAULT_STRIDE, DEFAULT_WORDS, check_windows, fold, passage_windows
 from rankwise.types import Document, Query, Run
@@ -84,10 +84,8 @@ def load_cross_encoder(
         kwargs["device"] = device
     if num_labels is not None:
         kwargs["num_labels"] = num_labels
-    try:
+    with loading_model(model, "cross-encoder"):
         return CrossEncoder(path, **kwargs)
-    except OSError as exc:
-        raise RankwiseError(f"cannot load cross-encoder {model!r}: {exc}") from exc
 
 
 class CrossEncoderReranker(Reranker):

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rankwise.config.defaults import DEFAULT_MODELS
 from rankwise.config.models import resolve_path
 from rankwise.data.files import atomic_dir, read_json, write_json
-from rankwise.errors import IndexStoreError, RankwiseError
+from rankwise.errors import IndexStoreError, RankwiseError, loading_model
 from rankwise.retrieve.store import corpus_fingerprint, read_manifest, write_manifest
 from rankwise.types import Document, Query, Run
 
@@ -95,9 +95,10 @@ class SparseRetriever:
         if self._encoder is None:
             from sentence_transformers import SparseEncoder
 
-            self._encoder = SparseEncoder(
-                resolve_path(self.model_name), device=self.device, trust_remote_code=self.trust_remote_code
-            )
+            with loading_model(self.model_name):
+                self._encoder = SparseEncoder(
+                    resolve_path(self.model_name), device=self.device, trust_remote_code=self.trust_remote_code
+                )
             if self.max_seq_length is not None:
                 self._encoder.max_seq_length = self.max_seq_length
         return self._encoder

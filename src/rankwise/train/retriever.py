@@ -46,7 +46,7 @@ from transformers import TrainerCallback
 
 from rankwise.config.train_retriever import RetrieverTrainConfig, load_config
 from rankwise.data.files import atomic_write_text
-from rankwise.errors import MissingExtraError, RankwiseError
+from rankwise.errors import MissingExtraError, RankwiseError, loading_model
 from rankwise.train.pairs import Pair, PairSet
 from rankwise.train.retriever_losses import build_loss, isotropy_stats
 from rankwise.types import Qrels, Query
@@ -66,7 +66,8 @@ def build_model(config: RetrieverTrainConfig) -> tuple[SentenceTransformer, int 
 
     from rankwise.config.models import resolve_path
 
-    base = SentenceTransformer(resolve_path(config.model), device="cpu", trust_remote_code=config.trust_remote_code)
+    with loading_model(config.model):
+        base = SentenceTransformer(resolve_path(config.model), device="cpu", trust_remote_code=config.trust_remote_code)
     inference_length = base.max_seq_length  # read now: the modules below are shared with ``base``
     modules = [module for module in base if not isinstance(module, Normalize)]
     dim = base.get_embedding_dimension()
