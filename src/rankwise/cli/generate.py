@@ -219,6 +219,12 @@ def ask(
 
     if generator.lower() == "none":
         raise RankwiseError("rankwise ask needs a generator (use `rankwise search` to rank only)")
+    if not question.strip():
+        raise RankwiseError("QUESTION is empty: give the question to answer")
+    if k < 1 or candidates < 1:
+        raise RankwiseError(f"--k and --candidates must be at least 1 (got --k {k}, --candidates {candidates})")
+    if k > candidates:
+        raise RankwiseError(f"--k {k} passages cannot come from --candidates {candidates}: raise --candidates")
     docs = _load_corpus(corpus, format)
     retrievers = [load_index(d, show_progress=False) for d in index_dirs]
     for directory, loaded in zip(index_dirs, retrievers, strict=True):
