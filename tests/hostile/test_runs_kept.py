@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from rankwise.types import Document, Query
+
 # ------------------------------------------------------------------------------------------------ 4. DDP
 
 
@@ -60,3 +62,94 @@ def test_ddp_without_a_device_key_and_with_a_dev_set_runs_one_distributed_traini
     assert summary["dev_queries"] == 4 and summary["best_checkpoint"] is not None
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [row["step"] for row in logged if "eval_dev_ndcg@10" in row] == [2]
+
+
+# ---------------------------------------------------------------------------------------------- 3. ties
+
+# Two passages no reranker can tell apart (same text); the first stage ranks '136' above '1046', and as strings
+# '1046' < '136', so an id tie-break flips them.
+TWINS = {
+    "136": Document("136", "Vitamin D", "Vitamin D deficiency is common in the elderly."),
+    "1046": Document("1046", "Vitamin D", "Vitamin D deficiency is common in the elderly."),
+    "7": Document("7", "Zinc", "Zinc supplements and the common cold."),
+}
+FIRST_STAGE = {"q": {"136": 9.0, "1046": 8.0, "7": 7.0}}
+QUERIES = {"q": Query("q", "vitamin d deficiency")}
+
+
+class _Server:
+    """A local rerank API (Cohere/Jina shape) that gives every document the same score."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                results = [{"index": i, "relevance_score": 0.5} for i in range(len(body["documents"]))]
+                data = json.dumps({"results": results[::-1]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/rerank"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _cross_encoder(model_dir: Path, windows: str):
+    from rankwise.rerank.cross_encoder import CrossEncoderReranker
+
+    return CrossEncoderReranker(str(model_dir), windows=windows, window_words=4, window_stride=2, show_progress=False)
+
+
+def _llm(minilm_path: str):
+    import torch
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from rankwise.rerank.llm import LLMReranker
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)  # "true"/"false" are single tokens; no chat template
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_layer=1, n_embd=32, n_head=2)).eval()
+    return LLMReranker(model, tokenizer, true_token="true", false_token="false", show_progress=False)
+
+
+@pytest.mark.parametrize("kind", ["cross-encoder", "cross-encoder-windows", "llm", "http"])
+def test_reranked_ties_keep_the_first_stage_order_through_a_trec_file(
+    kind: str, tiny_cross_encoder_dir: Path, minilm_path: str, tmp_path: Path
+) -> None:
+    from rankwise.data import read_run, write_run
+
+    server = _Server() if kind == "http" else None
+    try:
+        if kind == "http":
+            from rankwise.rerank.http import HTTPReranker
+
+            reranker = HTTPReranker(server.url, show_progress=False)  # type: ignore[union-attr]
+        elif kind == "llm":
+            reranker = _llm(minilm_path)
+        else:
+            reranker = _cross_encoder(tiny_cross_encoder_dir, "first" if kind == "cross-encoder" else "max")
+        out = reranker.rerank(QUERIES, FIRST_STAGE, TWINS, k=10)
+    finally:
+        if server is not None:
+            server.close()
+    assert out["q"]["136"] == out["q"]["1046"]  # the reranker cannot tell them apart ...
+    order = [doc for doc in out["q"] if doc != "7"]
+    assert order == ["136", "1046"]  # ... so the first stage's order stands, not the ids' string order
+    write_run(out, tmp_path / "rerank.trec")
+    assert [doc for doc in read_run(tmp_path / "rerank.trec")["q"] if doc != "7"] == ["136", "1046"]
+    ranks = [line.split()[2] for line in (tmp_path / "rerank.trec").read_text().splitlines()]
+    assert ranks.index("136") < ranks.index("1046")
