@@ -15,6 +15,134 @@ import yaml
 
 from rankwise.types import Document, Query
 
+# ------------------------------------------------------------------------------- 1. a failing re-run
+
+
+def rankwise(*args: object) -> int:
+    from rankwise.cli import main
+
+    return main([str(a) for a in args])
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+CONFIG = """\
+name: exp
+retrieve:
+  bm25: {{k: 50}}
+rerank: {{kind: cross-encoder, model: '{model}', top_n: 5}}
+data: {{max_queries: 20}}
+evaluate: {{metrics: [nDCG@10]}}
+"""
+
+
+@pytest.fixture()
+def good_run(tmp_path: Path, cranfield_dir: Path, tiny_cross_encoder_dir: Path) -> tuple[Path, Path, dict[str, bytes]]:
+    """`rankwise run -e cfg.yaml -d sf --out o` once; returns (config file, output folder, its files)."""
+    config = tmp_path / "cfg.yaml"
+    config.write_text(CONFIG.format(model=tiny_cross_encoder_dir), encoding="utf-8")
+    (tmp_path / "sf").symlink_to(cranfield_dir, target_is_directory=True)
+    assert rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "-q") == 0
+    out = tmp_path / "o" / "exp" / "sf"
+    return config, out, snapshot(out)
+
+
+def test_a_failing_rerun_keeps_the_last_good_output_and_is_never_read_as_one(good_run, tmp_path, capsys):
+    from rankwise.errors import RankwiseError
+    from rankwise.experiment import load_output
+    from rankwise.experiment.outputs import load_outputs
+
+    config, out, before = good_run
+    # the same run with an override that makes the rerank stage fail
+    failing = ["-o", f"rerank.model={tmp_path / 'no-such-model'}"]
+    assert rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "-q", *failing) == 2
+    assert "cannot load cross-encoder" in capsys.readouterr().err
+    assert snapshot(out) == before  # metrics.json, config.yaml, runs/: all as the good run left them
+    staging = out.with_name("sf.partial")
+    assert staging.is_dir() and not (staging / "metrics.json").exists()
+    assert "no-such-model" in (staging / "config.yaml").read_text()  # the failed run's files stay apart
+    # readers see the last good output only, never the unfinished one
+    assert [o.path for o in load_outputs([tmp_path / "o" / "exp"])] == [out]
+    assert load_output(out).metrics == json.loads(before["metrics.json"])
+    with pytest.raises(RankwiseError, match=r"sf\.partial: the working folder of an unfinished run.*exp/sf$"):
+        load_output(staging)
+    assert rankwise("compare", out, out) == 0
+    capsys.readouterr()
+
+
+def test_a_successful_rerun_replaces_the_output_and_reuses_the_good_stages(good_run, tmp_path, capsys):
+    config, out, before = good_run
+    failing = ["-o", f"rerank.model={tmp_path / 'no-such-model'}"]
+    assert rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "-q", *failing) == 2
+    capsys.readouterr()
+    # a good change: the retriever comes from the last good output (not recomputed), rerank is computed anew
+    assert rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "-o", "rerank.top_n=3") == 0
+    logs = capsys.readouterr().err
+    assert "bm25: unchanged, reused runs/bm25.trec" in logs and "rerank: computed" in logs
+    after = snapshot(out)
+    assert after["runs/bm25.trec"] == before["runs/bm25.trec"]
+    assert after["runs/rerank.trec"] != before["runs/rerank.trec"]
+    assert "top_n: 3" in after["config.yaml"].decode()
+    assert json.loads(after["metrics.json"])["config_key"] != json.loads(before["metrics.json"])["config_key"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["sf"]  # no staging folder, nothing replaced left
+    assert not any(name.startswith(".partial") or ".replaced" in name for name in after)
+
+
+def test_a_run_killed_between_the_two_renames_is_repaired_by_the_next(good_run, tmp_path, monkeypatch, capsys):
+    from rankwise.experiment import load_output
+
+    config, out, before = good_run
+    staging = out.with_name("sf.partial")
+
+    class Killed(BaseException):
+        pass
+
+    rename = Path.rename
+
+    def die_on_the_second_rename(self: Path, target: Path) -> Path:
+        if self == staging:
+            raise Killed  # the old output has moved aside, the new one is not in place yet
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", die_on_the_second_rename)
+    with pytest.raises(Killed):
+        rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "-q", "-o", "rerank.top_n=3")
+    monkeypatch.undo()
+    assert not out.exists() and (staging / ".replaced" / "metrics.json").is_file()
+    # the next run puts the good output back first; a run of the old config then changes nothing in it
+    assert rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "-q") == 0
+    after = snapshot(out)
+    assert after["metrics.json"] == before["metrics.json"] and after["config.yaml"] == before["config.yaml"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["sf"]
+    assert load_output(out).final_stage == "rerank"
+    capsys.readouterr()
+
+
+# --------------------------------------------------------------------- 2. two data sets, one folder name
+
+
+def test_two_data_sets_with_one_folder_name_are_refused_before_any_work(tmp_path, cranfield_dir, capsys):
+    config = tmp_path / "cfg.yaml"
+    config.write_text("name: exp\nretrieve: {bm25: {}}\n", encoding="utf-8")
+    for where in ("A", "B"):
+        (tmp_path / where).mkdir()
+        (tmp_path / where / "sf").symlink_to(cranfield_dir, target_is_directory=True)
+    a, b = tmp_path / "A" / "sf", tmp_path / "B" / "sf"
+    assert rankwise("run", "-e", config, "-d", a, "-d", b, "--out", tmp_path / "o", "-q") == 2
+    error = capsys.readouterr().err.replace("\n", "")
+    assert f"-d {a} and -d {b} would both write {tmp_path / 'o' / 'exp' / 'sf'}" in error
+    assert "give each data set a folder name of its own" in error and "Traceback" not in error
+    assert not (tmp_path / "o").exists()  # nothing run, nothing written
+    assert rankwise("run", "-e", config, "-d", a, "-d", a, "--out", tmp_path / "o", "-q") == 2
+    assert "is given twice" in capsys.readouterr().err
+    (tmp_path / "B" / "x.partial").symlink_to(cranfield_dir, target_is_directory=True)
+    assert rankwise("run", "-e", config, "-d", tmp_path / "B" / "x.partial", "--out", tmp_path / "o", "-q") == 2
+    assert "clashes with the staging folders" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 # ------------------------------------------------------------------------------------------------ 4. DDP
 
 
