@@ -56,7 +56,7 @@ def test_a_failing_rerun_keeps_the_last_good_output_and_is_never_read_as_one(goo
 
     config, out, before = good_run
     # the same run with an override that makes the rerank stage fail
-    failing = ["-o", f"rerank.model={tmp_path / 'no-such-model'}"]
+    failing = ["--set", f"rerank.model={tmp_path / 'no-such-model'}"]
     assert rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "-q", *failing) == 2
     assert "cannot load cross-encoder" in capsys.readouterr().err
     assert snapshot(out) == before  # metrics.json, config.yaml, runs/: all as the good run left them
@@ -74,11 +74,11 @@ def test_a_failing_rerun_keeps_the_last_good_output_and_is_never_read_as_one(goo
 
 def test_a_successful_rerun_replaces_the_output_and_reuses_the_good_stages(good_run, tmp_path, capsys):
     config, out, before = good_run
-    failing = ["-o", f"rerank.model={tmp_path / 'no-such-model'}"]
+    failing = ["--set", f"rerank.model={tmp_path / 'no-such-model'}"]
     assert rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "-q", *failing) == 2
     capsys.readouterr()
     # a good change: the retriever comes from the last good output (not recomputed), rerank is computed anew
-    assert rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "-o", "rerank.top_n=3") == 0
+    assert rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "--set", "rerank.top_n=3") == 0
     logs = capsys.readouterr().err
     assert "bm25: unchanged, reused runs/bm25.trec" in logs and "rerank: computed" in logs
     after = snapshot(out)
@@ -108,7 +108,7 @@ def test_a_run_killed_between_the_two_renames_is_repaired_by_the_next(good_run, 
 
     monkeypatch.setattr(Path, "rename", die_on_the_second_rename)
     with pytest.raises(Killed):
-        rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "-q", "-o", "rerank.top_n=3")
+        rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "-q", "--set", "rerank.top_n=3")
     monkeypatch.undo()
     assert not out.exists() and (staging / ".replaced" / "metrics.json").is_file()
     # the next run puts the good output back first; a run of the old config then changes nothing in it
