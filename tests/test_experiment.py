@@ -137,7 +137,8 @@ def test_killed_rerank_resumes_from_its_chunks_and_gives_the_same_metrics(
         run_experiment(config, [str(cranfield_dir)], tmp_path / "b", show_progress=False, log=quiet)
     out = tmp_path / "b" / "cran" / "cranfield"
     assert not (out / "metrics.json").exists() and not (out / "runs" / "rerank.trec").exists()
-    assert len(list((out / ".partial").glob("rerank-*/*.json"))) == 2
+    staging = out.with_name("cranfield.partial")  # the unfinished run works beside the output folder
+    assert len(list((staging / ".partial").glob("rerank-*/*.json"))) == 2
     monkeypatch.setattr(Chunks, "save", original)
     logs: list[str] = []
     run_experiment(config, [str(cranfield_dir)], tmp_path / "b", show_progress=False, log=logs.append)
@@ -147,10 +148,10 @@ def test_killed_rerank_resumes_from_its_chunks_and_gives_the_same_metrics(
     expected = json.loads((reference / "metrics.json").read_text())
     assert stable_view(resumed) == stable_view(expected)
     assert read_run(out / "runs" / "rerank.trec") == read_run(reference / "runs" / "rerank.trec")
-    assert not (out / ".partial").exists()
+    assert not (out / ".partial").exists() and not staging.exists()
 
 
-def test_killed_stage_without_chunks_restarts_and_stale_metrics_go(tmp_path, cranfield_dir, monkeypatch):
+def test_killed_stage_without_chunks_restarts_and_the_last_good_output_stays(tmp_path, cranfield_dir, monkeypatch):
     from rankwise.experiment import stages
 
     config = load_config(write_config(tmp_path, HYBRID))
@@ -164,7 +165,10 @@ def test_killed_stage_without_chunks_restarts_and_stale_metrics_go(tmp_path, cra
     monkeypatch.setattr(stages, "fuse", die)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(changed, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=quiet)
-    assert not (out / "metrics.json").exists()  # the old config's metrics never sit beside the new config
+    # the killed run's config and files stay in its staging folder; the last good output is untouched
+    assert stable_view(json.loads((out / "metrics.json").read_text())) == stable_view(reference)
+    assert load_config(out / "config.yaml") == config
+    assert not (out.with_name(out.name + ".partial") / "metrics.json").exists()
     monkeypatch.undo()
     run_experiment(config, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=quiet)
     assert stable_view(json.loads((out / "metrics.json").read_text())) == stable_view(reference)

@@ -62,9 +62,10 @@ def sort_run(run: Run) -> Run:
     """Return ``run`` with each query's docs in rank order: score descending, ties in their current order.
 
     The tie rule of the whole project: a producer of a run decides the order of its ties and every later step
-    keeps it (the sort is stable). Retrievers and rerankers emit ties by doc id; fusion breaks ties by the
-    better rank in the first run, then the next (see ``retrieve/fusion.py``); a run read from a TREC file keeps
-    the file's ranks. So a run written and read back evaluates exactly as it did in memory.
+    keeps it (the sort is stable). Retrievers emit ties by doc id; rerankers keep the first-stage order of the
+    documents they score equally; fusion breaks ties by the better rank in the first run, then the next (see
+    ``retrieve/fusion.py``); a run read from a TREC file keeps the file's ranks. So a run written and read back
+    evaluates exactly as it did in memory.
     """
     return {qid: dict(sorted(docs.items(), key=lambda item: -item[1])) for qid, docs in run.items()}
 

@@ -37,11 +37,11 @@ def test_rerank_orders_by_score_and_keeps_only_top_k(toy_corpus, toy_queries):
     assert out["q1"]["d1"] == 2.0
 
 
-def test_reranked_ties_are_emitted_by_doc_id(toy_corpus, toy_queries):
-    # d3 ranks above d2 in the first stage; both score 0 after reranking -> doc id order (project rule).
+def test_reranked_ties_keep_the_first_stage_order(toy_corpus, toy_queries):
+    # d3 ranks above d2 in the first stage; both score 0 after reranking -> first-stage order (project rule).
     run = {"q1": {"d3": 5.0, "d2": 4.0}}
     out = OverlapReranker().rerank(toy_queries, run, toy_corpus, k=10)
-    assert list(out["q1"]) == ["d2", "d3"]
+    assert list(out["q1"]) == ["d3", "d2"]
 
 
 def test_first_stage_ties_keep_the_run_order_when_cutting_at_k(toy_corpus, toy_queries):

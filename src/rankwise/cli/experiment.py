@@ -60,7 +60,8 @@ def run(
     """Run an experiment: the configured stages on each data set, one metrics.json per data set.
 
     Stages whose config and inputs are unchanged are reused (content hashes in stages.json); an interrupted
-    run resumes from its last completed stage.
+    run resumes from its last completed stage. A run works in <dataset>.partial/ and replaces <dataset>/ only
+    when it finishes, so a failed run leaves the last good results as they were.
     """
     from rich.console import Console
 

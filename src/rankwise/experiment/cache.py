@@ -5,6 +5,7 @@ stages it reads, the data (corpus fingerprint, queries, judgements) and the rank
 written its output file (atomically), the ledger records ``{key, file, sha256, info}``; a later run reuses the
 output only when the key matches *and* the file still has that checksum. A run killed mid-stage leaves the
 ledger without that stage, so the restart recomputes it (or resumes its saved chunks, see :class:`Chunks`).
+A run's ledger lives in its staging folder; :meth:`Ledger.adopt` takes matching stages from the last good output.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from rankwise.data.files import atomic_write_text, read_json, sha256_file, write
 from rankwise.types import Qrels, Query
 
 LEDGER = "stages.json"
+CHUNKS = ".partial"  # saved pieces of unfinished stages, see :class:`Chunks`
 
 
 def content_hash(*parts: Any) -> str:
@@ -83,6 +85,33 @@ class Ledger:
         if self.entries.pop(stage, None) is not None:
             write_json(self.path, self.entries)
 
+    def adopt(self, other: Ledger, stage: str, key: str) -> dict[str, Any] | None:
+        """Take ``stage`` from ``other`` (the last good output) when its key matches and its file is intact: the
+        file is hard-linked (copied where links fail) into this directory and recorded; else None."""
+        info = other.lookup(stage, key)
+        if info is None:
+            return None
+        file = str(other.entries[stage]["file"])
+        link_or_copy(other.directory / file, self.directory / file)
+        self.record(stage, key, file, info)
+        return info
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """Put ``source`` at ``target`` (replacing it) as a hard link, or a copy where links fail. Safe to share:
+    every output file is replaced by a rename, never written in place."""
+    import os
+    import shutil
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.link.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:
+        shutil.copy2(source, tmp)
+    os.replace(tmp, target)
+
 
 class Chunks:
     """Saved pieces of one long stage (``.partial/<stage>-<key>/00003.json``), so a killed run resumes mid-stage.
@@ -92,7 +121,7 @@ class Chunks:
     """
 
     def __init__(self, directory: Path, stage: str, key: str) -> None:
-        self.root = directory / ".partial"
+        self.root = directory / CHUNKS
         self.folder = self.root / f"{stage}-{key[:16]}"
 
     def load(self, index: int) -> Any | None:

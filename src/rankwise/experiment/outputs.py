@@ -1,9 +1,11 @@
 """Reading experiment output folders back: for ``rankwise compare``, ``check`` and ``report``.
 
-An output is ``<out_root>/<experiment>/<dataset>/`` with a ``metrics.json`` (a run that has not finished has
-none and is refused). Arguments may name that folder, its ``metrics.json``, or an experiment folder (every data
-set under it). ``FOLDER:STAGE`` picks one ranking stage (default: the final one), so two stages of one run can
-be compared (``out/scifact:fuse out/scifact:rerank``).
+An output is ``<out_root>/<experiment>/<dataset>/`` with a ``metrics.json``. A run works in the staging folder
+``<dataset>.partial/`` beside it and renames that into place only once it has finished, so an output folder always
+holds one complete run; a staging folder is never read as a result (naming one is refused, and an experiment
+folder's data sets leave them out). Arguments may name an output folder, its ``metrics.json``, or an experiment
+folder (every data set under it). ``FOLDER:STAGE`` picks one ranking stage (default: the final one), so two
+stages of one run can be compared (``out/scifact:fuse out/scifact:rerank``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from rankwise.errors import RankwiseError
 from rankwise.types import Qrels, Run
 
 METRICS_FILE = "metrics.json"
+STAGING_SUFFIX = ".partial"  # <dataset>.partial/: the unfinished run of <dataset>/ (see rankwise.experiment.runner)
 VOLATILE = ("timing", "latency_s")  # how a run went (seconds, cache hits); everything else is deterministic
 
 
@@ -110,6 +113,11 @@ def load_output(path: str | Path) -> Output:
     """The output folder at ``path`` (or whose ``metrics.json`` is ``path``)."""
     path = Path(path)
     folder = path.parent if path.name == METRICS_FILE else path
+    if is_staging(folder):
+        finished = folder.with_name(folder.name.removesuffix(STAGING_SUFFIX))
+        raise RankwiseError(
+            f"{folder}: the working folder of an unfinished run, not a result; its last finished output is {finished}"
+        )
     if not (folder / METRICS_FILE).is_file():
         if not folder.exists():
             raise RankwiseError(f"{folder}: no such output folder")
@@ -123,12 +131,17 @@ def load_outputs(paths: Sequence[str | Path]) -> list[Output]:
     for item in paths:
         path = Path(item)
         if path.is_dir() and not (path / METRICS_FILE).is_file():
-            found = sorted(p.parent for p in path.glob(f"*/{METRICS_FILE}"))
+            found = sorted(p.parent for p in path.glob(f"*/{METRICS_FILE}") if not is_staging(p.parent))
             if found:
                 outputs.extend(_read(folder) for folder in found)
                 continue
         outputs.append(load_output(path))
     return outputs
+
+
+def is_staging(folder: Path) -> bool:
+    """Whether ``folder`` is an unfinished run's staging folder (``<dataset>.partial``)."""
+    return folder.name.endswith(STAGING_SUFFIX)
 
 
 def split_stage(spec: str) -> tuple[str, str | None]:

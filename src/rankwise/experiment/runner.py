@@ -15,6 +15,14 @@
 Indexes are cached under ``<out_root>/.indexes`` and trained models under ``<out_root>/.models``, keyed by
 content, so experiments share them. Every file is written atomically; ``metrics.json`` is written last.
 
+A run never writes into ``<dataset>/`` itself: it works in the staging folder ``<dataset>.partial/`` beside it
+and, once ``metrics.json`` is complete there, swaps it in by renames (the old folder moves to
+``<dataset>.partial/.replaced`` and is deleted after the swap). So a run that fails or is killed leaves the last
+good output as it was, and ``<dataset>/`` only ever holds one finished run. A run resumes its staging folder (the
+stages its ledger holds, the saved chunks of a half-done stage) and takes every stage whose key matches from the
+last good output (hard links, not copies). A run killed between the two renames is put right by the next one.
+Two data sets that would share an output folder (``-d A/sf -d B/sf``) are refused before any work.
+
 ``metrics.json`` is deterministic given the config and the data, except for ``latency_s`` and each stage's
 ``timing`` (seconds, whether an index was built or loaded, chunks resumed): a re-run that recomputes nothing
 rewrites the same bytes, and a run killed mid-stage then restarted gives the same metrics.json up to those
@@ -34,10 +42,12 @@ from rankwise.data.files import atomic_write_text, write_json
 from rankwise.experiment import stages
 from rankwise.experiment.cache import Chunks, Ledger, content_hash, qrels_digest, queries_digest
 from rankwise.experiment.datasets import DatasetSource, load_for_experiment, resolve_dataset
+from rankwise.experiment.outputs import STAGING_SUFFIX
 from rankwise.types import Dataset, Run
 
 Log = Callable[[str], None]
 METRICS_FILE = "metrics.json"
+REPLACED = ".replaced"  # inside the staging folder: the previous output, for the moment of the swap
 
 
 def run_experiment(
@@ -55,6 +65,7 @@ def run_experiment(
         raise RankwiseError(f"experiment {config.name!r}: no data set given (-d NAME) and none in its config")
     sources = [resolve_dataset(name) for name in names]  # resolve all first: fail before any work
     out_root = Path(out_root)
+    _check_folders(sources, out_root / config.name)
     outputs = []
     for source in sources:
         out_dir = out_root / config.name / source.name
@@ -67,12 +78,37 @@ def run_experiment(
     return outputs
 
 
-class _Stages:
-    """Runs stages through the ledger: reuse an output whose key matches, else compute, write, record."""
+def _check_folders(sources: Sequence[DatasetSource], experiment_dir: Path) -> None:
+    """Refuse data sets that would write the same output folder (the later one would overwrite the earlier)."""
+    from rankwise.errors import RankwiseError
 
-    def __init__(self, out_dir: Path, log: Log) -> None:
+    seen: dict[str, DatasetSource] = {}
+    for source in sources:
+        if source.name.endswith(STAGING_SUFFIX):
+            raise RankwiseError(
+                f"-d {source.path}: a data set folder named '*{STAGING_SUFFIX}' clashes with the staging folders of "
+                f"unfinished runs; rename it (or link it under another name: ln -s {source.path} NEWNAME; -d NEWNAME)"
+            )
+        earlier = seen.setdefault(source.name.casefold(), source)
+        if earlier is source:
+            continue
+        where = experiment_dir / source.name
+        if earlier == source:
+            raise RankwiseError(f"-d {source.path} is given twice (both would write {where})")
+        raise RankwiseError(
+            f"-d {earlier.path} and -d {source.path} would both write {where}: give each data set a folder name of "
+            f"its own (e.g. ln -s {source.path} {source.name}-2; -d {source.name}-2), or run them with different --out"
+        )
+
+
+class _Stages:
+    """Runs stages through the ledger: reuse an output whose key matches (in the staging folder, else in the last
+    good output), else compute, write, record."""
+
+    def __init__(self, out_dir: Path, log: Log, previous: Path | None = None) -> None:
         self.out_dir, self.log = out_dir, log
         self.ledger = Ledger(out_dir)
+        self.previous = Ledger(previous) if previous is not None and previous.is_dir() else None
         self.keys: dict[str, str] = {}
         self.timing: dict[str, dict[str, Any]] = {}
 
@@ -86,6 +122,8 @@ class _Stages:
         read: Callable[[Path], Any],
     ) -> Any:
         cached = self.ledger.lookup(name, key)
+        if cached is None and self.previous is not None:
+            cached = self.ledger.adopt(self.previous, name, key)
         if cached is not None:
             self.log(f"  {name}: unchanged, reused {file}")
         else:
@@ -123,15 +161,12 @@ def run_dataset(
     config_text = dump_config(config)
     config_key = content_hash(config_text, data_key, qrels_digest(dataset.qrels))
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics_path = out_dir / METRICS_FILE
-    if metrics_path.is_file() and _recorded_key(metrics_path) != config_key:
-        metrics_path.unlink()  # belongs to another config or data: never leave it beside this run's files
+    final_dir, out_dir = out_dir, _staging(out_dir)  # everything below writes into the staging folder
     atomic_write_text(out_dir / "config.yaml", config_text)
     write_qrels(dataset.qrels, out_dir / "qrels.tsv")
     version = rankwise.__version__
     index_root, models_root = out_root / ".indexes", out_root / ".models"
-    done = _Stages(out_dir, log)
+    done = _Stages(out_dir, log, previous=final_dir)
 
     def tag(name: str) -> Callable[[Run, Path], None]:
         return lambda run, path: write_run(run, path, tag=f"rankwise-{config.name}-{name}")
@@ -197,7 +232,7 @@ def run_dataset(
         )  # fmt: skip
         chunks.clear()
 
-    _remove_stale(out_dir, set(runs), records is not None)
+    _remove_stale(out_dir, set(runs), records is not None, config.rewrite is not None)
     info = {
         "name": source.name,
         "source": source.source,
@@ -231,8 +266,9 @@ def run_dataset(
         "warnings": list(dataset.warnings),
     }
     write_json(out_dir / "per_query.json", per_query)
-    write_json(metrics_path, result)
-    log(f"  done in {time.perf_counter() - started:.1f}s -> {metrics_path}")
+    write_json(out_dir / METRICS_FILE, result)
+    _publish(out_dir, final_dir)
+    log(f"  done in {time.perf_counter() - started:.1f}s -> {final_dir / METRICS_FILE}")
     return result
 
 
@@ -270,20 +306,46 @@ def evaluate_stages(
     return metrics, per_query
 
 
-def _recorded_key(path: Path) -> str | None:
-    import json
+def _staging(out_dir: Path) -> Path:
+    """The staging folder of ``out_dir`` (module docstring), ready to resume; repairs a run killed mid-swap."""
+    import shutil
 
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return value.get("config_key") if isinstance(value, dict) else None
+    staging = out_dir.with_name(out_dir.name + STAGING_SUFFIX)
+    replaced = staging / REPLACED
+    if replaced.is_dir():
+        if out_dir.exists():
+            shutil.rmtree(replaced)
+        else:
+            replaced.rename(out_dir)  # killed between the two renames: the last good output goes back
+    if (out_dir / REPLACED).is_dir():
+        shutil.rmtree(out_dir / REPLACED)  # killed after the swap, before the old output was deleted
+    if not staging.exists() and out_dir.is_dir() and not (out_dir / METRICS_FILE).is_file():
+        out_dir.rename(staging)  # an unfinished output written in place (rankwise before staging): resume it
+    staging.mkdir(parents=True, exist_ok=True)
+    (staging / METRICS_FILE).unlink(missing_ok=True)  # only ever present at the moment of the swap
+    return staging
 
 
-def _remove_stale(out_dir: Path, current: set[str], answered: bool) -> None:
+def _publish(staging: Path, out_dir: Path) -> None:
+    """Swap the finished staging folder in as ``out_dir``: the old output moves aside, the new one moves in, the
+    old one is deleted. A run killed between the renames is repaired by :func:`_staging` on the next run."""
+    import shutil
+
+    from rankwise.experiment.cache import CHUNKS
+
+    shutil.rmtree(staging / CHUNKS, ignore_errors=True)  # pieces of unfinished stages of other configs
+    if out_dir.exists():
+        out_dir.rename(staging / REPLACED)
+    staging.rename(out_dir)
+    shutil.rmtree(out_dir / REPLACED, ignore_errors=True)
+
+
+def _remove_stale(out_dir: Path, current: set[str], answered: bool, rewritten: bool) -> None:
     """Drop outputs of stages this config no longer has (an earlier config's rerank run, answers, ...)."""
     for path in sorted((out_dir / "runs").glob("*.trec")):
         if path.stem not in current:
             path.unlink()
     if not answered:
         (out_dir / "answers.jsonl").unlink(missing_ok=True)
+    if not rewritten:
+        (out_dir / "queries.jsonl").unlink(missing_ok=True)

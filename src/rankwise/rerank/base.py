@@ -4,8 +4,9 @@ A reranker only has to say how to score ``(query text, passage text)`` pairs (:m
 class gathers the pairs from the run, checks every id, and writes the reranked run.
 
 The top-``k`` is taken in the run's rank order (equal first-stage scores keep their order, see ``sort_run``).
-Reranked ties are emitted by doc id, the project-wide rule for producers of runs (``types.sort_run``), and the
-returned run is in rank order, so reranking is deterministic and survives a TREC round trip.
+Documents the reranker scores equally keep that first-stage order (a stable sort, as the rerankers library
+does): a reranker that cannot tell two passages apart leaves them as the first stage ranked them. The returned
+run is in rank order, so reranking is deterministic and survives a TREC round trip.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ def interpolate(first_stage: Run, reranked: Run, weight: float) -> Run:
 
 
 def assemble_run(keys: Sequence[tuple[str, str]], scores: Sequence[float]) -> Run:
-    """Group scores by query and order each query's docs by score descending, ties by doc id."""
+    """Group scores by query and order each query's docs by score descending; ties keep their order in ``keys``
+    (the first-stage rank order :func:`collect_candidates` gives them)."""
     if len(keys) != len(scores):
         raise RankwiseError(f"reranker returned {len(scores)} scores for {len(keys)} pairs")
     grouped: dict[str, list[tuple[float, str]]] = {}
@@ -76,7 +78,7 @@ def assemble_run(keys: Sequence[tuple[str, str]], scores: Sequence[float]) -> Ru
         grouped.setdefault(qid, []).append((float(score), doc_id))
     run: Run = {}
     for qid, items in grouped.items():
-        items.sort(key=lambda item: (-item[0], item[1]))
+        items.sort(key=lambda item: -item[0])  # stable: ties stay in first-stage order
         run[qid] = {doc_id: score for score, doc_id in items}
     return run
 

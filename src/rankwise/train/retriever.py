@@ -264,6 +264,9 @@ def train_retriever(
         evaluator = DevRetrievalEvaluator(**data["dev"], batch_size=64)
     on_cpu = config.device == "cpu" or not torch.cuda.is_available()
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # set by torchrun
+    # accelerate runs multi-process CPU training as DDP only when told to use the CPU: without it, torchrun on a
+    # machine without CUDA trains one separate model per process (and only rank 0 gets the dev metrics).
+    use_cpu = config.device == "cpu" or (config.device is None and distributed and on_cpu)
     mapping = {rf"(^|\.)model\.{model_head}\.": config.lr_head} if model_head is not None else {}
     args = SentenceTransformerTrainingArguments(
         output_dir=str(checkpoints),
@@ -288,7 +291,7 @@ def train_retriever(
         data_seed=config.seed,
         report_to="none",
         disable_tqdm=not show_progress,
-        use_cpu=config.device == "cpu",
+        use_cpu=use_cpu,
         ddp_backend="gloo" if on_cpu and distributed else None,
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
