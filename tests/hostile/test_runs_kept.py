@@ -43,7 +43,7 @@ def good_run(tmp_path: Path, cranfield_dir: Path, tiny_cross_encoder_dir: Path) 
     """`rankwise run -e cfg.yaml -d sf --out o` once; returns (config file, output folder, its files)."""
     config = tmp_path / "cfg.yaml"
     config.write_text(CONFIG.format(model=tiny_cross_encoder_dir), encoding="utf-8")
-    (tmp_path / "sf").symlink_to(cranfield_dir, target_is_directory=True)
+    (tmp_path / "sf").symlink_to(cranfield_dir.resolve(), target_is_directory=True)
     assert rankwise("run", "-e", config, "-d", tmp_path / "sf", "--out", tmp_path / "o", "-q") == 0
     out = tmp_path / "o" / "exp" / "sf"
     return config, out, snapshot(out)
@@ -128,7 +128,7 @@ def test_two_data_sets_with_one_folder_name_are_refused_before_any_work(tmp_path
     config.write_text("name: exp\nretrieve: {bm25: {}}\n", encoding="utf-8")
     for where in ("A", "B"):
         (tmp_path / where).mkdir()
-        (tmp_path / where / "sf").symlink_to(cranfield_dir, target_is_directory=True)
+        (tmp_path / where / "sf").symlink_to(cranfield_dir.resolve(), target_is_directory=True)
     a, b = tmp_path / "A" / "sf", tmp_path / "B" / "sf"
     assert rankwise("run", "-e", config, "-d", a, "-d", b, "--out", tmp_path / "o", "-q") == 2
     error = capsys.readouterr().err.replace("\n", "")
@@ -137,7 +137,7 @@ def test_two_data_sets_with_one_folder_name_are_refused_before_any_work(tmp_path
     assert not (tmp_path / "o").exists()  # nothing run, nothing written
     assert rankwise("run", "-e", config, "-d", a, "-d", a, "--out", tmp_path / "o", "-q") == 2
     assert "is given twice" in capsys.readouterr().err
-    (tmp_path / "B" / "x.partial").symlink_to(cranfield_dir, target_is_directory=True)
+    (tmp_path / "B" / "x.partial").symlink_to(cranfield_dir.resolve(), target_is_directory=True)
     assert rankwise("run", "-e", config, "-d", tmp_path / "B" / "x.partial", "--out", tmp_path / "o", "-q") == 2
     assert "clashes with the staging folders" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
