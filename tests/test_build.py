@@ -12,7 +12,7 @@ import pytest
 from rankwise import build
 from rankwise.cli import main
 from rankwise.config.experiment import load_config
-from rankwise.config.sections import RERANKER_CONFIGS, BM25Config, CrossEncoderConfig, DenseConfig
+from rankwise.config.sections import RERANKER_CONFIGS, BM25Config, CrossEncoderConfig, DenseConfig, FuseConfig
 from rankwise.data import load_dataset, read_run, write_run
 from rankwise.errors import ConfigError
 from rankwise.experiment import run_experiment
@@ -104,14 +104,17 @@ def test_unknown_kinds_and_bad_settings_are_clear_errors(toy_kind, tmp_path: Pat
 
 def test_the_cli_and_yaml_build_the_same_sections(tmp_path: Path):
     """The CLI's flags become the very section objects YAML gives (so both build through one function)."""
-    from rankwise.cli.generate import reranker_section, retriever_factory
+    from rankwise.cli.generate import reranker_section, retrieve_sections
     from rankwise.cli.rerank import _section
 
     assert reranker_section("cross-encoder", "m") == CrossEncoderConfig(model="m")
     flags = _section("cross-encoder", "m", 20, "0.3", 128, None, None, None, None, None, False, "max", None, None, [])
     assert flags == CrossEncoderConfig(model="m", top_n=20, interpolate=0.3, max_length=128, windows="max")
     assert RERANKER_CONFIGS["cross-encoder"] is CrossEncoderConfig
-    assert callable(retriever_factory("hybrid", None))
+    assert retrieve_sections("hybrid", None, 50) == (
+        {"bm25": BM25Config(k=50), "dense": DenseConfig(k=50)},
+        FuseConfig(method="rrf", k=60, depth=50),
+    )
     assert DenseConfig().index_params() == DenseConfig(shard_size=7, devices=["cpu"]).index_params()
 
 

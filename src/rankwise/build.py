@@ -178,12 +178,16 @@ def _http(config: HTTPRerankConfig, progress: bool) -> Any:
 def _rankrag(config: RankRAGRerankConfig, progress: bool) -> Any:
     from rankwise.rankrag.preset import load_rankrag
 
+    prompt = {
+        name: getattr(config, name) for name in ("max_passage_tokens", "ranking_template", "ranking_system_prompt")
+    }
     parts = load_rankrag(
         config.model,
         dtype=config.dtype,
         threads=config.threads,
         rerank_batch_size=config.batch_size,
         show_progress=progress,
+        **{name: value for name, value in prompt.items() if value is not None},  # None: as the model was trained
     )
     return parts.reranker
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from rankwise.cli import generate
@@ -111,10 +112,13 @@ def test_rag_hotpotqa_with_http_generator(fake_openai, hotpotqa_file, tmp_path) 
         ]
     )
     assert result.exit_code == 0, result.output
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["questions"] == 4 and metrics["qa"]["answers_with_citations"] == 1.0
-    assert metrics["config"]["template"] == "short"
-    assert len((out / "answers.jsonl").read_text().splitlines()) == 4
+    folder = out / "hotpotqa_train"  # one experiment folder per data set
+    metrics = json.loads((folder / "metrics.json").read_text())
+    generate = metrics["stages"]["generate"]
+    assert generate["questions"] == 4 and generate["metrics"]["cited"] == 1.0
+    assert "answers_with_citations" in result.output
+    assert yaml.safe_load((folder / "config.yaml").read_text())["generate"]["template"] == "short"
+    assert len((folder / "answers.jsonl").read_text().splitlines()) == 4
     assert len(fake_openai.requests) == 4
 
 
@@ -138,8 +142,8 @@ def test_rag_mtrag_retrieval_only_says_pooled(data_root, tmp_path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "POOLED EVALUATION" in result.output
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["pooled_evaluation"] is True and metrics["retrieval"]["fiqa"]["queries"] == 58
+    metrics = json.loads((out / "mtrag-fiqa" / "metrics.json").read_text())
+    assert "POOLED EVALUATION" in metrics["warnings"][0] and metrics["stages"]["bm25"]["queries"] == 58
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Whole-data-set runs (rankwise.experiment.rag) on real HotpotQA and MT-RAG files, BM25 and a scripted generator."""
+"""Whole-data-set runs (``rankwise rag``'s experiments, rankwise.experiment.rag) on real HotpotQA and MT-RAG files:
+BM25 and a scripted generator, run by the experiment runner."""
 
 from __future__ import annotations
 
@@ -7,18 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from rankwise.data.hotpotqa import hotpotqa_inputs
+from rankwise.config.sections import BM25Config, LocalGenerateConfig, RewriteConfig
+from rankwise.data import read_run
+from rankwise.data.hotpotqa import hotpotqa_inputs, load_hotpotqa
+from rankwise.data.mtrag import load_generation_tasks
 from rankwise.errors import RankwiseError
-from rankwise.experiment.rag import run_hotpotqa
-from rankwise.experiment.rag_mtrag import run_mtrag
+from rankwise.experiment import answers
+from rankwise.experiment.cache import Chunks
+from rankwise.experiment.rag import hotpotqa_experiment, mtrag_experiment, run_rag
 from rankwise.generate.citations import build_answer
-from rankwise.retrieve.bm25 import BM25Retriever
-
-
-def make_bm25(corpus):
-    retriever = BM25Retriever(show_progress=False)
-    retriever.index(corpus)
-    return retriever
 
 
 class ScriptedGenerator:
@@ -40,6 +38,36 @@ class ScriptedGenerator:
         return out
 
 
+def quiet(*_: object) -> None:
+    return None
+
+
+def stages(monkeypatch, generator=None, rewrite: str | None = None, **generate):
+    """BM25, plus (with ``generator``) a generate stage whose generator is the scripted one."""
+    chosen = {"retrieve": {"bm25": BM25Config()}}
+    if generator is not None:
+        monkeypatch.setattr(answers, "build_generator", lambda config, progress: generator)
+        chosen["generate"] = LocalGenerateConfig(**generate)
+    if rewrite is not None:
+        chosen["rewrite"] = RewriteConfig(strategy=rewrite)
+    return chosen
+
+
+def hotpot(path, out, parts, setting="distractor", limit=None, name="hotpot"):
+    config, sources = hotpotqa_experiment(path, name, parts, setting, limit)
+    summary, [folder] = run_rag("hotpotqa", config, sources, out, log=quiet, show_progress=False)
+    return summary, folder
+
+
+def mt(path, out, parts, name="mt", **options):
+    config, sources = mtrag_experiment(path, name, parts, **options)
+    return run_rag("mtrag", config, sources, out, log=quiet, show_progress=False)
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def test_hotpotqa_inputs_sentence_per_line(hotpotqa_file: Path) -> None:
     examples, corpus, candidates = hotpotqa_inputs(hotpotqa_file, limit=3)
     assert len(examples) == 3 and len(corpus) == 994
@@ -50,126 +78,130 @@ def test_hotpotqa_inputs_sentence_per_line(hotpotqa_file: Path) -> None:
     assert doc.text.split("\n") == [" ".join(s.split()) for s in sentences]
 
 
-def test_hotpotqa_retrieval_only(hotpotqa_file: Path, tmp_path: Path) -> None:
-    metrics = run_hotpotqa(hotpotqa_file, tmp_path, make_bm25)
-    retrieval = metrics["retrieval"]
-    assert metrics["questions"] == 100 and "qa" not in metrics
+def test_hotpotqa_retrieval_only(hotpotqa_file: Path, tmp_path: Path, monkeypatch) -> None:
+    summary, folder = hotpot(hotpotqa_file, tmp_path, stages(monkeypatch))
+    retrieval = summary["retrieval"]
+    assert summary["questions"] == 100 and "qa" not in summary
     assert 0.0 < retrieval["both_gold@2"] <= retrieval["both_gold@5"] <= 1.0
     assert retrieval["gold_recall@2"] <= retrieval["gold_recall@5"]
-    records = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
-    assert len(records) == 100
+    run = read_run(folder / "runs" / "bm25.trec")
+    assert len(run) == 100
     # distractor setting: the ranking holds exactly the question's own paragraphs (10, or 4 for one question)
     _, _, candidates = hotpotqa_inputs(hotpotqa_file)
-    assert all(sorted(d for d, _ in r["ranking"]) == sorted(candidates[r["id"]]) for r in records)
-    assert sum(len(r["ranking"]) for r in records) == 994
-    assert (tmp_path / "run.trec").read_text().count("\n") == 994
-    assert json.loads((tmp_path / "metrics.json").read_text())["retrieval"] == retrieval
-    assert not (tmp_path / "answers.partial.jsonl").exists()
+    assert all(sorted(docs) == sorted(candidates[qid]) for qid, docs in run.items())
+    assert (folder / "runs" / "bm25.trec").read_text().count("\n") == 994
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert "generate" not in metrics["stages"] and metrics["stages"]["bm25"]["metrics"]["R@2"] == pytest.approx(
+        retrieval["gold_recall@2"]
+    )
+    assert not (folder / "answers.jsonl").exists() and not (folder / ".partial").exists()
 
 
-def test_hotpotqa_with_a_generator_scores_citations(hotpotqa_file: Path, tmp_path: Path) -> None:
+def test_hotpotqa_with_a_generator_scores_citations(hotpotqa_file: Path, tmp_path: Path, monkeypatch) -> None:
     generator = ScriptedGenerator()
-    metrics = run_hotpotqa(hotpotqa_file, tmp_path, make_bm25, generator=generator, k=3, limit=5)
-    qa = metrics["qa"]
+    summary, folder = hotpot(hotpotqa_file, tmp_path, stages(monkeypatch, generator, top_k=3), limit=5)
+    qa = summary["qa"]
     assert generator.calls == 5
     assert qa["answers_with_citations"] == 1.0 and qa["abstention_rate"] == 0.0
     assert qa["dropped_citations"] == 1.0  # every answer cites [9] of 3 passages
-    records = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    records = lines(folder / "answers.jsonl")
     first = records[0]
-    cited = first["answer"]["citations"][0]["doc_id"]
-    assert cited == first["passages"][0]["doc_id"]
-    expected_precision = 1.0 if cited in first["gold_titles"] else 0.0
-    assert first["scores"]["citation_precision"] == expected_precision
-    assert first["scores"]["sp_paragraph_recall"] == expected_precision / 2
-    assert qa["citation_precision"] == pytest.approx(sum(r["scores"]["citation_precision"] for r in records) / 5)
-    assert set(first["latency"]) == {"retrieve_s", "generate_s", "total_s"}
+    cited = first["citations"][0]["doc_id"]
+    assert cited == first["passages"][0] and len(first["passages"]) == 3
+    gold_titles = {
+        title for title, _ in next(e for e in load_hotpotqa(hotpotqa_file) if e.id == first["id"]).supporting_facts
+    }
+    expected_precision = 1.0 if cited in gold_titles else 0.0
+    per_query = json.loads((folder / "per_query.json").read_text())["generate"]
+    assert per_query["citation_precision"][first["id"]] == expected_precision
+    assert per_query["sp_paragraph_recall"][first["id"]] == expected_precision / 2
+    assert qa["citation_precision"] == pytest.approx(sum(per_query["citation_precision"].values()) / 5)
+    assert set(summary["latency_per_question_s"]) == {"bm25_s", "generate_s", "total_s"}
 
 
-def test_resume_skips_done_questions_and_refuses_other_settings(hotpotqa_file: Path, tmp_path: Path) -> None:
-    partial = tmp_path / "answers.partial.jsonl"
+def test_killed_run_resumes_and_other_settings_never_reuse_answers(
+    hotpotqa_file: Path, tmp_path: Path, monkeypatch
+) -> None:
     first = ScriptedGenerator()
-    run_hotpotqa(hotpotqa_file, tmp_path, make_bm25, generator=first, limit=4, chunk_size=2)
-    # simulate an interrupted run: put back a partial file with the first two records
-    lines = (tmp_path / "answers.jsonl").read_text().splitlines()
-    partial.write_text("\n".join(lines[:2]) + "\n")
-    (tmp_path / ".rag-settings.json").write_text(
-        json.dumps({"dataset": "hotpotqa", "setting": "distractor", "k": 5, "questions": 4}, sort_keys=True)
-    )
+    _, reference = hotpot(hotpotqa_file, tmp_path / "a", stages(monkeypatch, first, checkpoint_every=2), limit=4)
+
+    class Killed(BaseException):
+        pass
+
+    save = Chunks.save
+
+    def die_on_second(self: Chunks, index: int, value: object) -> None:
+        if index == 1:
+            raise Killed
+        save(self, index, value)
+
+    monkeypatch.setattr(Chunks, "save", die_on_second)
+    with pytest.raises(Killed):
+        hotpot(hotpotqa_file, tmp_path / "b", stages(monkeypatch, ScriptedGenerator(), checkpoint_every=2), limit=4)
+    monkeypatch.setattr(Chunks, "save", save)
     second = ScriptedGenerator()
-    run_hotpotqa(hotpotqa_file, tmp_path, make_bm25, generator=second, limit=4, chunk_size=2)
-    assert second.calls == 2
-    resumed = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
-    original = [json.loads(line) for line in lines]
-    assert [(r["id"], r["answer"]) for r in resumed] == [(r["id"], r["answer"]) for r in original]
-    assert resumed[:2] == original[:2]  # the first two records came from the partial file as they were
-    partial.write_text(lines[0] + "\n")
-    with pytest.raises(RankwiseError, match="different settings"):
-        run_hotpotqa(hotpotqa_file, tmp_path, make_bm25, generator=second, limit=4, k=2)
+    _, folder = hotpot(hotpotqa_file, tmp_path / "b", stages(monkeypatch, second, checkpoint_every=2), limit=4)
+    assert second.calls == 2  # the first two questions came from the saved chunk
+    assert (folder / "answers.jsonl").read_text() == (reference / "answers.jsonl").read_text()
+    # other settings in the same folder: everything they change is computed again, nothing is mixed in
+    third = ScriptedGenerator()
+    _, folder = hotpot(hotpotqa_file, tmp_path / "b", stages(monkeypatch, third, checkpoint_every=2, top_k=2), limit=4)
+    assert third.calls == 4 and all(len(r["passages"]) == 2 for r in lines(folder / "answers.jsonl"))
 
 
-def test_mtrag_pooled_retrieval_one_domain(data_root: Path, tmp_path: Path) -> None:
-    metrics = run_mtrag(data_root / "mtrag", tmp_path, make_bm25, domains=["fiqa"], rewrite="full_history")
-    assert metrics["pooled_evaluation"] is True and "POOLED EVALUATION" in metrics["note"]
-    fiqa = metrics["retrieval"]["fiqa"]
+def test_mtrag_pooled_retrieval_one_domain(data_root: Path, tmp_path: Path, monkeypatch) -> None:
+    summary, [folder] = mt(data_root / "mtrag", tmp_path, stages(monkeypatch, rewrite="full_history"), domains=["fiqa"])
+    assert summary["pooled_evaluation"] is True
+    fiqa = summary["retrieval"]["fiqa"]
     assert fiqa["queries"] == 58 and 0.0 < fiqa["nDCG@10"] <= 1.0
-    assert metrics["retrieval"]["all"]["queries"] == 58
-    saved = json.loads((tmp_path / "metrics.json").read_text())
-    assert saved["pooled_evaluation"] is True
-    record = json.loads((tmp_path / "answers.jsonl").read_text().splitlines()[0])
-    assert record["search_query"].endswith(record["question"]) and record["judged"]
+    assert summary["retrieval"]["all"]["queries"] == 58
+    saved = json.loads((folder / "metrics.json").read_text())
+    assert "POOLED EVALUATION" in saved["warnings"][0] and saved["dataset"]["name"] == "mtrag-fiqa"
+    searched = lines(folder / "queries.jsonl")[0]
+    task = next(t for t in load_generation_tasks(data_root / "mtrag", ["fiqa"]) if t.id == searched["_id"])
+    assert searched["text"].endswith(task.question) and searched["_id"] in read_run(folder / "runs" / "bm25.trec")
 
 
-def test_mtrag_abstention_by_answerability(data_root: Path, tmp_path: Path) -> None:
-    metrics = run_mtrag(
-        data_root / "mtrag",
-        tmp_path / "a",
-        make_bm25,
-        generator=ScriptedGenerator(abstain=True),
-        domains=["fiqa"],
-        answerability=["ANSWERABLE", "UNANSWERABLE"],
-    )
-    generation = metrics["generation"]
+def test_mtrag_abstention_by_answerability(data_root: Path, tmp_path: Path, monkeypatch) -> None:
+    labels = ["ANSWERABLE", "UNANSWERABLE"]
+    parts = stages(monkeypatch, ScriptedGenerator(abstain=True))
+    summary, _ = mt(data_root / "mtrag", tmp_path, parts, name="a", domains=["fiqa"], answerability=labels)
+    generation = summary["generation"]
     assert generation["abstention_rate_ANSWERABLE"] == 1.0
     assert generation["abstention_rate_UNANSWERABLE"] == 1.0
     assert generation["abstention_gap_UNANSWERABLE_minus_ANSWERABLE"] == 0.0
     assert set(generation["by_answerability"]) == {"ANSWERABLE", "UNANSWERABLE"}
     # reference passages: unanswerable tasks have none, so the scripted model abstains only on them
-    reference = run_mtrag(
-        data_root / "mtrag",
-        tmp_path / "b",
-        make_bm25,
-        generator=ScriptedGenerator(),
-        domains=["fiqa"],
-        answerability=["ANSWERABLE", "UNANSWERABLE"],
-        passages="reference",
-    )
+    parts = stages(monkeypatch, ScriptedGenerator(), passages="reference")
+    reference, _ = mt(data_root / "mtrag", tmp_path, parts, name="b", domains=["fiqa"], answerability=labels)
     generation = reference["generation"]
     assert generation["abstention_rate_UNANSWERABLE"] == 1.0
     assert generation["abstention_rate_ANSWERABLE"] < 0.2  # a few answerable fiqa tasks have no reference passages
     assert generation["citation_precision"] == 1.0  # [1] is always a reference passage here
 
 
-def test_mtrag_human_rewrites_and_argument_checks(data_root: Path, tmp_path: Path) -> None:
-    metrics = run_mtrag(data_root / "mtrag", tmp_path, make_bm25, domains=["fiqa"], subset="human", rewrite="human")
-    assert metrics["retrieval"]["fiqa"]["queries"] == 12
-    assert any("human-rewrite subset" in w for w in metrics["warnings"])
+def test_mtrag_human_rewrites_and_argument_checks(data_root: Path, tmp_path: Path, monkeypatch) -> None:
+    parts = stages(monkeypatch, rewrite="human")
+    summary, _ = mt(data_root / "mtrag", tmp_path, parts, domains=["fiqa"], subset="human")
+    assert summary["retrieval"]["fiqa"]["queries"] == 12
+    assert any("human-rewrite subset" in w for w in summary["warnings"])
     with pytest.raises(RankwiseError, match="human rewrites"):
-        run_mtrag(data_root / "mtrag", tmp_path / "x", make_bm25, rewrite="human")
+        mt(data_root / "mtrag", tmp_path, parts, name="x", domains=["fiqa"])
     with pytest.raises(RankwiseError, match="unknown answerability"):
-        run_mtrag(data_root / "mtrag", tmp_path / "y", make_bm25, answerability=["SOMETIMES"])
+        mt(data_root / "mtrag", tmp_path, stages(monkeypatch), name="y", answerability=["SOMETIMES"])
 
 
-def test_mtrag_per_label_limit(data_root: Path, tmp_path: Path) -> None:
+def test_mtrag_per_label_limit(data_root: Path, tmp_path: Path, monkeypatch) -> None:
     generator = ScriptedGenerator()
-    metrics = run_mtrag(
+    summary, folders = mt(
         data_root / "mtrag",
         tmp_path,
-        make_bm25,
-        generator=generator,
+        stages(monkeypatch, generator),
         domains=["fiqa", "govt"],
         answerability=["ANSWERABLE", "UNANSWERABLE"],
         per_label_limit=3,
     )
-    by_label = metrics["generation"]["by_answerability"]
+    by_label = summary["generation"]["by_answerability"]
     assert by_label["ANSWERABLE"]["tasks"] == 6 and by_label["UNANSWERABLE"]["tasks"] == 6
-    assert generator.calls == 12 and metrics["tasks"] == 12
+    assert generator.calls == 12 and summary["tasks"] == 12
+    assert [f.name for f in folders] == ["mtrag-tasks-fiqa", "mtrag-tasks-govt"]

@@ -180,31 +180,31 @@ class _Scripted:
         return out
 
 
-def _bm25(corpus):
-    from rankwise.retrieve.bm25 import BM25Retriever
-
-    retriever = BM25Retriever(show_progress=False)
-    retriever.index(corpus)
-    return retriever
-
-
 @pytest.mark.parametrize(
     ("template", "unit", "joint"), [(None, "paragraph", "joint_paragraph"), ("sentences", "sentence", "joint")]
 )
 def test_hotpotqa_joint_scores_are_named_for_their_support_unit(
-    hotpotqa_file: Path, tmp_path: Path, template: str | None, unit: str, joint: str
+    hotpotqa_file: Path, tmp_path: Path, template: str | None, unit: str, joint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from rankwise.experiment.rag import run_hotpotqa
+    from rankwise.config.sections import BM25Config, LocalGenerateConfig
+    from rankwise.experiment import answers
+    from rankwise.experiment.rag import hotpotqa_experiment, run_rag
 
-    metrics = run_hotpotqa(hotpotqa_file, tmp_path, _bm25, generator=_Scripted(template), k=3, limit=3)
-    saved = json.loads((tmp_path / "metrics.json").read_text())
-    for qa in (metrics["qa"], saved["qa"]):
-        assert qa["support_unit"] == unit
+    monkeypatch.setattr(answers, "build_generator", lambda config, progress: _Scripted(template))
+    parts = {
+        "retrieve": {"bm25": BM25Config()},
+        "generate": LocalGenerateConfig(top_k=3, template=template or "default"),
+    }
+    config, sources = hotpotqa_experiment(hotpotqa_file, "joint", parts, limit=3)
+    summary, [folder] = run_rag("hotpotqa", config, sources, tmp_path, log=str, show_progress=False)
+    saved = json.loads((folder / "metrics.json").read_text())
+    for qa in (summary["qa"], saved["stages"]["generate"]["metrics"]):
         assert f"{joint}_em" in qa and f"{joint}_f1" in qa
         other = "joint" if joint == "joint_paragraph" else "joint_paragraph"
         assert f"{other}_em" not in qa and f"{other}_f1" not in qa
-    record = json.loads((tmp_path / "answers.jsonl").read_text().splitlines()[0])
-    assert f"{joint}_f1" in record["scores"] and f"{joint}_precision" in record["scores"]
+    assert summary["qa"]["support_unit"] == unit
+    per_question = json.loads((folder / "per_query.json").read_text())["generate"]
+    assert f"{joint}_f1" in per_question and f"{joint}_precision" in per_question
 
 
 # --- 8. YAML configs: duplicate keys, bytes that are not UTF-8 ---------------------------------------------------

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rankwise.cli.flags import section as flag_section
 from rankwise.errors import RankwiseError
 
 RETRIEVERS = ("bm25", "dense", "hybrid")
@@ -33,10 +34,11 @@ RerankerModelOpt = Annotated[
 TemplateOpt = Annotated[
     str, typer.Option("--template", help="Prompt template: default | short | sentences | a YAML file.")
 ]
-KOpt = Annotated[int, typer.Option("--k", help="Passages given to the generator.")]
-MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", help="Answer length budget in tokens.")]
+KOpt = Annotated[int, typer.Option("--k", min=1, help="Passages given to the generator.")]
+MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Answer length budget in tokens.")]
 ThreadsOpt = Annotated[
-    int | None, typer.Option("--threads", help="torch intra-op threads for a local model (1 is fastest on a busy CPU).")
+    int | None,
+    typer.Option("--threads", min=1, help="torch intra-op threads for a local model (1 is fastest on a busy CPU)."),
 ]
 RankRAGOpt = Annotated[
     Path | None,
@@ -46,13 +48,42 @@ RankRAGOpt = Annotated[
     ),
 ]
 PassageWordsOpt = Annotated[
-    int | None, typer.Option("--max-passage-words", help="Cut each passage to this many words in the prompt.")
+    int | None, typer.Option("--max-passage-words", min=1, help="Cut each passage to this many words in the prompt.")
 ]
 
 
 def register(app: typer.Typer) -> None:
     app.command("ask")(ask)
     app.command("rag")(rag)
+
+
+def generator_flags(
+    spec: str,
+    model: str | None,
+    api_key_env: str | None,
+    template: str,
+    max_new_tokens: int,
+    max_passage_words: int | None,
+    threads: int | None,
+    batch_size: int = 4,
+    **extra: Any,
+) -> Any:
+    """The generate section ``--generator SPEC`` and its flags describe (None for ``none``); ``extra``: more
+    settings of the section (``top_k``, ``checkpoint_every``)."""
+    from rankwise.build import generator_section
+
+    if spec.lower() == "none":
+        return None
+    if api_key_env and api_key_env not in os.environ:
+        raise RankwiseError(f"--api-key-env {api_key_env}: that environment variable is not set")
+    settings: dict[str, Any] = {"model": model, "template": template, "max_new_tokens": max_new_tokens, **extra}
+    if max_passage_words is not None:
+        settings["max_passage_words"] = max_passage_words
+    if spec.startswith(("http://", "https://")):
+        settings["api_key_env"] = api_key_env
+    else:
+        settings.update(threads=threads, batch_size=batch_size)
+    return generator_section(spec, **settings)
 
 
 def build_generator(
@@ -67,20 +98,13 @@ def build_generator(
 ) -> Any:
     """The generator ``--generator SPEC`` and its flags describe, built through :mod:`rankwise.build`."""
     from rankwise.build import build_generator as build
-    from rankwise.build import generator_section
 
-    if spec.lower() == "none":
+    section = generator_flags(
+        spec, model, api_key_env, template, max_new_tokens, max_passage_words, threads, batch_size
+    )
+    if section is None:
         return None
-    if api_key_env and api_key_env not in os.environ:
-        raise RankwiseError(f"--api-key-env {api_key_env}: that environment variable is not set")
-    settings: dict[str, Any] = {"model": model, "template": template, "max_new_tokens": max_new_tokens}
-    if max_passage_words is not None:
-        settings["max_passage_words"] = max_passage_words
-    if spec.startswith(("http://", "https://")):
-        settings["api_key_env"] = api_key_env
-    else:
-        settings.update(threads=threads, batch_size=batch_size)
-    generator = build(generator_section(spec, **settings), show_progress=True)
+    generator = build(section, show_progress=True)
     if hasattr(generator, "model_and_tokenizer"):
         # Load now, so the time per question reported later is generation, not the one-off model load.
         started = time.perf_counter()
@@ -114,6 +138,22 @@ def build_reranker(kind: str, model: str | None, generator: Any) -> Any:
     return None if config is None else build(config, show_progress=True, share_with=generator)
 
 
+def rankrag_sections(
+    rankrag: Path, reranker: str, generator: str, threads: int | None, **answer: Any
+) -> tuple[Any, Any]:
+    """``(generate, rerank)`` sections of ``--rankrag DIR``: one model is both (``--template default`` = the
+    template it was trained with), so ``--reranker``/``--generator`` are refused."""
+    from rankwise.config.sections import RankRAGGenerateConfig, RankRAGRerankConfig
+
+    if reranker != "none" or generator != "smollm2":
+        raise RankwiseError("--rankrag MODEL_DIR is both the reranker and the generator: drop --reranker/--generator")
+    model = str(rankrag)
+    # both sections name the same model and dtype: build.py loads it once (rankwise.rankrag.preset.shared_model)
+    return RankRAGGenerateConfig(model=model, threads=threads, **answer), RankRAGRerankConfig(
+        model=model, threads=threads
+    )
+
+
 def build_parts(
     rankrag: Path | None,
     reranker: str,
@@ -127,9 +167,7 @@ def build_parts(
     threads: int | None,
     batch_size: int,
 ) -> tuple[Any, Any]:
-    """``(generator, reranker)`` of ``ask``/``rag``. ``--rankrag DIR`` is the RankRAG preset: one loaded model is
-    both (``--template default`` = the template it was trained with), so ``--reranker``/``--generator`` are refused.
-    """
+    """``(generator, reranker)`` of ``ask``: see :func:`rankrag_sections` for ``--rankrag``."""
     if rankrag is None:
         gen = build_generator(
             generator, generator_model, api_key_env, template, max_new_tokens, max_passage_words, threads, batch_size
@@ -137,42 +175,26 @@ def build_parts(
         return gen, build_reranker(reranker, reranker_model, gen)
     from rankwise.build import build_generator as build_gen
     from rankwise.build import build_reranker as build_rank
-    from rankwise.config.sections import RankRAGGenerateConfig, RankRAGRerankConfig
 
-    if reranker != "none" or generator != "smollm2":
-        raise RankwiseError("--rankrag MODEL_DIR is both the reranker and the generator: drop --reranker/--generator")
-    model = str(rankrag)
-    answer = RankRAGGenerateConfig(
-        model=model, threads=threads, batch_size=batch_size, max_new_tokens=max_new_tokens, template=template,
-        max_passage_words=max_passage_words,
+    answer, rank = rankrag_sections(
+        rankrag, reranker, generator, threads, batch_size=batch_size, max_new_tokens=max_new_tokens,
+        template=template, max_passage_words=max_passage_words,
     )  # fmt: skip
-    # both sections name the same model and dtype: build.py loads it once (rankwise.rankrag.preset.shared_model)
-    return build_gen(answer), build_rank(RankRAGRerankConfig(model=model, threads=threads))
+    return build_gen(answer), build_rank(rank)
 
 
-def retriever_factory(kind: str, dense_model: str | None) -> Any:
-    """``make_retriever(corpus)`` for ``rankwise rag``: indexes the corpus in memory."""
-    from rankwise.config.sections import BM25Config, DenseConfig
+def retrieve_sections(kind: str, dense_model: str | None, candidates: int) -> tuple[dict[str, Any], Any]:
+    """``(retrieve sections, fuse section or None)`` of ``--retriever KIND``: ``hybrid`` is RRF of BM25 and dense."""
+    from rankwise.config.sections import BM25Config, DenseConfig, FuseConfig
 
     if kind not in RETRIEVERS:
         raise RankwiseError(f"--retriever must be one of {', '.join(RETRIEVERS)}, not '{kind}'")
-    sections = [BM25Config()] if kind == "bm25" else []
+    sections: dict[str, Any] = {}
+    if kind in ("bm25", "hybrid"):
+        sections["bm25"] = BM25Config(k=candidates)
     if kind in ("dense", "hybrid"):
-        sections = [
-            *([BM25Config()] if kind == "hybrid" else []),
-            DenseConfig(**({"model": dense_model} if dense_model else {})),
-        ]
-
-    def make(corpus: Any) -> Any:
-        from rankwise.build import build_retriever
-        from rankwise.experiment.pipeline import FusedRetriever
-
-        built = [build_retriever(section, show_progress=False) for section in sections]
-        for retriever in built:
-            retriever.index(corpus)
-        return built[0] if len(built) == 1 else FusedRetriever(built)
-
-    return make
+        sections["dense"] = DenseConfig(k=candidates, **({"model": dense_model} if dense_model else {}))
+    return sections, FuseConfig(method="rrf", k=60, depth=candidates) if kind == "hybrid" else None
 
 
 def _load_corpus(path: Path, format: str | None) -> dict[str, Any]:
@@ -266,7 +288,7 @@ def ask(
 def rag(
     dataset: Annotated[str, typer.Option("--dataset", help="hotpotqa | mtrag")],
     path: Annotated[Path, typer.Argument(help="HotpotQA JSON file/directory, or the MT-RAG directory.")],
-    out: Annotated[Path, typer.Option("--out", help="Output directory (answers.jsonl, metrics.json, run.trec).")],
+    out: Annotated[Path, typer.Option("--out", help="Output directory: one experiment folder per data set under it.")],
     retriever: Annotated[str, typer.Option("--retriever", help="bm25 | dense | hybrid (RRF of both)")] = "bm25",
     dense_model: Annotated[str | None, typer.Option("--dense-model", help="Dense encoder name or path.")] = None,
     reranker: RerankerOpt = "none",
@@ -275,7 +297,7 @@ def rag(
     generator_model: GeneratorModelOpt = None,
     api_key_env: ApiKeyOpt = None,
     k: KOpt = 5,
-    candidates: Annotated[int, typer.Option("--candidates", help="Documents retrieved per question.")] = 100,
+    candidates: Annotated[int, typer.Option("--candidates", min=1, help="Documents retrieved and reranked.")] = 100,
     setting: Annotated[str, typer.Option("--setting", help="hotpotqa: distractor | open")] = "distractor",
     rewrite: Annotated[
         str, typer.Option("--rewrite", help="mtrag: last_turn | full_history | llm | human (with --subset human)")
@@ -293,107 +315,89 @@ def rag(
         str | None,
         typer.Option("--answerability", help="mtrag: comma-separated labels to answer, e.g. ANSWERABLE,UNANSWERABLE"),
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", help="First N questions (mtrag: per domain).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N questions (mtrag: per domain).")] = None,
     per_label_limit: Annotated[
-        int | None, typer.Option("--per-label-limit", help="mtrag: answer at most N tasks per label per domain.")
+        int | None, typer.Option("--per-label-limit", min=1, help="mtrag: answer at most N tasks per label per domain.")
     ] = None,
     template: TemplateOpt = "default",
     max_new_tokens: MaxNewOpt = 64,
     max_passage_words: PassageWordsOpt = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Prompts per generation batch.")] = 4,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per generation batch.")] = 4,
     threads: ThreadsOpt = None,
     rankrag: RankRAGOpt = None,
-    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Questions per saved chunk (resume unit).")] = 16,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Questions per saved chunk (resume unit).")
+    ] = 16,
 ) -> None:
-    """Run a data set end to end (retrieve → rerank → answer with citations) and score it."""
+    """Run a data set end to end (retrieve → rerank → answer with citations) and score it: the flags become an
+    experiment config run by the experiment runner into OUT/<dataset>/ (OUT/../.indexes caches the indexes; a
+    rerun of the same command resumes, reusing what is done)."""
     from rich.console import Console
 
-    from rankwise.experiment.rag import run_hotpotqa
-    from rankwise.experiment.rag_mtrag import run_mtrag
+    from rankwise.data.mtrag import POOLED_NOTE
+    from rankwise.experiment.rag import hotpotqa_experiment, mtrag_experiment, run_rag
 
     if dataset not in ("hotpotqa", "mtrag"):
         raise RankwiseError(f"--dataset must be hotpotqa or mtrag, not '{dataset}'")
+    if passages not in ("retrieved", "reference"):
+        raise RankwiseError(f"--passages must be 'retrieved' or 'reference', not '{passages}'")
     console = Console(stderr=True)
-    gen, rerank = build_parts(
-        rankrag, reranker, reranker_model, generator, generator_model, api_key_env, template, max_new_tokens,
-        max_passage_words, threads, batch_size,
-    )  # fmt: skip
-    settings = {
-        "rankrag": str(rankrag) if rankrag else None,
-        "retriever": retriever,
-        "dense_model": dense_model,
-        "reranker": reranker,
-        "reranker_model": reranker_model,
-        "generator": generator,
-        "generator_model": generator_model,
-        "template": template,
-        "max_new_tokens": max_new_tokens,
-        "max_passage_words": max_passage_words,
-        "candidates": candidates,
-    }
-    make = retriever_factory(retriever, dense_model)
-    if dataset == "hotpotqa":
-        metrics = run_hotpotqa(
-            path,
-            out,
-            make,
-            generator=gen,
-            reranker=rerank,
-            k=k,
-            candidates=candidates,
-            setting=setting,
-            limit=limit,
-            chunk_size=chunk_size,
-            settings=settings,
-            log=console.log,
-        )
-        summary = {**metrics["retrieval"], **metrics.get("qa", {})}
+    answer = {"top_k": k, "checkpoint_every": chunk_size}
+    if dataset == "mtrag" and passages == "reference":
+        answer["passages"] = "reference"
+    if rankrag is None:
+        generate = generator_flags(
+            generator, generator_model, api_key_env, template, max_new_tokens, max_passage_words, threads, batch_size,
+            **answer,
+        )  # fmt: skip
+        rerank = reranker_section(reranker, reranker_model)
     else:
-        rewriter: Any = None
-        if rewrite == "llm":
-            from rankwise.retrieve.rewrite import CachedRewriter, LLMRewriter
-
-            chat = (
-                gen
-                if rewriter_model is None and gen is not None
-                else build_generator(
-                    rewriter_model or "smollm2", None, None, "default", 48, None, threads, batch_size=batch_size
-                )
-            )
-            rewriter = LLMRewriter(chat)
-            if rewrite_cache is not None:
-                rewriter = CachedRewriter(rewriter, rewrite_cache)
-        settings["rewriter_model"] = rewriter_model
-        metrics = run_mtrag(
-            path,
-            out,
-            make,
-            generator=gen,
-            reranker=rerank,
-            rewrite=rewrite,
-            rewriter=rewriter,
-            domains=domain,
-            k=k,
-            candidates=candidates,
-            passages=passages,
-            answerability=answerability.split(",") if answerability else None,
-            subset=subset,
-            limit=limit,
-            per_label_limit=per_label_limit,
-            chunk_size=chunk_size,
-            settings=settings,
-            log=console.log,
-        )
-        console.print(f"[bold]{metrics['note']}[/bold]")
-        summary = {
+        generate, rerank = rankrag_sections(
+            rankrag, reranker, generator, threads, batch_size=batch_size, max_new_tokens=max_new_tokens,
+            template=template, max_passage_words=max_passage_words, **answer,
+        )  # fmt: skip
+    retrieve, fuse = retrieve_sections(retriever, dense_model, candidates)
+    stages = {"retrieve": retrieve, "fuse": fuse, "generate": generate}
+    stages["rerank"] = None if rerank is None else rerank.model_copy(update={"top_n": candidates})
+    out = out.resolve()
+    if dataset == "hotpotqa":
+        config, sources = hotpotqa_experiment(path, out.name, stages, setting, limit)
+    else:
+        stages["rewrite"] = _rewrite_section(rewrite, rewriter_model, rewrite_cache, generate, threads)
+        config, sources = mtrag_experiment(
+            path, out.name, stages, domain, subset, answerability.split(",") if answerability else None,
+            per_label_limit, limit,
+        )  # fmt: skip
+    summary, folders = run_rag(dataset, config, sources, out.parent, log=console.log)
+    if dataset == "hotpotqa":
+        shown = {**summary["retrieval"], **summary.get("qa", {})}
+    else:
+        console.print(f"[bold]{POOLED_NOTE}[/bold]")
+        shown = {
             f"{d} {m}": v
-            for d, values in metrics["retrieval"].items()
+            for d, values in summary["retrieval"].items()
             for m, v in values.items()
             if m in ("nDCG@10", "R@5")
         }
-        summary.update({m: v for m, v in metrics.get("generation", {}).items() if isinstance(v, float)})
-    summary.update({f"{s} per question": v for s, v in metrics["latency_per_question_s"].items()})
-    for name, value in summary.items():
-        shown = f"{value:.4f}" if isinstance(value, float) else str(value)
-        console.print(f"{name:>45}  {shown}")
-    console.print(f"answers.jsonl, run.trec and metrics.json written to {out}")
+        shown.update({m: v for m, v in summary.get("generation", {}).items() if isinstance(v, float)})
+    shown.update({f"{s} per question": v for s, v in summary["latency_per_question_s"].items()})
+    for name, value in shown.items():
+        console.print(f"{name:>45}  {value:.4f}" if isinstance(value, float) else f"{name:>45}  {value}")
+    console.print(f"experiment output (config.yaml, runs/, metrics.json, ...): {', '.join(map(str, folders))}")
+
+
+def _rewrite_section(strategy: str, model: str | None, cache: Path | None, generate: Any, threads: int | None) -> Any:
+    """The rewrite section of ``rag --dataset mtrag``; ``llm`` rewrites with ``--rewriter-model``, else with the
+    local generator's model (an HTTP generator cannot rewrite: name a local --rewriter-model)."""
+    from rankwise.config.sections import HTTPGenerateConfig, RewriteConfig
+
+    if strategy != "llm":
+        if model is not None or cache is not None:
+            raise RankwiseError("--rewriter-model and --rewrite-cache apply to --rewrite llm only")
+        return flag_section(RewriteConfig, {"strategy": "--rewrite"}, strategy=strategy)
+    if model is None and isinstance(generate, HTTPGenerateConfig):
+        raise RankwiseError(
+            "--rewrite llm rewrites with a local model: give --rewriter-model with an http(s) --generator"
+        )
+    chosen = model or (generate.model if generate is not None else "smollm2")
+    return RewriteConfig(strategy="llm", model=chosen, threads=threads, cache=str(cache) if cache else None)

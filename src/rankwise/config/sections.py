@@ -23,6 +23,18 @@ class DataConfig(Strict):
     split: str = "test"
     format: Literal["beir", "smart", "hotpotqa"] | None = None
     max_queries: PositiveInt | None = Field(None, description="keep the first N judged queries (quick runs)")
+    setting: Literal["open", "distractor"] = Field(
+        "open", description="HotpotQA: open = rank the whole corpus; distractor = each question's own paragraphs"
+    )
+    sentence_lines: bool = Field(
+        False, description="HotpotQA: one sentence per line in each paragraph (what [n.s] citations number)"
+    )
+    answerability: list[Literal["ANSWERABLE", "PARTIAL", "UNANSWERABLE", "UNDERSPECIFIED"]] | None = Field(
+        None, description="MT-RAG generation tasks (mtrag-tasks:DOMAIN): keep the tasks with these labels"
+    )
+    per_label_limit: PositiveInt | None = Field(
+        None, description="MT-RAG generation tasks: keep the first N tasks of each answerability label"
+    )
 
 
 class BM25Config(Strict):
@@ -187,10 +199,14 @@ class _RankRAGModel(Strict):
 
 class RankRAGRerankConfig(_RankRAGModel, _RerankCommon):
     """A ``rankwise rankrag train`` model as the P(True) reranker, with the prompt settings it was trained with
-    (its ``rankrag.json``); with ``generate: {kind: rankrag}`` on the same model, ONE loaded copy plays both."""
+    (its ``rankrag.json``; the ranking prompt settings left None); with ``generate: {kind: rankrag}`` on the same
+    model, ONE loaded copy plays both."""
 
     top_n: PositiveInt = Field(20, description="rerank the top N of the previous ranking (the rest is dropped)")
     batch_size: PositiveInt = 16
+    max_passage_tokens: PositiveInt | None = Field(None, description="passage cut in the ranking prompt")
+    ranking_template: str | None = Field(None, description="ranking prompt with {question} and {passage}")
+    ranking_system_prompt: str | None = Field(None, description="system turn of the ranking prompt")
 
 
 RERANKER_CONFIGS: dict[str, type[Strict]] = {
@@ -212,6 +228,7 @@ class RewriteConfig(Strict):
     model: str = Field("smollm2", description="llm: the chat model that rewrites (local name/path)")
     max_new_tokens: PositiveInt = 48
     threads: PositiveInt | None = None
+    cache: str | None = Field(None, description="llm: JSONL file of rewrites reused (same question) and extended")
 
 
 class _GenerateCommon(Strict):
@@ -221,6 +238,11 @@ class _GenerateCommon(Strict):
     max_passage_words: PositiveInt | None = None
     checkpoint_every: PositiveInt | None = Field(
         16, description="answers saved every N questions, so a killed run resumes; None = all in one go"
+    )
+    passages: Literal["ranking", "reference"] = Field(
+        "ranking",
+        description="ranking = the top_k of the final ranking; reference = all of the data set's reference "
+        "passages of the question (MT-RAG's; elsewhere the judged relevant ones), whatever the ranking",
     )
 
 

@@ -5,15 +5,21 @@ as [1]..[k]) and the :class:`~rankwise.generate.answer.Answer` fields. QA metric
 :mod:`rankwise.evaluate.qa`'s pure functions against the gold data of the data set, looked up in
 :data:`GOLD` by the data set's source (a plain name -> loader table):
 
-- HotpotQA: the gold answer; the supporting paragraphs are the evidence (qrels);
-- MT-RAG: the reference answers, the reference passages as evidence, answerable = ANSWERABLE or PARTIAL;
+- HotpotQA: the gold answer; the supporting paragraphs are the evidence (qrels); the supporting facts;
+- MT-RAG: the reference answers, the reference passages as evidence, answerable = ANSWERABLE or PARTIAL, and
+  the answerability label (the means are also given per label, ``by_label``);
 - anything else (BEIR, SMART): no answer text; the judged relevant documents are the evidence.
 
 Per question: ``em``/``f1`` (SQuAD normalisation, when a gold answer exists and the question is answerable;
 HotpotQA answers use the official script's rule that a yes/no/noanswer mismatch scores F1 0),
 ``answer_in_passages`` (a gold answer occurs in the passages shown: the ceiling the ranking allows),
 ``citation_precision``/``citation_recall``/``support_f1`` against the evidence, ``cited``, ``abstained``,
-``dropped_citations``. Means skip questions where a value is undefined and say how many they cover.
+``dropped_citations``. HotpotQA adds the official answer precision/recall, supporting-fact and joint scores and
+``citation_precision_answer``/``supported`` (:func:`rankwise.experiment.rag_scores.hotpot_scores`). Means skip
+questions where a value is undefined and say how many they cover.
+
+``generate: {passages: reference}`` answers from the question's evidence passages (all of them, in the data
+set's order) instead of the ranking's top ``top_k``.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,7 @@ from typing import Any
 from rankwise.build import build_generator
 from rankwise.config.experiment import GenerateConfig
 from rankwise.experiment.cache import Chunks
+from rankwise.experiment.rag_scores import hotpot_scores
 from rankwise.types import Dataset, Document, Query, Run, sort_run
 
 QA_METRICS = ("em", "f1", "answer_in_passages", "citation_precision", "citation_recall", "support_f1", "cited",
@@ -41,6 +48,8 @@ class Gold:
     evidence: tuple[str, ...] = ()
     answerable: bool | None = None
     answer_rule: str = "squad"  # "hotpotqa": the official HotpotQA answer EM/F1 (yes/no/noanswer score F1 0)
+    facts: tuple[tuple[str, int], ...] = ()  # HotpotQA supporting facts (title, sentence index)
+    label: str | None = None  # MT-RAG answerability label
 
 
 def _gold_from_qrels(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]:
@@ -54,7 +63,8 @@ def _gold_hotpotqa(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]
     gold = {}
     for example in load_hotpotqa(info["path"]):
         if example.id in dataset.queries and example.answer is not None:
-            gold[example.id] = Gold((example.answer,), base.get(example.id, Gold()).evidence, True, "hotpotqa")
+            evidence = base.get(example.id, Gold()).evidence
+            gold[example.id] = Gold((example.answer,), evidence, True, "hotpotqa", tuple(example.supporting_facts))
     return gold
 
 
@@ -63,7 +73,12 @@ def _gold_mtrag(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]:
 
     tasks = {t.id: t for t in load_generation_tasks(info["path"], [info["domain"]])}
     return {
-        qid: Gold(tuple(t for t in task.targets if t.strip()), tuple(d.id for d in task.contexts), task.answerable)
+        qid: Gold(
+            tuple(t for t in task.targets if t.strip()),
+            tuple(d.id for d in task.contexts),
+            task.answerable,
+            label=task.answerability,
+        )
         for qid, task in tasks.items()
         if qid in dataset.queries
     }
@@ -78,7 +93,11 @@ GOLD: dict[str, Callable[[Dataset, Mapping[str, Any]], dict[str, Gold]]] = {
 
 
 def gold_for(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]:
-    key = "mtrag" if info.get("source") in ("mtrag", "mtrag-answerability") else str(info.get("format") or "")
+    key = (
+        "mtrag"
+        if info.get("source") in ("mtrag", "mtrag-answerability", "mtrag-tasks")
+        else str(info.get("format") or "")
+    )
     if key != "mtrag" and info.get("source") == "files":
         from rankwise.data import detect_format
 
@@ -94,8 +113,10 @@ def generate(
     chunks: Chunks,
     progress: bool,
     log: Callable[[str], None],
+    reference: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Answer every query from its top ``top_k`` documents of ``run``, in saved chunks of questions."""
+    """Answer every query from its top ``top_k`` documents of ``run`` (or its ``reference`` passages when given),
+    in saved chunks of questions."""
     from rankwise.generate.base import GenerationRequest
 
     started = time.perf_counter()
@@ -111,7 +132,12 @@ def generate(
             if not built:
                 built.append(build_generator(config, progress))
             batch = ids[start : start + size]
-            shown = {qid: list(ranked.get(qid, {}))[: config.top_k] for qid in batch}
+            shown = {
+                qid: list(reference.get(qid, ()))
+                if reference is not None
+                else list(ranked.get(qid, {}))[: config.top_k]
+                for qid in batch
+            }
             requests = [
                 GenerationRequest(queries[q].text, tuple(corpus[d] for d in shown[q]), tuple(queries[q].history))
                 for q in batch
@@ -132,6 +158,22 @@ def generate(
     return records, info
 
 
+def reference_passages(config: GenerateConfig, gold: Mapping[str, Gold]) -> dict[str, list[str]] | None:
+    """Each question's evidence passages when ``config.passages`` is ``reference``, else None."""
+    return {qid: list(g.evidence) for qid, g in gold.items()} if config.passages == "reference" else None
+
+
+def numbers_sentences(config: GenerateConfig) -> bool:
+    """Whether the generator's template numbers sentences (``[n.s]`` citations: sentence-level support)."""
+    from rankwise.generate.prompts import load_template
+
+    name = config.template
+    if config.kind == "rankrag" and name == "default":  # the template the model was trained with
+        saved = Path(config.model) / "rankrag.json"
+        name = json.loads(saved.read_text(encoding="utf-8")).get("template", "short") if saved.is_file() else "short"
+    return load_template(name).number_sentences
+
+
 def write_answers(records: list[dict[str, Any]], path: Path) -> None:
     from rankwise.data.files import atomic_writer
 
@@ -146,8 +188,11 @@ def read_answers(path: Path) -> list[dict[str, Any]]:
     return [record for _, record in iter_jsonl(path)]
 
 
-def question_scores(record: Mapping[str, Any], gold: Gold, corpus: Mapping[str, Document]) -> dict[str, float | None]:
-    """The per-question QA scores (see the module docstring); ``None`` where a score is undefined."""
+def question_scores(
+    record: Mapping[str, Any], gold: Gold, corpus: Mapping[str, Document], sentence_level: bool = False
+) -> dict[str, float | None]:
+    """The per-question QA scores (see the module docstring); ``None`` where a score is undefined.
+    ``sentence_level``: the answers cite sentences (HotpotQA support is then scored per sentence too)."""
     from rankwise.evaluate import qa
     from rankwise.generate.answer import Answer
 
@@ -171,20 +216,27 @@ def question_scores(record: Mapping[str, Any], gold: Gold, corpus: Mapping[str, 
     scores["cited"] = float(bool(cited))
     scores["abstained"] = float(answer.abstained)
     scores["dropped_citations"] = float(answer.dropped_citations)
+    if gold.answer_rule == "hotpotqa" and gold.answers:
+        scores.update(hotpot_scores(answer, gold.answers[0], gold.facts, corpus, sentence_level))
     return scores
 
 
 def qa_metrics(
-    records: list[dict[str, Any]], gold: Mapping[str, Gold], corpus: Mapping[str, Document]
+    records: list[dict[str, Any]],
+    gold: Mapping[str, Gold],
+    corpus: Mapping[str, Document],
+    sentence_level: bool = False,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """``(means, per-question values)``: means over the questions where each score is defined."""
+    """``(means, per-question values)``: means over the questions where each score is defined; with answerability
+    labels also ``by_label``: per label the question count, the means and how many each covers."""
     from rankwise.evaluate.qa import abstention_scores
 
     per_question: dict[str, dict[str, float]] = {name: {} for name in QA_METRICS}
     for record in records:
-        for name, value in question_scores(record, gold.get(record["id"], Gold()), corpus).items():
+        scores = question_scores(record, gold.get(record["id"], Gold()), corpus, sentence_level)
+        for name, value in scores.items():
             if value is not None:
-                per_question[name][record["id"]] = value
+                per_question.setdefault(name, {})[record["id"]] = value
     means: dict[str, Any] = {}
     defined: dict[str, int] = {}
     for name, values in per_question.items():
@@ -197,4 +249,23 @@ def qa_metrics(
             [bool(r["abstained"]) for r in labelled], [bool(gold[r["id"]].answerable) for r in labelled]
         )
         means.update({k: v for k, v in split.items() if v is not None and k != "abstention_rate"})
-    return {"metrics": means, "defined": defined}, {k: dict(sorted(v.items())) for k, v in per_question.items() if v}
+    scored: dict[str, Any] = {"metrics": means, "defined": defined}
+    labels = {r["id"]: gold[r["id"]].label for r in records if r["id"] in gold and gold[r["id"]].label is not None}
+    if labels:
+        scored["by_label"] = {
+            label: _label_block(per_question, labels, label) for label in sorted(set(labels.values()))
+        }
+    return scored, {k: dict(sorted(v.items())) for k, v in per_question.items() if v}
+
+
+def _label_block(
+    per_question: Mapping[str, Mapping[str, float]], labels: Mapping[str, str], label: str
+) -> dict[str, Any]:
+    ids = {qid for qid, value in labels.items() if value == label}
+    block: dict[str, Any] = {"questions": len(ids), "metrics": {}, "defined": {}}
+    for name, values in per_question.items():
+        picked = [v for qid, v in values.items() if qid in ids]
+        if picked:
+            block["metrics"][name] = math.fsum(picked) / len(picked)
+            block["defined"][name] = len(picked)
+    return block

@@ -8,12 +8,19 @@
    benchmark's human rewrites exist (``rewrite: {strategy: human}``; see
    :func:`rankwise.data.mtrag.load_human_retrieval`); ``mtrag-answerability:<domain>`` — every UNANSWERABLE
    generation task of the domain and as many ANSWERABLE ones (seeded sample), unjudged ones kept, for
-   measuring abstention (:func:`rankwise.data.mtrag.load_answerability_probe`);
+   measuring abstention (:func:`rankwise.data.mtrag.load_answerability_probe`); ``mtrag-tasks:<domain>`` —
+   every MT-RAG-UN generation task of the domain, unjudged ones kept (``data.answerability`` picks labels,
+   ``data.per_label_limit`` caps each label);
 2. a path to a data set directory or file (BEIR, SMART, HotpotQA);
 3. a folder name under ``$RANKWISE_DATA`` (``scifact``, ``cranfield``, ``hotpotqa-train100``);
 4. a BEIR data set name, downloaded (md5-checked, cached) by :func:`rankwise.data.download.ensure_beir`.
 
 The table of sources is a plain dict (:data:`SOURCES`): a new kind of data set plugs in with one entry.
+
+HotpotQA options of the ``data`` section: ``sentence_lines`` builds each paragraph one sentence per line (what
+the sentence-numbered prompt template cites), and ``setting: distractor`` gives each question the candidate set
+of its own paragraphs (:func:`candidate_sets`; the retrieve stage ranks only those, with the statistics of the
+whole file's corpus).
 """
 
 from __future__ import annotations
@@ -29,8 +36,13 @@ from rankwise.types import Dataset
 
 MTRAG_DOMAINS = ("clapnq", "cloud", "fiqa", "govt")
 # -d prefix -> source kind
-MTRAG_PREFIXES = {"mtrag": "mtrag", "mtrag-human": "mtrag-human", "mtrag-answerability": "mtrag-answerability"}
-KEEPS_UNJUDGED = ("mtrag-answerability",)  # source kinds whose unjudged queries are kept (generation probes)
+MTRAG_PREFIXES = {
+    "mtrag": "mtrag",
+    "mtrag-human": "mtrag-human",
+    "mtrag-answerability": "mtrag-answerability",
+    "mtrag-tasks": "mtrag-tasks",
+}
+KEEPS_UNJUDGED = ("mtrag-answerability", "mtrag-tasks")  # sources whose unjudged queries are kept (generation)
 
 
 @dataclass(frozen=True)
@@ -70,14 +82,40 @@ def resolve_dataset(arg: str) -> DatasetSource:
     where = f"$RANKWISE_DATA ({root})" if root is not None else "$RANKWISE_DATA (unset)"
     raise RankwiseError(
         f"-d {arg}: not a path, not a folder of {where}, not a BEIR data set name and not an MT-RAG domain "
-        f"(mtrag:{'|'.join(MTRAG_DOMAINS)}, mtrag-human:DOMAIN, mtrag-answerability:DOMAIN)"
+        f"(mtrag:{'|'.join(MTRAG_DOMAINS)}, mtrag-human:DOMAIN, mtrag-answerability:DOMAIN, mtrag-tasks:DOMAIN)"
     )
 
 
 def _load_files(source: DatasetSource, config: DataConfig) -> Dataset:
     from rankwise.data import load_dataset
 
-    return load_dataset(source.path, format=config.format, split=config.split)
+    if not config.sentence_lines:
+        return load_dataset(source.path, format=config.format, split=config.split)
+    from rankwise.data.hotpotqa import hotpotqa_inputs
+
+    dataset = load_dataset(source.path, format=_hotpotqa_only(source, config, "sentence_lines"), split=config.split)
+    _, lines, _ = hotpotqa_inputs(source.path)
+    return Dataset(dataset.name, lines, dataset.queries, dataset.qrels, dataset.warnings)
+
+
+def _hotpotqa_only(source: DatasetSource, config: DataConfig, key: str) -> str:
+    """``"hotpotqa"``, or a one-line error naming ``data.<key>`` when ``source`` is not a HotpotQA file."""
+    from rankwise.data import detect_format
+
+    fmt = config.format or (detect_format(source.path) if source.source == "files" else source.source)
+    if fmt != "hotpotqa":
+        raise RankwiseError(f"data.{key} applies to HotpotQA files; {source.path} is {fmt} data")
+    return fmt
+
+
+def candidate_sets(source: DatasetSource, config: DataConfig) -> dict[str, list[str]] | None:
+    """Each question's own paragraphs (``data.setting: distractor``), else None (rank the whole corpus)."""
+    if config.setting == "open":
+        return None
+    from rankwise.data.hotpotqa import hotpotqa_inputs
+
+    _hotpotqa_only(source, config, "setting")
+    return hotpotqa_inputs(source.path)[2]
 
 
 def _load_beir_download(source: DatasetSource, config: DataConfig) -> Dataset:
@@ -105,6 +143,28 @@ def _load_mtrag_answerability(source: DatasetSource, config: DataConfig) -> Data
     return load_answerability_probe(source.path, source.domain or "")
 
 
+def _load_mtrag_tasks(source: DatasetSource, config: DataConfig) -> Dataset:
+    """Every generation task of the domain with a chosen label (all labels by default), the first
+    ``per_label_limit`` of each label, in file order; the pooled corpus and the judgements they have."""
+    from rankwise.data.mtrag import load_generation_tasks, load_pooled_retrieval
+
+    tasks = load_generation_tasks(source.path, [source.domain or ""])
+    pooled = load_pooled_retrieval(source.path, source.domain or "", tasks)
+    labels = set(config.answerability or [t.answerability for t in tasks])
+    seen: dict[str, int] = {}
+    chosen = []
+    for task in tasks:
+        seen[task.answerability] = seen.get(task.answerability, 0) + 1
+        if task.answerability in labels and (
+            config.per_label_limit is None or seen[task.answerability] <= config.per_label_limit
+        ):
+            chosen.append(task)
+    note = f"{source.domain}: {len(chosen)} of {len(tasks)} generation tasks (labels {', '.join(sorted(labels))})"
+    queries = {t.id: t.query() for t in chosen}
+    qrels = {q: pooled.qrels[q] for q in queries if q in pooled.qrels}
+    return Dataset(f"mtrag-tasks-{source.domain}-pooled", pooled.corpus, queries, qrels, [*pooled.warnings, note])
+
+
 # source kind -> loader (plain dict literal; see the module docstring).
 SOURCES: dict[str, Callable[[DatasetSource, DataConfig], Dataset]] = {
     "files": _load_files,
@@ -112,12 +172,17 @@ SOURCES: dict[str, Callable[[DatasetSource, DataConfig], Dataset]] = {
     "mtrag": _load_mtrag,
     "mtrag-human": _load_mtrag_human,
     "mtrag-answerability": _load_mtrag_answerability,
+    "mtrag-tasks": _load_mtrag_tasks,
 }
 
 
 def load_for_experiment(source: DatasetSource, config: DataConfig) -> Dataset:
     """Load the data set and keep its judged queries (all queries for :data:`KEEPS_UNJUDGED` sources; the first
     ``max_queries`` when set) and their qrels."""
+    if (config.answerability is not None or config.per_label_limit is not None) and source.source != "mtrag-tasks":
+        raise RankwiseError(
+            f"data.answerability and data.per_label_limit apply to -d mtrag-tasks:DOMAIN, not {source.name}"
+        )
     dataset = SOURCES[source.source](source, config)
     queries = dict(dataset.queries) if source.source in KEEPS_UNJUDGED else dataset.judged_queries()
     if not queries:

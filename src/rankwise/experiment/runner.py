@@ -41,7 +41,7 @@ from rankwise.config.experiment import ExperimentConfig, dump_config
 from rankwise.data.files import atomic_write_text, write_json
 from rankwise.experiment import stages
 from rankwise.experiment.cache import Chunks, Ledger, content_hash, qrels_digest, queries_digest
-from rankwise.experiment.datasets import DatasetSource, load_for_experiment, resolve_dataset
+from rankwise.experiment.datasets import DatasetSource, candidate_sets, load_for_experiment, resolve_dataset
 from rankwise.experiment.outputs import STAGING_SUFFIX
 from rankwise.types import Dataset, Run
 
@@ -52,18 +52,19 @@ REPLACED = ".replaced"  # inside the staging folder: the previous output, for th
 
 def run_experiment(
     config: ExperimentConfig,
-    datasets: Sequence[str] = (),
+    datasets: Sequence[str | DatasetSource] = (),
     out_root: str | Path = "outputs",
     show_progress: bool = True,
     log: Log = print,
 ) -> list[Path]:
-    """Run ``config`` on each data set (``-d`` arguments; default: ``config.datasets``); return the output dirs."""
+    """Run ``config`` on each data set (``-d`` arguments or resolved sources; default: ``config.datasets``);
+    return the output dirs."""
     from rankwise.errors import RankwiseError
 
     names = list(datasets) or list(config.datasets)
     if not names:
         raise RankwiseError(f"experiment {config.name!r}: no data set given (-d NAME) and none in its config")
-    sources = [resolve_dataset(name) for name in names]  # resolve all first: fail before any work
+    sources = [n if isinstance(n, DatasetSource) else resolve_dataset(n) for n in names]  # fail before any work
     out_root = Path(out_root)
     _check_folders(sources, out_root / config.name)
     outputs = []
@@ -158,6 +159,9 @@ def run_dataset(
         log(f"  warning: {warning}")
     fingerprint = corpus_fingerprint(dataset.corpus)
     data_key = content_hash(fingerprint, queries_digest(dataset.queries))
+    allowed = candidate_sets(source, config.data)  # each query's own candidates (HotpotQA distractor), or None
+    if allowed is not None:
+        data_key = content_hash(data_key, allowed)
     config_text = dump_config(config)
     config_key = content_hash(config_text, data_key, qrels_digest(dataset.qrels))
 
@@ -188,7 +192,7 @@ def run_dataset(
         runs[name] = done.run(
             name, key, f"runs/{name}.trec",
             lambda section=section: stages.retrieve(
-                section, dataset.corpus, fingerprint, search_queries, index_root, show_progress
+                section, dataset.corpus, fingerprint, search_queries, index_root, show_progress, allowed
             ),
             tag(name), read_run,
         )  # fmt: skip
@@ -217,22 +221,6 @@ def run_dataset(
         runs["rerank"] = done.run("rerank", key, "runs/rerank.trec", compute_rerank, tag("rerank"), read_run)
         chunks.clear()
         last = "rerank"
-    records = None
-    if config.generate is not None:
-        generate_config, final = config.generate, runs[last]
-        stamp = stages.model_stamp(getattr(generate_config, "model", None))  # a model retrained in place: new key
-        key = content_hash("generate", version, generate_config.model_dump(), stamp, done.keys[last], data_key)
-        chunks = Chunks(out_dir, "generate", key)
-        records = done.run(
-            "generate", key, "answers.jsonl",
-            lambda: answers.generate(
-                generate_config, dataset.queries, final, dataset.corpus, chunks, show_progress, log
-            ),
-            answers.write_answers, answers.read_answers,
-        )  # fmt: skip
-        chunks.clear()
-
-    _remove_stale(out_dir, set(runs), records is not None, config.rewrite is not None)
     info = {
         "name": source.name,
         "source": source.source,
@@ -242,9 +230,28 @@ def run_dataset(
         "format": config.data.format,
         "title": dataset.name,
     }
+    records = None
+    if config.generate is not None:
+        generate_config, final = config.generate, runs[last]
+        gold = answers.gold_for(dataset, info)
+        reference = answers.reference_passages(generate_config, gold)
+        stamp = stages.model_stamp(getattr(generate_config, "model", None))  # a model retrained in place: new key
+        key = content_hash("generate", version, generate_config.model_dump(), stamp, done.keys[last], data_key)
+        chunks = Chunks(out_dir, "generate", key)
+        records = done.run(
+            "generate", key, "answers.jsonl",
+            lambda: answers.generate(
+                generate_config, dataset.queries, final, dataset.corpus, chunks, show_progress, log, reference
+            ),
+            answers.write_answers, answers.read_answers,
+        )  # fmt: skip
+        chunks.clear()
+
+    _remove_stale(out_dir, set(runs), records is not None, config.rewrite is not None)
     metrics, per_query = evaluate_stages(config, dataset, runs, done.timing)
     if records is not None:
-        scored, per_question = answers.qa_metrics(records, answers.gold_for(dataset, info), dataset.corpus)
+        sentences = answers.numbers_sentences(generate_config)
+        scored, per_question = answers.qa_metrics(records, gold, dataset.corpus, sentences)
         metrics["generate"] = {
             "type": "generate",
             "answers": "answers.jsonl",

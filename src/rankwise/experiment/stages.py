@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,14 @@ from rankwise.config.experiment import (
 from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.experiment.cache import Chunks, content_hash, model_stamp
 from rankwise.experiment.datasets import DatasetSource
+from rankwise.experiment.pipeline import restrict_run
 from rankwise.rerank.base import interpolate
 from rankwise.types import Document, Query, Run, top_k
 
 logger = logging.getLogger(__name__)
 
 Log = Callable[[str], None]
+RESTRICTED_BATCH = 256  # queries searched at once when each ranks its own candidates (a whole-corpus depth)
 
 # -------------------------------------------------------------------------------------------------- rewrite
 
@@ -40,10 +42,12 @@ def rewrite(
 ) -> tuple[dict[str, Query], dict[str, Any]]:
     """The search queries: each question rewritten by the configured strategy (history kept). ``human`` reads
     the rewrites the data set ships (MT-RAG's original tasks: ``-d mtrag-human:<domain>``)."""
-    from rankwise.retrieve.rewrite import GivenRewrites, rewrite_queries
+    from rankwise.retrieve.rewrite import CachedRewriter, GivenRewrites, rewrite_queries
 
     started = time.perf_counter()
     rewriter: Any = build_rewriter(config, progress)
+    if config.cache is not None and rewriter is not None:
+        rewriter = CachedRewriter(rewriter, config.cache)
     if config.strategy == "human":
         if source is None or source.source != "mtrag-human":
             given = "no data set" if source is None else f"-d {source.name}"
@@ -117,10 +121,19 @@ def retrieve(
     queries: Mapping[str, Query],
     index_root: Path,
     progress: bool,
+    allowed: Mapping[str, Collection[str]] | None = None,
 ) -> tuple[Run, dict[str, Any]]:
+    """The top ``k`` of each query; with ``allowed`` (query id -> its candidates) each query's whole candidate
+    set instead, in the order of a search over the whole corpus (candidates it does not reach follow, by id)."""
     retriever, timing = open_index(config, corpus, fingerprint, index_root, progress)
     started = time.perf_counter()
-    run = retriever.search(queries, k=config.k)
+    if allowed is None:
+        run = retriever.search(queries, k=config.k)
+    else:
+        ids, run = list(queries), {}
+        for start in range(0, len(ids), RESTRICTED_BATCH):  # a whole-corpus ranking per query: bound the memory
+            batch = {qid: queries[qid] for qid in ids[start : start + RESTRICTED_BATCH]}
+            run.update(restrict_run(retriever.search(batch, k=len(corpus)), allowed))
     timing["search_s"] = _since(started)
     return run, timing
 

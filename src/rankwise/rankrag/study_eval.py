@@ -1,7 +1,8 @@
 """Evaluation of one RankRAG model for the ranking-fraction study (:mod:`rankwise.rankrag.sweep`).
 
-Every measurement is cached in its own file under the model's eval directory (``ranking.json``,
-``hotpotqa/metrics.json``, ``hotpotqa-no-rerank/metrics.json``); the model is loaded only when one is missing.
+Every measurement is cached in its own file under the model's eval directory (``ranking.json``; the HotpotQA
+runs are experiments, ``hotpotqa/hotpotqa-heldout/`` and ``hotpotqa-no-rerank/hotpotqa-heldout/``, with their
+``metrics.json``); the model is loaded only when one is missing.
 """
 
 from __future__ import annotations
@@ -151,9 +152,9 @@ class Evaluator:
 
         parts["ranking"] = self._ranking(eval_dir / "ranking.json", model, shared)
         if self.hotpotqa is not None:
-            parts["hotpotqa"] = self._hotpotqa(eval_dir / "hotpotqa", model, shared, rerank=True)
+            parts["hotpotqa"] = self._hotpotqa(eval_dir / "hotpotqa", model, rerank=True)
             if no_rerank:
-                parts["hotpotqa_no_rerank"] = self._hotpotqa(eval_dir / "hotpotqa-no-rerank", model, shared, False)
+                parts["hotpotqa_no_rerank"] = self._hotpotqa(eval_dir / "hotpotqa-no-rerank", model, False)
         return parts
 
     def _ranking(self, path: Path, model: str, shared: Any) -> dict[str, Any]:
@@ -191,44 +192,45 @@ class Evaluator:
         atomic_write_text(path, json.dumps(result, indent=2) + "\n")
         return result
 
-    def _hotpotqa(self, out_dir: Path, model: str, shared: Any, rerank: bool) -> dict[str, Any]:
-        wanted = {"model": model, "rerank": rerank, "dtype": self.dtype, "template": self.blend.qa_template}
-        wanted.update(k=self.settings.k, max_new_tokens=self.settings.max_new_tokens)
-        wanted.update(max_passage_words=self.blend.max_passage_words, max_passage_tokens=self.blend.max_passage_tokens)
-        questions = len(self._heldout_file()["ids"])
-        done = out_dir / "metrics.json"
-        if done.is_file():  # reuse it only if it was made with these settings on these questions
-            saved = json.loads(done.read_text(encoding="utf-8"))
-            config = saved.get("config", {})
-            if config.get("questions") == questions and all(config.get(k) == v for k, v in wanted.items()):
-                return _qa_summary(saved)
-        from rankwise.experiment.rag import run_hotpotqa
-        from rankwise.retrieve.bm25 import BM25Retriever
+    def _hotpotqa(self, out_dir: Path, model: str, rerank: bool) -> dict[str, Any]:
+        """HotpotQA (distractor setting) answered by ``model`` after it reranked BM25's order (or straight from
+        BM25's order), run by the experiment runner into ``out_dir/<held-out file>/`` with the blend's prompt
+        settings; a finished folder of the same config is read back without loading anything."""
+        from rankwise.config.experiment import dump_config
+        from rankwise.config.sections import BM25Config, RankRAGGenerateConfig, RankRAGRerankConfig
+        from rankwise.experiment.rag import hotpotqa_experiment, run_rag
+        from rankwise.experiment.rag_scores import hotpotqa_summary
 
-        def make_retriever(corpus: Any) -> Any:
-            retriever = BM25Retriever(show_progress=False)
-            retriever.index(corpus)
-            return retriever
-
-        parts = shared()
-        metrics = run_hotpotqa(
-            self._heldout_file()["file"],
-            out_dir,
-            make_retriever,
-            generator=parts.generator,
-            reranker=parts.reranker if rerank else None,
-            k=self.settings.k,
-            setting="distractor",
-            chunk_size=10,
-            settings=wanted,
-        )
-        return _qa_summary(metrics)
+        blend, settings = self.blend, self.settings
+        common = {"model": model, "dtype": self.dtype, "threads": self.threads}
+        stages: dict[str, Any] = {"retrieve": {"bm25": BM25Config()}}
+        stages["generate"] = RankRAGGenerateConfig(
+            **common, top_k=settings.k, template=blend.qa_template, max_passage_words=blend.max_passage_words,
+            max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size, checkpoint_every=10,
+        )  # fmt: skip
+        if rerank:
+            stages["rerank"] = RankRAGRerankConfig(
+                **common, batch_size=settings.rerank_batch_size, max_passage_tokens=blend.max_passage_tokens,
+                ranking_template=blend.ranking_template, ranking_system_prompt=blend.ranking_system_prompt,
+            )  # fmt: skip
+        config, sources = hotpotqa_experiment(self._heldout_file()["file"], out_dir.name, stages)
+        folder = out_dir / sources[0].name
+        done = folder / "metrics.json"
+        if done.is_file() and (folder / "config.yaml").read_text(encoding="utf-8") == dump_config(config):
+            return _qa_summary(hotpotqa_summary(folder))
+        summary, _ = run_rag("hotpotqa", config, sources, out_dir.parent, log=_quiet, show_progress=self.show_progress)
+        return _qa_summary(summary)
 
 
-def _qa_summary(metrics: dict[str, Any]) -> dict[str, Any]:
-    qa = metrics.get("qa", {})
-    summary = {key: qa.get(key) for key in QA_KEYS}
-    summary.update({f"retrieval_{k}": v for k, v in metrics.get("retrieval", {}).items()})
-    summary["questions"] = metrics.get("questions")
-    summary["wall_s"] = round(metrics.get("timing", {}).get("wall_s", 0.0), 1)
-    return summary
+def _quiet(_: str) -> None:
+    return None
+
+
+def _qa_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    qa = summary.get("qa", {})
+    result = {key: qa.get(key) for key in QA_KEYS}
+    result.update({f"retrieval_{k}": v for k, v in summary.get("retrieval", {}).items()})
+    result["questions"] = summary.get("questions")
+    latency = summary.get("latency_per_question_s", {})
+    result["wall_s"] = round(latency.get("total_s", 0.0) * (summary.get("questions") or 0), 1)
+    return result

@@ -7,8 +7,9 @@
   queries, nDCG@10 and RR@10 — what ``python benchmarks/rerank.py llm-zero-shot --queries 50 --depth 20``
   computes, with passages cut to the blend's ``max_passage_tokens``;
 - answering: the held-out HotpotQA questions (``rankwise.data.hotpotqa.hotpotqa_split``, never in any blend),
-  distractor setting, through :func:`rankwise.experiment.rag.run_hotpotqa` with the tuned model as both reranker and
-  generator (:mod:`rankwise.rankrag.preset`), top-``k`` shown: EM/F1 and supporting-paragraph F1;
+  distractor setting, run by the experiment runner (:mod:`rankwise.experiment.rag`, as ``rankwise rag`` runs it)
+  with the tuned model as both reranker and generator (``kind: rankrag`` sections with the blend's prompt
+  settings), top-``k`` shown: EM/F1 and supporting-paragraph F1;
 - the "no reranking" ablation: the same questions, BM25 order, answered by the tuned model.
 
 The zero-shot base model is evaluated the same way; fraction 0 is the "Stage-II without ranking data" ablation.
