@@ -16,7 +16,7 @@ from rankwise.errors import RankwiseError
 
 
 def build_app() -> typer.Typer:
-    from rankwise.cli import data, evaluate, experiment, generate, rankrag, rerank, retrieval, train
+    from rankwise.cli import data, evaluate, experiment, generate, rankrag, rerank, retrieval, serve, train
 
     app = typer.Typer(
         name="rankwise",
@@ -25,7 +25,7 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    for module in (data, retrieval, evaluate, rerank, generate, train, rankrag, experiment):
+    for module in (data, retrieval, evaluate, rerank, generate, train, rankrag, experiment, serve):
         module.register(app)
     return app
 
