@@ -86,3 +86,29 @@ def test_a_client_that_leaves_mid_stream_does_not_break_the_server(toy, tiny_lla
             first = next(reply.iter_lines())
             assert first == "event: passages"
         assert client.post("/v1/ask", json={"question": "dogs"}).status_code == 200
+
+
+def test_local_models_take_turns_on_one_thread_and_a_remote_one_does_not_wait(
+    toy, tiny_llama_dir, tiny_cross_encoder_dir, scripted_llm
+):
+    import asyncio
+
+    def threads(generator: str, model: str | None) -> tuple[object, object, object]:
+        served = from_flags(
+            [toy["index"]], toy["corpus"], reranker="cross-encoder", reranker_model=str(tiny_cross_encoder_dir),
+            generator=generator, generator_model=model, log=lambda m: None,
+        )  # fmt: skip
+        service = Service(served)
+
+        async def started() -> tuple[object, object, object]:
+            await service.start()
+            seen = tuple(service.batchers[name].executor for name in ("retrieve", "rerank", "generate"))
+            await service.stop()
+            return seen
+
+        return asyncio.run(started())
+
+    retrieve, rerank, generate = threads(str(tiny_llama_dir), None)
+    assert rerank is generate and retrieve is not rerank
+    retrieve, rerank, generate = threads(scripted_llm.url, "scripted")
+    assert rerank is not generate

@@ -141,7 +141,8 @@ def _validation_message(exc: RequestValidationError) -> str:
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
         problem = f"{message[0].lower()}{message[1:]}" if message else "invalid"
         if "input" in error and error.get("type") != "value_error" and not isinstance(error["input"], dict | list):
-            problem += f" (got {error['input']!r})"
+            shown = repr(error["input"])
+            problem += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
     return f"{field}: {problem}"
 
 

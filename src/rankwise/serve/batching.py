@@ -1,10 +1,11 @@
 """Micro-batching: requests that arrive together share one call of the model.
 
-A :class:`MicroBatcher` owns one worker thread (the model runs there, never on the event loop) and a bounded
-queue. ``await submit(item, cost)`` queues one item and returns its result. The worker takes the oldest item,
-waits up to ``max_wait_s`` for more to arrive, and runs ``run_batch(items)`` on at most ``max_items`` of them
-whose costs (approximate tokens) fit ``budget`` (the first item always runs, however costly). One result comes
-back per item, in order; an exception raised by ``run_batch`` fails every item of that batch.
+A :class:`MicroBatcher` runs its model calls on one worker thread (never on the event loop; its own, or one it
+shares with other batchers, see :meth:`start`) and owns a bounded queue. ``await submit(item, cost)`` queues one
+item and returns its result. The worker takes the oldest item, waits up to ``max_wait_s`` for more to arrive, and
+runs ``run_batch(items)`` on at most ``max_items`` of them whose costs (approximate tokens) fit ``budget`` (the
+first item always runs, however costly). One result comes back per item, in order; an exception raised by
+``run_batch`` fails every item of that batch.
 
 The queue never grows without bound: when ``max_queue`` items already wait, ``submit`` raises
 :class:`Overloaded` at once (the HTTP layer answers 503 with ``Retry-After``). A caller that goes away (a client
@@ -94,18 +95,27 @@ class MicroBatcher(Generic[T, R]):
         self._arrived: asyncio.Event | None = None
         self._worker: asyncio.Task[None] | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._owns_executor = True
         self._stopping = False
 
     @property
     def queued(self) -> int:
         return len(self._queue)
 
-    def start(self) -> None:
-        """Start the worker on the running event loop (called once, from the app's lifespan)."""
+    @property
+    def executor(self) -> ThreadPoolExecutor | None:
+        """Where the model calls run (None until :meth:`start`)."""
+        return self._executor
+
+    def start(self, executor: ThreadPoolExecutor | None = None) -> None:
+        """Start the worker on the running event loop (called once, from the app's lifespan). Model calls run on
+        ``executor`` when given (shared with other batchers, and shut down by its owner), else on a thread of its
+        own."""
         if self._worker is not None:
             return
         self._arrived = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rankwise-{self.name}")
+        self._owns_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"rankwise-{self.name}")
         self._stopping = False
         self._worker = asyncio.get_running_loop().create_task(self._work(), name=f"rankwise-{self.name}")
 
@@ -118,9 +128,9 @@ class MicroBatcher(Generic[T, R]):
         self._arrived.set()
         await self._worker
         self._worker = None
-        if self._executor is not None:
+        if self._executor is not None and self._owns_executor:
             self._executor.shutdown(wait=True)
-            self._executor = None
+        self._executor = None
 
     def retry_after(self) -> int:
         """Seconds until the queue has likely drained: the last batch's time per item times the queue length."""

@@ -2,7 +2,10 @@
 
 Each model stage has its own :class:`~rankwise.serve.batching.MicroBatcher`: ``retrieve`` (queries searched
 together), ``rerank`` (the candidate lists of several requests scored in one ``rerank`` call) and ``generate``
-(questions answered in one ``generate_batch`` call). The stages run in the order
+(questions answered in one ``generate_batch`` call). The reranker and the generator take turns on one thread when
+both run on this machine: two torch stages computing at once oversubscribe the cores (each brings its own pool of
+intra-op threads), which on a 2-core CPU made eight concurrent questions take twice as long as eight in a row. A
+model behind a URL keeps a thread of its own, so waiting for it never holds up local work. The stages run in the order
 :class:`~rankwise.experiment.pipeline.Pipeline` runs them, with the same cuts as ``rankwise search``/``rerank``
 and experiments: the first stage ranks ``candidates`` documents, the reranker rescores the best
 ``rerank_depth`` of them (optionally interpolated with the first-stage scores), the generator sees the best
@@ -85,14 +88,25 @@ class Service:
             self.batchers["rerank"] = MicroBatcher("rerank", self._rerank, **common)
         if self.pipeline.generator is not None:
             self.batchers["generate"] = MicroBatcher("generate", self._generate, **common)
+        self._model_thread: Any = None
 
     async def start(self) -> None:
-        for batcher in self.batchers.values():
-            batcher.start()
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rankwise-model")
+        local = {
+            "rerank": self.pipeline.reranker is not None and not _remote(self.pipeline.reranker),
+            "generate": self.pipeline.generator is not None and not _remote(self.pipeline.generator),
+        }
+        for name, batcher in self.batchers.items():
+            batcher.start(self._model_thread if local.get(name) else None)
 
     async def stop(self) -> None:
         for batcher in self.batchers.values():
             await batcher.stop()
+        if self._model_thread is not None:
+            self._model_thread.shutdown(wait=True)
+            self._model_thread = None
 
     def health(self) -> dict[str, Any]:
         return {
@@ -302,6 +316,14 @@ class Service:
                 yield "token", {"text": word}
         latency["total"] = round(1000 * (time.perf_counter() - started), 3)
         yield "citations", {**self._answer_fields(answer), "streamed": streamed, "latency_ms": latency}
+
+
+def _remote(component: Any) -> bool:
+    """A reranker or generator that only waits for another server (it computes nothing here)."""
+    from rankwise.generate.http import HTTPGenerator
+    from rankwise.rerank.http import HTTPReranker
+
+    return isinstance(component, HTTPGenerator | HTTPReranker)
 
 
 def _words(text: str) -> list[str]:
