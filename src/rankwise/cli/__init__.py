@@ -35,7 +35,7 @@ RESUMES = {
 
 
 def build_app() -> typer.Typer:
-    from rankwise.cli import data, evaluate, experiment, generate, rankrag, rerank, retrieval, train
+    from rankwise.cli import data, evaluate, experiment, generate, rankrag, rerank, retrieval, serve, train
 
     app = typer.Typer(
         name="rankwise",
@@ -45,7 +45,7 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
     )
     app.callback()(_root)
-    for module in (data, retrieval, evaluate, rerank, generate, train, rankrag, experiment):
+    for module in (data, retrieval, evaluate, rerank, generate, train, rankrag, experiment, serve):
         module.register(app)
     return app
 
