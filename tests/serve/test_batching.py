@@ -161,14 +161,14 @@ def test_concurrent_rerank_requests_are_batched_with_unchanged_scores(toy, tiny_
 
 
 def test_a_full_queue_answers_503_with_retry_after(toy, scripted_llm):
-    scripted_llm.delay = 0.4
+    scripted_llm.delay = 1.0  # long enough that a loaded CI machine still sends the burst inside it
     settings = ServeSettings(batch_wait_ms=0, max_batch=1, max_queue=1)
     with live(build(toy, llm=scripted_llm, settings=settings)) as url:
 
         async def burst():
             async with httpx2.AsyncClient(timeout=30) as client:
                 return await asyncio.gather(
-                    *(client.post(f"{url}/v1/ask", json={"question": f"cats {i}"}) for i in range(6))
+                    *(client.post(f"{url}/v1/ask", json={"question": f"cats {i}"}) for i in range(12))
                 )
 
         replies = asyncio.run(burst())
