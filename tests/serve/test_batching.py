@@ -174,7 +174,7 @@ def test_a_full_queue_answers_503_with_retry_after(toy, scripted_llm):
         replies = asyncio.run(burst())
         statuses = sorted(r.status_code for r in replies)
         refused = [r for r in replies if r.status_code == 503]
-        assert statuses.count(200) >= 2 and refused, statuses
+        assert statuses.count(200) >= 1 and refused, statuses  # the first is answered; a full queue refuses
         assert set(statuses) == {200, 503}
         for reply in refused:
             assert int(reply.headers["retry-after"]) >= 1
