@@ -397,6 +397,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     summary = train_retriever(load_config(args.config, overrides))
     if summary["world_size"] == 1 or torch.distributed.get_rank() == 0:
         print(json.dumps(summary, indent=2))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # tear gloo down in order: left to interpreter exit, a rank sometimes aborted ("terminate called without
+        # an active exception", exit -6) after training had finished and saved
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return 0
 
 
