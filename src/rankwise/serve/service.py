@@ -119,6 +119,7 @@ class Service:
             "generator": self.pipeline.generator is not None,
             "streams_tokens": self.pipeline.generator is not None and can_stream(self.pipeline.generator),
             "queues": {name: b.queued for name, b in self.batchers.items()},
+            "computing": [name for name, b in self.batchers.items() if b.running],
         }
 
     # ------------------------------------------------------------------------------------------ batch work
