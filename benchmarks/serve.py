@@ -129,6 +129,13 @@ class Server:
 
         return psutil.Process(self.process.pid).memory_info().rss / 2**20
 
+    def cpu_s(self) -> float:
+        """CPU seconds the server has used (all its threads): a cost that other load on the machine leaves alone."""
+        import psutil
+
+        times = psutil.Process(self.process.pid).cpu_times()
+        return times.user + times.system
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -210,10 +217,13 @@ def levels(args: argparse.Namespace, a: Server, b: Server, inputs: dict[str, Any
         url = f"{server.url}/v1/{name.split()[0].rsplit('/', 1)[-1]}"
         for concurrency in (1, 8, 32):
             settle(server)
+            cpu = server.cpu_s()
             result = asyncio.run(load(url, bodies, concurrency, max(count, concurrency), args.seconds, give_up))
+            settle(server)  # abandoned work still burns CPU: count it against the requests answered
+            per_request = (server.cpu_s() - cpu) / max(result["ok"], 1)
             rows.append([name, str(concurrency), f"{result['ok']}/{result['issued']}", f"{1000 * result['p50']:.0f}",
                          f"{1000 * result['p95']:.0f}", f"{1000 * result['p99']:.0f}", f"{result['rps']:.2f}",
-                         not_ok(result)])  # fmt: skip
+                         f"{per_request:.2f}", not_ok(result)])  # fmt: skip
             print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
     return rows
 
@@ -221,8 +231,11 @@ def levels(args: argparse.Namespace, a: Server, b: Server, inputs: dict[str, Any
 def batching(args: argparse.Namespace, b: Server, inputs: dict[str, Any], work: Path) -> dict[str, Any]:
     """Pairs/s of /v1/rerank one at a time vs 16 at a time; served scores vs ``rankwise rerank``'s."""
     bodies = inputs["rerank"][: args.batch_requests]
+    cpu = b.cpu_s()
     alone = asyncio.run(load(f"{b.url}/v1/rerank", bodies, 1, len(bodies), args.seconds * 4))
+    cpu_alone, cpu = b.cpu_s() - cpu, b.cpu_s()
     together = asyncio.run(load(f"{b.url}/v1/rerank", bodies, 16, len(bodies), args.seconds * 4))
+    cpu_together = b.cpu_s() - cpu
     pairs = sum(len(body["documents"]) for body in bodies)
     from rankwise.data import read_run, write_run
 
@@ -240,6 +253,7 @@ def batching(args: argparse.Namespace, b: Server, inputs: dict[str, Any], work: 
         for item in reply["results"]:
             worst = max(worst, abs(item["relevance_score"] - cli[qid][body["ids"][item["index"]]]))
     return {"alone_pairs_s": pairs / alone["wall_s"], "together_pairs_s": pairs / together["wall_s"],
+            "alone_pairs_per_cpu_s": pairs / cpu_alone, "together_pairs_per_cpu_s": pairs / cpu_together,
             "ratio": alone["wall_s"] / together["wall_s"], "max_score_diff": worst, "requests": len(bodies),
             "errors": (len(bodies) - alone["ok"]) + (len(bodies) - together["ok"])}  # fmt: skip
 
@@ -363,7 +377,8 @@ def main() -> None:
         out: list[str] = []
         if "levels" not in args.skip:
             rows = levels(args, a, b, inputs)
-            header = ["endpoint", "concurrency", "ok/sent", "p50 ms", "p95 ms", "p99 ms", "req/s", "not ok"]
+            header = ["endpoint", "concurrency", "ok/sent", "p50 ms", "p95 ms", "p99 ms", "req/s", "server CPU s/ok",
+                      "not ok"]  # fmt: skip
             out.append(table(header, rows))
             results["levels"] = rows
         if "batching" not in args.skip:
@@ -373,8 +388,9 @@ def main() -> None:
             results["batching"] = gain
             out.append(
                 f"/v1/rerank, {gain['requests']} requests of 20 pairs: {gain['alone_pairs_s']:.1f} pairs/s one at a "
-                f"time, {gain['together_pairs_s']:.1f} pairs/s at concurrency 16 ({gain['ratio']:.2f}x); largest "
-                f"score difference to `rankwise rerank`: {gain['max_score_diff']:.2e}; errors {gain['errors']}"
+                f"time, {gain['together_pairs_s']:.1f} pairs/s at concurrency 16 ({gain['ratio']:.2f}x); per server "
+                f"CPU second {gain['alone_pairs_per_cpu_s']:.1f} vs {gain['together_pairs_per_cpu_s']:.1f} pairs; "
+                f"largest score difference to `rankwise rerank`: {gain['max_score_diff']:.2e}; errors {gain['errors']}"
             )
         if "ask" not in args.skip:
             print("ask stages…", file=sys.stderr, flush=True)

@@ -214,3 +214,18 @@ def test_a_question_whose_client_left_is_not_answered(toy, scripted_llm):
         assert len(asked) == 2 and not any("which animals sing" in prompt for prompt in asked)
         metrics = httpx2.get(f"{url}/metrics", timeout=10).text
         assert 'rankwise_requests_total{endpoint="/v1/ask",status="499"} 1' in metrics
+
+
+def test_batches_are_no_wider_than_the_models_own(toy, tiny_cross_encoder_dir, scripted_llm):
+    from rankwise.serve.parts import from_flags
+    from rankwise.serve.service import Service
+
+    served = from_flags(
+        [toy["index"]], toy["corpus"], reranker="cross-encoder", reranker_model=str(tiny_cross_encoder_dir),
+        generator=scripted_llm.url, generator_model="scripted", log=lambda m: None,
+    )  # fmt: skip
+    service = Service(served, ServeSettings(batch_tokens=100_000, max_batch=64))
+    # a batch answers all its requests at its end: wider than what the model computes at once only adds waiting
+    assert service.batchers["rerank"].budget == 4 * served.pipeline.reranker.max_tokens
+    assert service.batchers["generate"].max_items == served.pipeline.generator.concurrency
+    assert service.batchers["retrieve"].max_items == 64

@@ -47,8 +47,13 @@ PassageWordsOpt = Annotated[
 ]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="torch intra-op threads for a local model.")]
 WaitOpt = Annotated[float, typer.Option("--batch-wait-ms", min=0, help="How long a batch waits for company.")]
-TokensOpt = Annotated[int, typer.Option("--batch-tokens", min=1, help="Approximate tokens per model call.")]
-MaxBatchOpt = Annotated[int, typer.Option("--max-batch", min=1, help="Requests per model call at most.")]
+TokensOpt = Annotated[
+    int,
+    typer.Option("--batch-tokens", min=1, help="Approximate tokens per rerank call (at most 4 forward passes' worth)."),
+]
+MaxBatchOpt = Annotated[
+    int, typer.Option("--max-batch", min=1, help="Requests per model call (a generator: at most its own batch).")
+]
 QueueOpt = Annotated[int, typer.Option("--max-queue", min=1, help="Requests waiting per stage before 503s.")]
 
 

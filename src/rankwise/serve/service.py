@@ -84,10 +84,18 @@ class Service:
         self.batchers: dict[str, MicroBatcher[Any, Any]] = {
             "retrieve": MicroBatcher("retrieve", self._retrieve, **common)
         }
-        if self.pipeline.reranker is not None:
-            self.batchers["rerank"] = MicroBatcher("rerank", self._rerank, **common)
-        if self.pipeline.generator is not None:
-            self.batchers["generate"] = MicroBatcher("generate", self._generate, **common)
+        reranker, generator = self.pipeline.reranker, self.pipeline.generator
+        if reranker is not None:
+            # A batch answers all its requests when its last pair is scored: past a few of the model's own forward
+            # passes it only adds waiting (on a CPU, compute-bound, batching gains little beyond that).
+            passes = getattr(reranker, "max_tokens", None)
+            budget = min(settings.batch_tokens, 4 * passes) if isinstance(passes, int) else settings.batch_tokens
+            self.batchers["rerank"] = MicroBatcher("rerank", self._rerank, **{**common, "budget": budget})
+        if generator is not None:
+            # Likewise a generator's own batch (local) or parallel requests (HTTP) bound what one call gains.
+            width = getattr(generator, "batch_size", None) or getattr(generator, "concurrency", None)
+            items = min(settings.max_batch, width) if isinstance(width, int) else settings.max_batch
+            self.batchers["generate"] = MicroBatcher("generate", self._generate, **{**common, "max_items": items})
         self._model_thread: Any = None
 
     async def start(self) -> None:
