@@ -155,7 +155,7 @@ async def load(
 
     latencies: list[float] = []
     statuses: dict[str, int] = {}
-    replies: list[dict[str, Any]] = []
+    replies: dict[int, dict[str, Any]] = {}  # body position -> reply
     issued = 0
     started = time.perf_counter()
     limits = httpx2.Limits(max_connections=concurrency + 8, max_keepalive_connections=concurrency + 8)
@@ -164,7 +164,8 @@ async def load(
         async def worker() -> None:
             nonlocal issued
             while issued < count and time.perf_counter() - started < seconds:
-                body = {k: v for k, v in bodies[issued % len(bodies)].items() if k != "ids"}
+                position = issued % len(bodies)
+                body = {k: v for k, v in bodies[position].items() if k != "ids"}
                 issued += 1
                 began = time.perf_counter()
                 try:
@@ -177,7 +178,7 @@ async def load(
                 statuses[key] = statuses.get(key, 0) + 1
                 if reply.status_code == 200:
                     latencies.append(time.perf_counter() - began)
-                    replies.append(reply.json())
+                    replies[position] = reply.json()
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - started
@@ -249,9 +250,10 @@ def batching(args: argparse.Namespace, b: Server, inputs: dict[str, Any], work: 
     subprocess.run(command, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, capture_output=True)
     cli = read_run(work / "cli-rerank.trec")
     worst = 0.0
-    for qid, body, reply in zip(run, bodies, together["replies"], strict=False):
-        for item in reply["results"]:
-            worst = max(worst, abs(item["relevance_score"] - cli[qid][body["ids"][item["index"]]]))
+    for position, (qid, body) in enumerate(zip(run, bodies, strict=False)):
+        for served in (alone, together):  # scored alone and batched with others: both must match
+            for item in served["replies"][position]["results"]:
+                worst = max(worst, abs(item["relevance_score"] - cli[qid][body["ids"][item["index"]]]))
     return {"alone_pairs_s": pairs / alone["wall_s"], "together_pairs_s": pairs / together["wall_s"],
             "alone_pairs_per_cpu_s": pairs / cpu_alone, "together_pairs_per_cpu_s": pairs / cpu_together,
             "ratio": alone["wall_s"] / together["wall_s"], "max_score_diff": worst, "requests": len(bodies),
@@ -262,7 +264,7 @@ def ask_stages(args: argparse.Namespace, b: Server, inputs: dict[str, Any]) -> d
     bodies = [{"question": q.text} for q in inputs["queries"][: args.ask_requests]]
     result = asyncio.run(load(f"{b.url}/v1/ask", bodies, 1, len(bodies), args.seconds * 10))
     stages: dict[str, list[float]] = {}
-    for reply in result["replies"]:
+    for reply in result["replies"].values():
         for stage, ms in reply["latency_ms"].items():
             stages.setdefault(stage, []).append(ms)
     return {s: {"p50": percentile(v, 50), "p95": percentile(v, 95), "n": len(v)} for s, v in stages.items()}
