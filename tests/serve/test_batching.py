@@ -182,3 +182,50 @@ def test_a_full_queue_answers_503_with_retry_after(toy, scripted_llm):
         scripted_llm.delay = 0.0
         assert httpx2.get(f"{url}/v1/ask", timeout=30).status_code == 405  # still answering
         assert httpx2.post(f"{url}/v1/ask", json={"question": "cats"}, timeout=30).status_code == 200
+
+
+def test_a_question_whose_client_left_is_not_answered(toy, scripted_llm):
+    import json
+    import socket
+
+    scripted_llm.delay = 0.6
+    settings = ServeSettings(batch_wait_ms=0, max_batch=1)
+    with live(build(toy, llm=scripted_llm, settings=settings)) as url:
+        host, port = url.removeprefix("http://").split(":")
+
+        def ask_raw(question: str) -> socket.socket:
+            body = json.dumps({"question": question}).encode()
+            connection = socket.create_connection((host, int(port)))
+            head = f"POST /v1/ask HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}"
+            connection.sendall(head.encode() + b"\r\n\r\n" + body)
+            return connection
+
+        first = ask_raw("why do cats purr")
+        while not scripted_llm.requests:  # the first question is with the model
+            time.sleep(0.01)
+        leaving = ask_raw("which animals sing")  # queued behind it ...
+        time.sleep(0.1)
+        leaving.close()  # ... and its asker gives up
+        assert b"200 OK" in first.recv(65536)
+        first.close()
+        after = httpx2.post(f"{url}/v1/ask", json={"question": "where do fish live"}, timeout=30)
+        assert after.status_code == 200
+        asked = [r["messages"][-1]["content"] for r in scripted_llm.requests]
+        assert len(asked) == 2 and not any("which animals sing" in prompt for prompt in asked)
+        metrics = httpx2.get(f"{url}/metrics", timeout=10).text
+        assert 'rankwise_requests_total{endpoint="/v1/ask",status="499"} 1' in metrics
+
+
+def test_batches_are_no_wider_than_the_models_own(toy, tiny_cross_encoder_dir, scripted_llm):
+    from rankwise.serve.parts import from_flags
+    from rankwise.serve.service import Service
+
+    served = from_flags(
+        [toy["index"]], toy["corpus"], reranker="cross-encoder", reranker_model=str(tiny_cross_encoder_dir),
+        generator=scripted_llm.url, generator_model="scripted", log=lambda m: None,
+    )  # fmt: skip
+    service = Service(served, ServeSettings(batch_tokens=100_000, max_batch=64))
+    # a batch answers all its requests at its end: wider than what the model computes at once only adds waiting
+    assert service.batchers["rerank"].budget == 4 * served.pipeline.reranker.max_tokens
+    assert service.batchers["generate"].max_items == served.pipeline.generator.concurrency
+    assert service.batchers["retrieve"].max_items == 64

@@ -93,7 +93,9 @@ def test_a_config_whose_reranker_was_never_trained_is_refused(beir, tmp_path):
     [
         ([], "serve a pipeline"),
         (["--config", "x.yaml", "--index", "i"], "either --config or --index"),
-        (["--index", "i", "--corpus", "c", "-d", "scifact"], "-d and -o go with --config"),
+        (["--index", "i", "--corpus", "c", "-d", "scifact"], "-d and --set go with --config"),
+        (["--index", "i", "--corpus", "c", "--set", "rerank.top_n=5"], "-d and --set go with --config"),
+        (["--index", "i", "--corpus", "c", "--k", "0"], "--k"),
         (["--index", "{index}", "--corpus", "{corpus}", "--api-key-env", "RANKWISE_TEST_UNSET"], "RANKWISE_TEST_UNSET"),
         (["--index", "{index}", "--corpus", "{corpus}", "--reranker", "cross-encoder"], "needs --reranker-model"),
         (["--index", "{index}", "--corpus", "{corpus}", "--max-queue", "0"], "--max-queue"),
@@ -145,3 +147,11 @@ def test_sigterm_lets_the_request_in_flight_finish(toy, scripted_llm):
             server.kill()
             server.wait()
         server.stderr.close()
+
+
+def test_flag_values_a_section_refuses_name_the_flag(toy):
+    from rankwise.serve.parts import from_flags
+
+    with pytest.raises(RankwiseError, match="--max-new-tokens: "):
+        from_flags([toy["index"]], toy["corpus"], generator="http://127.0.0.1:9/v1", generator_model="m",
+                   max_new_tokens=0, log=print)  # fmt: skip

@@ -17,7 +17,8 @@ from rankwise.errors import MissingExtraError, RankwiseError
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Experiment config (YAML) to serve.")]
 DatasetOpt = Annotated[str | None, typer.Option("--dataset", "-d", help="With --config: the data set to serve.")]
 OverrideOpt = Annotated[
-    list[str] | None, typer.Option("--override", "-o", help="With --config: key=value override (repeat).")
+    list[str] | None,
+    typer.Option("--set", help="With --config: override a config key, --set rerank.top_n=20 (YAML value); repeatable."),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", help="With --config: the output root of its index/model caches.")]
 IndexOpt = Annotated[list[Path] | None, typer.Option("--index", help="Index directory; twice or more = RRF hybrid.")]
@@ -25,7 +26,7 @@ CorpusOpt = Annotated[Path | None, typer.Option("--corpus", help="The indexed da
 FormatOpt = Annotated[str | None, typer.Option("--format", help="beir | smart | hotpotqa (default: detect).")]
 RerankerOpt = Annotated[str, typer.Option("--reranker", help="none | cross-encoder | llm (P(True))")]
 RerankerModelOpt = Annotated[str | None, typer.Option("--reranker-model", help="Reranker model name or path.")]
-CandidatesOpt = Annotated[int, typer.Option("--candidates", help="Documents retrieved (and reranked).")]
+CandidatesOpt = Annotated[int, typer.Option("--candidates", min=1, help="Documents retrieved (and reranked).")]
 GeneratorOpt = Annotated[
     str, typer.Option("--generator", help="none | smollm2 (bundled) | hub name | directory | .gguf | http(s)://…/v1")
 ]
@@ -36,17 +37,24 @@ GeneratorKeyOpt = Annotated[
     str | None,
     typer.Option("--generator-api-key-env", help="Environment variable holding the HTTP generator's API key."),
 ]
-KOpt = Annotated[int, typer.Option("--k", help="Passages given to the generator (a request may ask for others).")]
-TemplateOpt = Annotated[str, typer.Option("--template", help="Prompt template: default | short | sentences | YAML.")]
-MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", help="Answer length budget in tokens.")]
-PassageWordsOpt = Annotated[
-    int | None, typer.Option("--max-passage-words", help="Cut each passage to this many words in the prompt.")
+KOpt = Annotated[
+    int, typer.Option("--k", min=1, help="Passages given to the generator (a request may ask for others).")
 ]
-ThreadsOpt = Annotated[int | None, typer.Option("--threads", help="torch intra-op threads for a local model.")]
-WaitOpt = Annotated[float, typer.Option("--batch-wait-ms", help="How long a batch waits for company.")]
-TokensOpt = Annotated[int, typer.Option("--batch-tokens", help="Approximate tokens per model call.")]
-MaxBatchOpt = Annotated[int, typer.Option("--max-batch", help="Requests per model call at most.")]
-QueueOpt = Annotated[int, typer.Option("--max-queue", help="Requests waiting per stage before 503s.")]
+TemplateOpt = Annotated[str, typer.Option("--template", help="Prompt template: default | short | sentences | YAML.")]
+MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Answer length budget in tokens.")]
+PassageWordsOpt = Annotated[
+    int | None, typer.Option("--max-passage-words", min=1, help="Cut each passage to this many words in the prompt.")
+]
+ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="torch intra-op threads for a local model.")]
+WaitOpt = Annotated[float, typer.Option("--batch-wait-ms", min=0, help="How long a batch waits for company.")]
+TokensOpt = Annotated[
+    int,
+    typer.Option("--batch-tokens", min=1, help="Approximate tokens per rerank call (at most 4 forward passes' worth)."),
+]
+MaxBatchOpt = Annotated[
+    int, typer.Option("--max-batch", min=1, help="Requests per model call (a generator: at most its own batch).")
+]
+QueueOpt = Annotated[int, typer.Option("--max-queue", min=1, help="Requests waiting per stage before 503s.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -68,7 +76,7 @@ def _served(
             raise RankwiseError("give either --config or --index/--corpus, not both")
         return from_config(config, dataset, overrides or [], out, log=log)
     if dataset is not None or overrides:
-        raise RankwiseError("-d and -o go with --config")
+        raise RankwiseError("-d and --set go with --config")
     if not index or corpus is None:
         raise RankwiseError("serve a pipeline: --config x.yaml [-d DATASET], or --index DIR --corpus PATH")
     return from_flags(index, corpus, log=log, **flags)
@@ -110,7 +118,8 @@ def serve(
     batch_tokens: TokensOpt = 32768,
     max_batch: MaxBatchOpt = 64,
     max_queue: QueueOpt = 64,
-    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", help="Largest request body accepted.")] = 1 << 20,
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1, help="Largest request body accepted.")] = 1
+    << 20,
     mcp_mount: Annotated[bool, typer.Option("--mcp/--no-mcp", help="Mount the MCP tools at /mcp.")] = True,
     graceful_timeout: Annotated[
         float, typer.Option("--graceful-timeout", help="Seconds SIGTERM waits for requests in flight.")

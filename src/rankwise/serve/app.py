@@ -10,11 +10,12 @@ everything else does when ``api_key`` is set.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -58,21 +59,60 @@ class Gate:
         metrics.request_started()
         started = time.perf_counter()
 
+        sent = [False]  # the whole response is out
+
         async def send_status(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                sent[0] = True
             await send(message)
 
         try:
             refusal = self._refuse(scope)
-            if refusal is None and scope["method"] in ("POST", "PUT", "PATCH"):
-                refusal, receive = await self._read_body(scope, receive)
             if refusal is not None:
                 await refusal(scope, receive, send_status)
                 return
-            await self.app(scope, receive, send_status)
+            if scope["method"] not in ("POST", "PUT", "PATCH"):
+                await self.app(scope, receive, send_status)
+                return
+            refusal, replay = await self._read_body(scope, receive)
+            if refusal is not None:
+                await refusal(scope, receive, send_status)
+            elif scope["path"].startswith("/v1/"):
+                if await self._until_disconnect(self.app(scope, replay, send_status), receive, lambda: sent[0]):
+                    status[0] = 499  # the client went away; its queued model work was dropped
+            else:
+                await self.app(scope, replay, send_status)
         finally:
             metrics.request_done(endpoint, status[0], time.perf_counter() - started)
+
+    @staticmethod
+    async def _until_disconnect(answer: Any, receive: Receive, sent: Callable[[], bool]) -> bool:
+        """Run ``answer``; cancel it when the client disconnects before its response is out (so a question whose
+        asker has given up leaves the batch queue instead of taking model time). True when that happened.
+        ``receive`` is the connection's own: the body was read from it already, so all it can still say is
+        ``http.disconnect`` (also said once the response is complete, hence ``sent``)."""
+        task = asyncio.ensure_future(answer)
+
+        async def gone() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        watcher = asyncio.ensure_future(gone())
+        try:
+            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done() and not sent():
+                task.cancel()
+            watcher.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            if not watcher.done() or watcher.cancelled():
+                raise  # cancelled from outside, not by the client leaving
+            return True
+        return False
 
     def _refuse(self, scope: Scope) -> Response | None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}

@@ -97,6 +97,7 @@ class MicroBatcher(Generic[T, R]):
         self._executor: ThreadPoolExecutor | None = None
         self._owns_executor = True
         self._stopping = False
+        self.running = False  # a batch is being computed now
 
     @property
     def queued(self) -> int:
@@ -190,6 +191,7 @@ class MicroBatcher(Generic[T, R]):
             if not batch:
                 continue
             started = time.perf_counter()
+            self.running = True
             try:
                 results = await loop.run_in_executor(self._executor, self.run_batch, [p.item for p in batch])
                 if len(results) != len(batch):
@@ -202,6 +204,8 @@ class MicroBatcher(Generic[T, R]):
                 for pending, result in zip(batch, results, strict=True):
                     if not pending.future.done():
                         pending.future.set_result(result)
+            finally:
+                self.running = False
             seconds = time.perf_counter() - started
             self.stats.record(len(batch), seconds)
             if self.on_batch is not None:

@@ -88,6 +88,23 @@ def _model_of(section: Any) -> str | None:
     return model
 
 
+# section field -> the flag that sets it (for errors)
+FLAGS = {"top_n": "--candidates", "top_k": "--k", "model": "--reranker-model/--generator-model"}
+
+
+def _flag_section(make: Callable[..., Any], *args: Any, **values: Any) -> Any:
+    """``make(*args, **values)``, a config section; a value it refuses is a one-line error naming the flag."""
+    from pydantic import ValidationError
+
+    try:
+        return make(*args, **values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else ""
+        flag = FLAGS.get(field, "--" + field.replace("_", "-"))
+        raise RankwiseError(f"{flag}: {error['msg']} (got {error.get('input')!r})") from None
+
+
 def _preload(generator: Any, log: Log) -> Any:
     """Load a local generator's weights now, so the first request does not pay for it (as ``rankwise ask`` does)."""
     if generator is not None and hasattr(generator, "model_and_tokenizer"):
@@ -154,7 +171,7 @@ def from_flags(
             raise RankwiseError("--generator-api-key-env applies to an http(s) --generator only")
         else:
             settings["threads"] = threads
-        section = generator_section(generator, **settings)
+        section = _flag_section(generator_section, generator, **settings)
         gen = _preload(build_generator(section, show_progress=False), log)
         sections["generate"], models["generate"] = section, _model_of(section)
     rerank = None
@@ -168,7 +185,7 @@ def from_flags(
             )
         config_class = CrossEncoderConfig if reranker == "cross-encoder" else LLMRerankConfig
         options = {"model": reranker_model} if reranker_model is not None else {}
-        rerank_section = config_class(top_n=candidates, **options)
+        rerank_section = _flag_section(config_class, top_n=candidates, **options)
         rerank = build_reranker(rerank_section, show_progress=False, share_with=gen)
         sections["rerank"], models["rerank"] = rerank_section, _model_of(rerank_section)
         stages.append("rerank")

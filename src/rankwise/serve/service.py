@@ -32,7 +32,7 @@ from rankwise.serve.parts import Served
 from rankwise.serve.streaming import can_stream, stream_local
 from rankwise.types import Document, Query, Run, sort_run
 
-MAX_PAIR_TOKENS = 512  # a pair's cost in a batch budget is capped here (rerankers truncate longer pairs)
+MAX_PAIR_TOKENS = 512  # a pair's cost in a batch budget is capped here, or at the reranker's max_length
 SEPARATOR = "\x1f"  # joins a request's number and a doc id inside a merged rerank batch
 
 
@@ -84,10 +84,21 @@ class Service:
         self.batchers: dict[str, MicroBatcher[Any, Any]] = {
             "retrieve": MicroBatcher("retrieve", self._retrieve, **common)
         }
-        if self.pipeline.reranker is not None:
-            self.batchers["rerank"] = MicroBatcher("rerank", self._rerank, **common)
-        if self.pipeline.generator is not None:
-            self.batchers["generate"] = MicroBatcher("generate", self._generate, **common)
+        reranker, generator = self.pipeline.reranker, self.pipeline.generator
+        self._pair_cap = MAX_PAIR_TOKENS  # most tokens a pair costs: the reranker truncates longer ones
+        if reranker is not None:
+            # A batch answers all its requests when its last pair is scored: past a few of the model's own forward
+            # passes it only adds waiting (on a CPU, compute-bound, batching gains little beyond that).
+            if isinstance(getattr(reranker, "max_length", None), int):
+                self._pair_cap = min(reranker.max_length, MAX_PAIR_TOKENS)
+            passes = getattr(reranker, "max_tokens", None)
+            budget = min(settings.batch_tokens, 4 * passes) if isinstance(passes, int) else settings.batch_tokens
+            self.batchers["rerank"] = MicroBatcher("rerank", self._rerank, **{**common, "budget": budget})
+        if generator is not None:
+            # Likewise a generator's own batch (local) or parallel requests (HTTP) bound what one call gains.
+            width = getattr(generator, "batch_size", None) or getattr(generator, "concurrency", None)
+            items = min(settings.max_batch, width) if isinstance(width, int) else settings.max_batch
+            self.batchers["generate"] = MicroBatcher("generate", self._generate, **{**common, "max_items": items})
         self._model_thread: Any = None
 
     async def start(self) -> None:
@@ -119,6 +130,7 @@ class Service:
             "generator": self.pipeline.generator is not None,
             "streams_tokens": self.pipeline.generator is not None and can_stream(self.pipeline.generator),
             "queues": {name: b.queued for name, b in self.batchers.items()},
+            "computing": [name for name, b in self.batchers.items() if b.running],
         }
 
     # ------------------------------------------------------------------------------------------ batch work
@@ -184,7 +196,7 @@ class Service:
             depth = self.served.rerank_depth or len(first)
             top = dict(list(first.items())[:depth])
             docs = {doc_id: self.pipeline.corpus[doc_id] for doc_id in top}
-            cost = sum(min(approx_tokens(searched.text, d.contents), MAX_PAIR_TOKENS) for d in docs.values())
+            cost = sum(min(approx_tokens(searched.text, d.contents), self._pair_cap) for d in docs.values())
             job = RerankJob(searched.text, top, docs)
             final = await self._timed("rerank", latency, self.batchers["rerank"].submit(job, cost))
             if self.served.interpolate:
@@ -222,7 +234,7 @@ class Service:
         width = len(str(len(documents)))
         keys = [f"{i:0{width}d}" for i in range(len(documents))]  # zero-padded: ties keep the input order
         docs = {key: Document(key, "", text) for key, text in zip(keys, documents, strict=True)}
-        cost = sum(min(approx_tokens(query, text), MAX_PAIR_TOKENS) for text in documents)
+        cost = sum(min(approx_tokens(query, text), self._pair_cap) for text in documents)
         latency: dict[str, float] = {}
         started = time.perf_counter()
         job = RerankJob(query, dict.fromkeys(keys, 0.0), docs)
