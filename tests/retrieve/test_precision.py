@@ -283,6 +283,6 @@ def test_cli_index_precision_is_recorded_and_refused_where_it_does_not_apply(
     assert main(["search", "--index", str(out), "--queries", str(data), "--out", str(tmp_path / "run.trec")]) == 0
     assert (tmp_path / "run.trec").read_text().startswith("q0 Q0 ")
     assert main(["index", str(data), "--kind", "bm25", "--precision", "bf16", "--out", str(tmp_path / "b")]) == 2
-    assert "--precision apply to --kind dense only" in capsys.readouterr().err
+    assert "--precision applies to --kind dense only" in capsys.readouterr().err
     assert main(["index", str(data), "--kind", "dense", "--precision", "fp16", "--out", str(tmp_path / "c")]) == 2
     assert "--precision" in capsys.readouterr().err

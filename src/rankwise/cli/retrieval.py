@@ -84,8 +84,10 @@ def index(
         raise RankwiseError(f"--faiss must be one of {', '.join(FAISS_KINDS)}, not '{faiss_kind}'")
     if dtype not in DTYPES:
         raise RankwiseError(f"--dtype must be one of {', '.join(DTYPES)}, not '{dtype}'")
-    if kind != "dense" and (faiss_kind != "exact" or work_dir is not None or devices is not None or precision):
-        raise RankwiseError("--faiss, --work-dir, --devices and --precision apply to --kind dense only")
+    if kind != "dense" and (faiss_kind != "exact" or work_dir is not None or devices is not None):
+        raise RankwiseError("--faiss, --work-dir and --devices apply to --kind dense only")
+    if kind != "dense" and precision is not None:
+        raise RankwiseError("--precision applies to --kind dense only")
     if kind != "sparse" and max_seq_length is not None:
         raise RankwiseError("--max-seq-length applies to --kind sparse only")
     settings: dict[str, Any] = {}
