@@ -135,7 +135,8 @@ class CrossEncoderConfig(_RerankCommon):
     max_length: PositiveInt | None = None
     batch_size: PositiveInt = 128
     max_tokens: PositiveInt | None = Field(
-        None, description="padded tokens per forward pass; None = 2048 on a CPU, 16384 on an accelerator"
+        None,
+        description="padded tokens per forward pass; None = 2048 on a CPU (8192 in bf16/int8), 16384 on an accelerator",
     )
     windows: Aggregate = Field(
         "first",
