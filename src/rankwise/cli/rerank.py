@@ -128,7 +128,7 @@ def rerank(
     docs = load_corpus(corpus)
     keep_freed_memory()
     built = build_reranker(config)
-    if getattr(built, "precision_choice", None) is not None:
+    if precision is not None and getattr(built, "precision_choice", None) is not None:
         typer.echo(built.precision_choice.describe(), err=True)
     reranked = built.rerank(loaded_queries, first_stage, docs, k=config.top_n)
     if weight:

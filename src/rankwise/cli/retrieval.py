@@ -106,7 +106,7 @@ def index(
     for warning in loaded.warnings:
         typer.echo(f"warning: {warning}", err=True)
     retriever = build_retriever(config)
-    if kind == "dense":
+    if kind == "dense" and precision is not None:
         typer.echo(retriever.precision_choice.describe(), err=True)
         retriever.index(loaded.corpus, work_dir=work_dir)
         if faiss_kind != "exact" and loaded.queries:
