@@ -287,3 +287,14 @@ def test_cli_index_precision_is_recorded_and_refused_where_it_does_not_apply(
     assert "--precision applies to --kind dense only" in capsys.readouterr().err
     assert main(["index", str(data), "--kind", "dense", "--precision", "fp16", "--out", str(tmp_path / "c")]) == 2
     assert "--precision" in capsys.readouterr().err
+
+
+def test_int8_cache_sits_beside_the_model_but_never_inside_an_installation(tmp_path: Path, monkeypatch) -> None:
+    from rankwise.config.onnx_int8 import default_cache_root
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "models" / "ce").mkdir(parents=True)
+    assert default_cache_root(tmp_path / "models" / "ce") == tmp_path / "models" / "ce.rankwise-int8"
+    (tmp_path / "site-packages" / "pkg" / "model").mkdir(parents=True)
+    assert default_cache_root(tmp_path / "site-packages" / "pkg" / "model") == tmp_path / "xdg" / "rankwise" / "int8"
+    assert default_cache_root("org/hub-name") == tmp_path / "xdg" / "rankwise" / "int8"

@@ -106,8 +106,9 @@ def index(
     for warning in loaded.warnings:
         typer.echo(f"warning: {warning}", err=True)
     retriever = build_retriever(config)
-    if kind == "dense" and precision is not None:
-        typer.echo(retriever.precision_choice.describe(), err=True)
+    if kind == "dense":
+        if precision is not None:
+            typer.echo(retriever.precision_choice.describe(), err=True)
         retriever.index(loaded.corpus, work_dir=work_dir)
         if faiss_kind != "exact" and loaded.queries:
             queries = dict(list(loaded.queries.items())[:1000])

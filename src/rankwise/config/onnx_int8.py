@@ -7,7 +7,8 @@ MiniLM sentence vectors, per-tensor ones only 0.93) and caches the result. :clas
 
 The cache holds ONNX protobuf and JSON only (nothing pickled). Its folder sits beside the model directory
 (``<model dir>.rankwise-int8/``, outside the model folder so that the model's own files, and what hashes them,
-stay untouched) when that is writable, else under ``$XDG_CACHE_HOME/rankwise/int8`` (``~/.cache``). An entry is
+stay untouched) when that is writable and not inside a Python installation, else under
+``$XDG_CACHE_HOME/rankwise/int8`` (``~/.cache``). An entry is
 keyed by a sha256 of the module's weights and config, its input and output names, the quantization recipe and
 the torch / transformers / onnx / onnxruntime versions, so a changed model, recipe or library builds a new one;
 each entry's ``info.json`` lists what went into its key and the sha256 of its ``.onnx`` file, checked on reuse.
@@ -70,11 +71,13 @@ def weights_digest(module: torch.nn.Module) -> str:
 
 
 def default_cache_root(model_dir: str | Path | None) -> Path:
-    """``<model dir>.rankwise-int8`` beside a local, writable model directory, else the user cache."""
+    """``<model dir>.rankwise-int8`` beside a local, writable model directory, else the user cache (also for
+    models installed as Python packages, such as the bundled MiniLM: an installation is no place for caches)."""
     if model_dir is not None:
-        path = Path(model_dir).expanduser()
-        if path.is_dir() and os.access(path.resolve().parent, os.W_OK):
-            return path.resolve().parent / f"{path.resolve().name}.rankwise-int8"
+        path = Path(model_dir).expanduser().resolve()
+        installed = {"site-packages", "dist-packages"} & set(path.parts)
+        if path.is_dir() and not installed and os.access(path.parent, os.W_OK):
+            return path.parent / f"{path.name}.rankwise-int8"
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "rankwise" / "int8"
 
