@@ -71,6 +71,7 @@ def _dense_load(directory: Path, config: DenseConfig | None, progress: bool) -> 
         show_progress=progress,
         ef_search=config.ef_search,
         nprobe=config.nprobe,
+        precision=config.precision,  # must be the index's own (or auto): queries are encoded like the documents
     )
     retriever.query_prompt = config.query_prompt
     return retriever
@@ -142,6 +143,7 @@ def _cross_encoder(config: CrossEncoderConfig, progress: bool) -> Any:
         windows=config.windows,
         window_words=config.window_words,
         window_stride=config.window_stride,
+        precision=config.precision,
     )
 
 
@@ -156,10 +158,20 @@ def _llm(config: LLMRerankConfig, progress: bool) -> Any:
         max_passage_tokens=config.max_passage_tokens,
         batch_size=config.batch_size,
         max_tokens=config.max_tokens,
-        dtype=config.dtype,
+        dtype=llm_dtype(config, "llm reranker"),
         trust_remote_code=config.trust_remote_code,
         show_progress=progress,
     )
+
+
+def llm_dtype(config: LLMRerankConfig | LocalGenerateConfig, stage: str) -> str:
+    """The torch dtype an LLM stage loads in: its ``precision`` when set (``auto`` resolved and logged by
+    :func:`~rankwise.config.precision.choose_precision`), else its ``dtype``."""
+    if config.precision is None:
+        return config.dtype
+    from rankwise.config.precision import choose_precision
+
+    return {"fp32": "float32", "bf16": "bfloat16"}[choose_precision(config.precision, stage).precision]
 
 
 def _http(config: HTTPRerankConfig, progress: bool) -> Any:
@@ -323,7 +335,8 @@ def build_generator(config: Any, show_progress: bool = True) -> Any:
     from rankwise.generate.local import LocalGenerator
 
     return LocalGenerator(
-        config.model, gguf_file=config.gguf_file, batch_size=config.batch_size, dtype=config.dtype,
+        config.model, gguf_file=config.gguf_file, batch_size=config.batch_size,
+        dtype=llm_dtype(config, "local generator"),
         threads=config.threads, max_input_tokens=config.max_input_tokens,
         trust_remote_code=config.trust_remote_code, show_progress=show_progress, **common,
     )  # fmt: skip

@@ -65,6 +65,14 @@ def rerank(
         int | None, typer.Option("--window-stride", help="cross-encoder: words between window starts (default 60).")
     ] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Pairs per forward pass.")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            help="cross-encoder: fp32 (default) | bf16 | int8 (onnxruntime) | auto; llm: fp32 | bf16 | auto. "
+            "auto = bf16 where the hardware runs it natively, else fp32.",
+        ),
+    ] = None,
     max_passage_tokens: Annotated[
         int | None, typer.Option("--max-passage-tokens", help="llm: passage budget (default 256).")
     ] = None,
@@ -105,7 +113,7 @@ def rerank(
 
     config = _section(
         reranker, model, top_n, interpolate_flag, max_length, batch_size, max_passage_tokens, gguf_file, url,
-        api_key_env, trust_remote_code, windows, window_words, window_stride, settings or [],
+        api_key_env, trust_remote_code, windows, window_words, window_stride, settings or [], precision,
     )  # fmt: skip
     weight, _ = interpolation_weight(config, lambda line: typer.echo(line, err=True))
     if config.interpolate == "auto":
@@ -119,7 +127,10 @@ def rerank(
     loaded_queries = load_queries(queries or corpus, split=split)
     docs = load_corpus(corpus)
     keep_freed_memory()
-    reranked = build_reranker(config).rerank(loaded_queries, first_stage, docs, k=config.top_n)
+    built = build_reranker(config)
+    if precision is not None and getattr(built, "precision_choice", None) is not None:
+        typer.echo(built.precision_choice.describe(), err=True)
+    reranked = built.rerank(loaded_queries, first_stage, docs, k=config.top_n)
     if weight:
         reranked = interpolate(first_stage, reranked, weight)
     write_run(reranked, out, tag=f"rankwise-{reranker}")
@@ -144,6 +155,7 @@ def _section(
     window_words: int | None,
     window_stride: int | None,
     settings: list[str],
+    precision: str | None = None,
 ) -> Any:
     """The rerank section the flags describe (the one ``rerank:`` of an experiment config would give); a flag
     meant for another reranker kind is an error."""
@@ -157,10 +169,18 @@ def _section(
         "--max-length": max_length, "--gguf-file": gguf_file, "--url": url, "--api-key-env": api_key_env,
         "--max-passage-tokens": max_passage_tokens, "--windows": windows, "--window-words": window_words,
         "--window-stride": window_stride, "--trust-remote-code": trust_remote_code or None,
+        "--precision": precision,
     }  # fmt: skip
     allowed = {
-        "cross-encoder": {"--max-length", "--windows", "--window-words", "--window-stride", "--trust-remote-code"},
-        "llm": {"--gguf-file", "--max-passage-tokens", "--trust-remote-code"},
+        "cross-encoder": {
+            "--max-length",
+            "--windows",
+            "--window-words",
+            "--window-stride",
+            "--trust-remote-code",
+            "--precision",
+        },
+        "llm": {"--gguf-file", "--max-passage-tokens", "--trust-remote-code", "--precision"},
         "http": {"--url", "--api-key-env"},
     }
     for flag, value in given.items():

@@ -43,6 +43,14 @@ def index(
     ] = None,
     shard_size: Annotated[int, typer.Option("--shard-size", help="Dense: documents per shard.")] = 10_000,
     dtype: Annotated[str, typer.Option("--dtype", help="Dense: shard dtype, float32 | float16.")] = "float32",
+    precision: Annotated[
+        str | None,
+        typer.Option(
+            "--precision",
+            help="Dense: how the encoder runs: fp32 (default) | bf16 | int8 (onnxruntime) | auto (bf16 where the "
+            "hardware runs it natively, else fp32). Recorded in the manifest; searches encode queries the same way.",
+        ),
+    ] = None,
     devices: Annotated[
         str | None,
         typer.Option("--devices", help="Dense: encode with a multi-process pool, e.g. 'cpu,cpu' or 'cuda:0,cuda:1'."),
@@ -78,6 +86,8 @@ def index(
         raise RankwiseError(f"--dtype must be one of {', '.join(DTYPES)}, not '{dtype}'")
     if kind != "dense" and (faiss_kind != "exact" or work_dir is not None or devices is not None):
         raise RankwiseError("--faiss, --work-dir and --devices apply to --kind dense only")
+    if kind != "dense" and precision is not None:
+        raise RankwiseError("--precision applies to --kind dense only")
     if kind != "sparse" and max_seq_length is not None:
         raise RankwiseError("--max-seq-length applies to --kind sparse only")
     settings: dict[str, Any] = {}
@@ -87,7 +97,7 @@ def index(
         settings = {
             "model": model, "batch_size": batch_size, "index_kind": faiss_kind, "hnsw_m": hnsw_m,
             "ef_search": ef_search, "hnsw_storage": hnsw_storage, "nlist": nlist, "nprobe": nprobe,
-            "shard_size": shard_size, "dtype": dtype,
+            "shard_size": shard_size, "dtype": dtype, "precision": precision,
             "devices": [d.strip() for d in devices.split(",") if d.strip()] if devices else None,
         }  # fmt: skip
     flags = {"index_kind": "--faiss", "batch_size": "--batch-size", "model": "--model"}
@@ -97,6 +107,8 @@ def index(
         typer.echo(f"warning: {warning}", err=True)
     retriever = build_retriever(config)
     if kind == "dense":
+        if precision is not None:
+            typer.echo(retriever.precision_choice.describe(), err=True)
         retriever.index(loaded.corpus, work_dir=work_dir)
         if faiss_kind != "exact" and loaded.queries:
             queries = dict(list(loaded.queries.items())[:1000])
@@ -105,7 +117,7 @@ def index(
     else:
         retriever.index(loaded.corpus)
     retriever.save(out)
-    label = f"{kind}, {faiss_kind}" if kind == "dense" else kind
+    label = f"{kind}, {faiss_kind}, {retriever.precision}" if kind == "dense" else kind
     typer.echo(f"indexed {len(loaded.corpus):,} documents ({label}) -> {out}")
 
 

@@ -13,6 +13,9 @@ from rankwise.config.defaults import DEFAULT_MODELS, DEFAULT_STRIDE, DEFAULT_WOR
 from rankwise.errors import RankwiseError
 
 DEFAULT_DENSE_MODEL = DEFAULT_MODELS["dense"]
+# How a neural stage runs (rankwise.config.precision): auto = bf16 where the hardware runs it natively, else fp32.
+PRECISION_HELP = "fp32 | bf16 | int8 (onnxruntime, CPU) | auto (bf16 where native, else fp32); see config/precision.py"
+LLM_PRECISION_HELP = "fp32 | bf16 | auto (bf16 where native, else fp32); when set it replaces dtype"
 
 
 class Strict(BaseModel):
@@ -66,6 +69,7 @@ class DenseConfig(Strict):
     nlist: PositiveInt | None = None
     nprobe: PositiveInt = 16
     dtype: Literal["float32", "float16"] = "float32"
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field("fp32", description=PRECISION_HELP)
     seed: int = 0
     shard_size: PositiveInt = Field(10_000, description="documents per saved embedding shard (the resume unit)")
     devices: list[str] | None = Field(None, description="encode with a process per device, e.g. [cpu, cpu]")
@@ -131,7 +135,8 @@ class CrossEncoderConfig(_RerankCommon):
     max_length: PositiveInt | None = None
     batch_size: PositiveInt = 128
     max_tokens: PositiveInt | None = Field(
-        None, description="padded tokens per forward pass; None = 2048 on a CPU, 16384 on an accelerator"
+        None,
+        description="padded tokens per forward pass; None = 2048 on a CPU (8192 in bf16/int8), 16384 on an accelerator",
     )
     windows: Aggregate = Field(
         "first",
@@ -140,6 +145,7 @@ class CrossEncoderConfig(_RerankCommon):
     )
     window_words: PositiveInt = DEFAULT_WORDS
     window_stride: PositiveInt = DEFAULT_STRIDE
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field("fp32", description=PRECISION_HELP)
     trust_remote_code: bool = False
     train: dict[str, Any] | None = Field(
         None,
@@ -176,6 +182,7 @@ class LLMRerankConfig(_RerankCommon):
     batch_size: PositiveInt = 8
     max_tokens: PositiveInt = 4096
     dtype: str = "float32"
+    precision: Literal["auto", "fp32", "bf16"] | None = Field(None, description=LLM_PRECISION_HELP)
     trust_remote_code: bool = False
 
 
@@ -254,6 +261,7 @@ class LocalGenerateConfig(_GenerateCommon):
     gguf_file: str | None = None
     batch_size: PositiveInt = 4
     dtype: str = "float32"
+    precision: Literal["auto", "fp32", "bf16"] | None = Field(None, description=LLM_PRECISION_HELP)
     threads: PositiveInt | None = Field(None, description="torch CPU threads (a process-wide setting)")
     max_input_tokens: PositiveInt | None = None
     trust_remote_code: bool = False

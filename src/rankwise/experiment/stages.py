@@ -135,6 +135,8 @@ def retrieve(
             batch = {qid: queries[qid] for qid in ids[start : start + RESTRICTED_BATCH]}
             run.update(restrict_run(retriever.search(batch, k=len(corpus)), allowed))
     timing["search_s"] = _since(started)
+    if getattr(retriever, "precision_record", None) is not None:
+        timing["precision"] = retriever.precision_record  # how the index's documents and these queries ran
     return run, timing
 
 
@@ -228,6 +230,8 @@ def rerank(
         info["interpolate_picked_with_windows"] = picked_windows
     if resumed:
         info["chunks_resumed"] = resumed
+    if built and getattr(built[0], "precision_choice", None) is not None:
+        info["precision"] = built[0].precision_choice.record()
     return reranked, info
 
 

@@ -16,6 +16,10 @@ pool of CPUs or GPUs with ``devices=[...]``), then added shard by shard to one o
 
 :meth:`DenseRetriever.recall_vs_exact` reports how many of the exact top-k an approximate index finds;
 ``benchmarks/ann.py`` prints it with the speed-up on SciFact. ``load(dir, mmap=True)`` memory-maps the index file.
+
+``precision`` (fp32 | bf16 | int8 | auto; :mod:`rankwise.retrieve.encoders`) is how the encoder runs. The manifest
+records the precision the documents were encoded in (and why, with the CPU flags); a loaded index encodes its
+queries the same way, and asking for another precision on load is refused.
 """
 
 from __future__ import annotations
@@ -30,9 +34,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankwise.config.defaults import DEFAULT_MODELS
-from rankwise.config.models import resolve_path
+from rankwise.config.precision import choose_precision
 from rankwise.data.files import atomic_dir, read_json, write_json
-from rankwise.errors import IndexStoreError, RankwiseError, loading_model
+from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.retrieve.store import corpus_fingerprint, read_manifest, write_manifest
 from rankwise.types import Document, Query, Run
 
@@ -72,6 +76,8 @@ class DenseParams(BaseModel):
     index_kind: Literal["exact", "hnsw", "ivf"] = "exact"
     faiss: FaissParams = FaissParams()
     recall_at_10_vs_exact: float | None = None
+    precision: Literal["fp32", "bf16", "int8"] = "fp32"  # indexes saved before the setting: fp32
+    precision_choice: dict[str, Any] | None = None  # requested, reason, cpu_flags (PrecisionChoice.record)
 
 
 def _faiss_disagreement(index: Any, params: DenseParams) -> tuple[str, Any, Any] | None:
@@ -139,6 +145,8 @@ class DenseRetriever:
         dtype: str = "float32",
         devices: Sequence[str] | None = None,
         seed: int = 0,
+        precision: str = "fp32",
+        int8_cache: str | Path | None = None,
     ) -> None:
         if index_kind not in INDEX_KINDS:
             raise RankwiseError(f"index_kind must be one of {', '.join(INDEX_KINDS)}, not '{index_kind}'")
@@ -164,6 +172,11 @@ class DenseRetriever:
         self.shard_size = shard_size
         self.dtype = dtype
         self.devices = list(devices) if devices else None
+        self.precision_choice = choose_precision(precision, "dense", device)
+        self.precision_record = self.precision_choice.record()  # what the manifest keeps
+        if self.precision == "int8" and self.devices:
+            raise RankwiseError("precision int8 encodes in one process: leave out devices")
+        self.int8_cache = int8_cache
         self.doc_ids: list[str] = []
         self.fingerprint = ""
         self.recall_at_10: float | None = None
@@ -171,14 +184,18 @@ class DenseRetriever:
         self._index: Any = None
 
     @property
+    def precision(self) -> str:
+        """The precision documents and queries are encoded in (``auto`` resolved): fp32, bf16 or int8."""
+        return self.precision_choice.precision
+
+    @property
     def encoder(self) -> Any:
         if self._encoder is None:
-            from sentence_transformers import SentenceTransformer
+            from rankwise.retrieve.encoders import load_sentence_encoder
 
-            with loading_model(self.model_name):
-                self._encoder = SentenceTransformer(
-                    resolve_path(self.model_name), device=self.device, trust_remote_code=self.trust_remote_code
-                )
+            self._encoder = load_sentence_encoder(
+                self.model_name, self.precision, self.device, self.trust_remote_code, self.int8_cache
+            )
         return self._encoder
 
     def encode(self, texts: Sequence[str], prompt: str = "") -> np.ndarray:
@@ -202,6 +219,7 @@ class DenseRetriever:
             ((doc_id, doc.contents) for doc_id, doc in corpus.items()),
             work_dir,
             model_id=self.model_name,
+            precision=self.precision,
             shard_size=self.shard_size,
             batch_size=self.batch_size,
             dtype=self.dtype,
@@ -244,9 +262,12 @@ class DenseRetriever:
             trust_remote_code=self.trust_remote_code,
             show_progress=self.show_progress,
             index_kind=index_kind,
+            precision=self.precision,
+            int8_cache=self.int8_cache,
             **{**{k: v for k, v in self.faiss_params.items() if k != "nlist"}, **faiss_params},
         )
         other._encoder = self._encoder
+        other.precision_record = self.precision_record
         other._build(lambda: iter([(self.doc_ids, vectors)]), int(vectors.shape[1]), len(self.doc_ids))
         other.fingerprint = self.fingerprint
         return other
@@ -368,24 +389,39 @@ class DenseRetriever:
                 "index_kind": self.index_kind,
                 "faiss": self.faiss_params,
                 "recall_at_10_vs_exact": self.recall_at_10,
+                "precision": self.precision,
+                "precision_choice": self.precision_record,
             }
             write_manifest(tmp, KIND, params)
 
     @classmethod
     def load(cls, directory: str | Path, model: str | None = None, mmap: bool = False, **kwargs: Any) -> DenseRetriever:
-        """Open a saved index; ``model`` overrides the stored model (it must produce vectors of the same size)."""
+        """Open a saved index; ``model`` overrides the stored model (it must produce vectors of the same size).
+
+        Queries are encoded in the precision the documents were (the manifest's ``precision``); a ``precision``
+        keyword other than that one (or ``auto``) is refused.
+        """
         import faiss
 
         directory = Path(directory)
         params = read_manifest(directory, KIND, DenseParams, required=FILES)
+        asked = kwargs.pop("precision", None)
+        if asked not in (None, "auto", params.precision):
+            raise IndexStoreError(
+                f"{directory / 'manifest.json'}: field 'params.precision' is '{params.precision}': this index's "
+                f"documents were encoded in {params.precision}, so its queries must be too, not in {asked}"
+            )
         faiss_params = params.faiss.model_dump(exclude={"nlist"})
         retriever = cls(
             model=model or params.model,
             query_prompt=params.query_prompt,
             document_prompt=params.document_prompt,
             index_kind=params.index_kind,
+            precision=params.precision,
             **{**faiss_params, **kwargs},
         )
+        if params.precision_choice is not None:  # how and why the documents were encoded (kept on a re-save)
+            retriever.precision_record = dict(params.precision_choice)
         retriever.faiss_params["nlist"] = params.faiss.nlist
         retriever.doc_ids = read_json(directory / "doc_ids.json")
         retriever.fingerprint = params.corpus_fingerprint

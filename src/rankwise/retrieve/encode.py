@@ -37,6 +37,8 @@ PLAN_FILE = "encoding.json"
 COMPLETE_FILE = "complete.json"
 DTYPES = ("float32", "float16")
 FORMAT_VERSION = 1
+# What an encoding.json written before a plan key existed stands for.
+PLAN_DEFAULTS = {"precision": "fp32"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def _check_plan(directory: Path, plan: dict[str, Any]) -> None:
         return
     stored = _read_json(path)
     for key, value in plan.items():
-        if stored.get(key) != value:
+        if stored.get(key, PLAN_DEFAULTS.get(key)) != value:
             raise IndexStoreError(
                 f"{path}: this directory holds an encoding with {key}={stored.get(key)!r}, not {value!r}; "
                 "resume with the same settings or use another directory"
@@ -210,6 +212,7 @@ def encode_corpus(
     directory: str | Path,
     *,
     model_id: str,
+    precision: str = "fp32",
     shard_size: int = 10_000,
     batch_size: int = 64,
     chunk_size: int | None = None,
@@ -224,8 +227,9 @@ def encode_corpus(
 
     ``model`` is a sentence-transformers model (anything with its ``encode``; with ``devices``, also its
     ``start_multi_process_pool``); ``model_id`` names it in ``encoding.json`` so that a resume with another
-    model is refused. ``devices`` (e.g. ``["cpu", "cpu"]`` or ``["cuda:0", "cuda:1"]``) spreads the work over a
-    multi-process pool. ``total`` (the number of items, when known) sizes the progress bar.
+    model is refused, as is one in another ``precision`` (how ``model`` runs: fp32, bf16 or int8). ``devices``
+    (e.g. ``["cpu", "cpu"]`` or ``["cuda:0", "cuda:1"]``) spreads the work over a multi-process pool.
+    ``total`` (the number of items, when known) sizes the progress bar.
     """
     from tqdm.auto import tqdm
 
@@ -237,6 +241,7 @@ def encode_corpus(
     plan = {
         "format_version": FORMAT_VERSION,
         "model": model_id,
+        "precision": precision,
         "shard_size": shard_size,
         "batch_size": batch_size,
         "chunk_size": chunk,
