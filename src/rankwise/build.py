@@ -25,6 +25,7 @@ from rankwise.config.sections import (
     BM25Config,
     CrossEncoderConfig,
     DenseConfig,
+    EngineConfig,
     HTTPGenerateConfig,
     HTTPRerankConfig,
     LLMRerankConfig,
@@ -37,6 +38,28 @@ from rankwise.config.sections import (
 from rankwise.errors import IndexStoreError, RankwiseError
 
 RetrieverSection = BM25Config | DenseConfig | SparseConfig
+
+# --------------------------------------------------------------------------------------------------- engines
+
+
+def build_engine(config: EngineConfig) -> Any:
+    """What runs a stage's shards: :class:`~rankwise.engine.LocalEngine` (this process) or
+    :class:`~rankwise.engine.ray_engine.RayEngine` (imports ray: without it, a MissingExtraError naming
+    ``rankwise[ray]``)."""
+    if config.kind == "local":
+        from rankwise.engine import LocalEngine
+
+        return LocalEngine()
+    from rankwise.engine.ray_engine import RayEngine
+
+    return RayEngine(
+        address=config.address,
+        actors=config.actors,
+        cpus_per_actor=config.cpus_per_actor,
+        gpus_per_actor=config.gpus_per_actor,
+        retries=config.retries,
+    )
+
 
 # ------------------------------------------------------------------------------------------------ retrievers
 
@@ -56,7 +79,9 @@ def _bm25_load(directory: Path, config: BM25Config | None, progress: bool) -> An
 def _dense(config: DenseConfig, progress: bool) -> Any:
     from rankwise.retrieve.dense import DenseRetriever
 
-    return DenseRetriever(**config.model_dump(exclude={"kind", "k"}), show_progress=progress)
+    options = config.model_dump(exclude={"kind", "k", "engine"})
+    options["batch_size"] = config.engine.batch_size or config.batch_size
+    return DenseRetriever(**options, engine=build_engine(config.engine), show_progress=progress)
 
 
 def _dense_load(directory: Path, config: DenseConfig | None, progress: bool) -> Any:

