@@ -154,7 +154,25 @@ def load_index(directory: str | Path, **kwargs: Any) -> Any:
 # ------------------------------------------------------------------------------------------------- rerankers
 
 
+def _on_engine(build: Callable[[Any, bool], Any], config: Any, progress: bool) -> Any:
+    """The reranker of a section with engine settings: built by ``build`` from the section with the engine's
+    batch size as its own and the engine local; with a Ray engine, one such reranker per worker, each running
+    shards of queries."""
+    local = config.model_copy(
+        update={"engine": EngineConfig(), "batch_size": config.engine.batch_size or config.batch_size}
+    )
+    if config.engine.kind == "local":
+        return build(local, progress)
+    from functools import partial
+
+    from rankwise.rerank.sharded import EngineReranker
+
+    return EngineReranker(partial(build, local, False), build_engine(config.engine), show_progress=progress)
+
+
 def _cross_encoder(config: CrossEncoderConfig, progress: bool) -> Any:
+    if config.engine != EngineConfig():
+        return _on_engine(_cross_encoder, config, progress)
     from rankwise.rerank.cross_encoder import CrossEncoderReranker
 
     return CrossEncoderReranker(
@@ -171,6 +189,8 @@ def _cross_encoder(config: CrossEncoderConfig, progress: bool) -> Any:
 
 
 def _llm(config: LLMRerankConfig, progress: bool) -> Any:
+    if config.engine != EngineConfig():
+        return _on_engine(_llm, config, progress)
     from rankwise.rerank.llm import DEFAULT_TEMPLATE, LLMReranker
 
     return LLMReranker(
@@ -234,7 +254,8 @@ def build_reranker(config: Any, show_progress: bool = True, share_with: Any = No
     loaded reuses its weights (RankRAG style) instead of loading a second copy."""
     if config.kind not in RERANKERS:
         raise RankwiseError(f"unknown reranker kind {config.kind!r}; expected one of: {', '.join(RERANKERS)}")
-    if isinstance(config, LLMRerankConfig) and share_with is not None and config.gguf_file is None:
+    local = isinstance(config, LLMRerankConfig) and config.engine.kind == "local"  # a Ray reranker: its own copies
+    if local and share_with is not None and config.gguf_file is None:
         from rankwise.generate.local import LocalGenerator
         from rankwise.rerank.llm import LLMReranker
 

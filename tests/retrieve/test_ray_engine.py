@@ -45,8 +45,11 @@ def encoder_dir(minilm_path: str, tmp_path_factory: pytest.TempPathFactory) -> s
 
 
 def corpus(n: int) -> list[tuple[str, str]]:
+    """Distinct texts (the trailing number), so that a poisoned text sits in one shard only."""
     words = ["cell", "protein", "gene", "tumour", "virus", "immune", "drug", "trial", "brain", "blood"]
-    return [(f"d{i}", " ".join(words[(i * 7 + j * 3) % len(words)] for j in range(3 + i % 9))) for i in range(n)]
+    return [
+        (f"d{i}", " ".join(words[(i * 7 + j * 3) % len(words)] for j in range(3 + i % 9)) + f" {i}") for i in range(n)
+    ]
 
 
 class Dying:
@@ -127,14 +130,47 @@ def test_a_worker_error_is_one_line_naming_shard_worker_and_cause(ray_session, e
     assert message.startswith("shard 0 (documents d0..d39) failed on Ray worker (")
     assert message.endswith("ValueError: a bad passage") and "\n" not in message
     with pytest.raises(EngineError, match=r"shard 0 .* failed on Ray worker \(.*\): cannot load model '/no/such/m"):
-        encode_corpus(partial(load_encoder, "/no/such/model"), items, tmp_path / "m", engine=RayEngine(), **OPTIONS)
+        encode_corpus(
+            partial(load_encoder, "/no/such/model"), items, tmp_path / "m", engine=RayEngine(actors=1), **OPTIONS
+        )
 
 
-def test_without_ray_the_error_names_the_extra(monkeypatch, tmp_path, capsys, scifact_dir) -> None:
+def test_cross_encoder_reranking_on_ray_equals_local(ray_session, tiny_cross_encoder_dir) -> None:
+    """Shards of queries on two actors (kept for the next call), through the builder, rank like the local run."""
+    from rankwise.build import build_reranker
+    from rankwise.config.sections import CrossEncoderConfig
+
+    docs = {doc_id: Document(doc_id, "", text) for doc_id, text in corpus(30)}
+    words = ["immune cell", "drug trial", "brain blood", "virus gene", "protein tumour"]
+    queries = {f"q{i}": Query(f"q{i}", words[i]) for i in range(5)}
+    run = {qid: {f"d{(i * 5 + j) % 30}": 10.0 - j for j in range(12)} for i, qid in enumerate(queries)}
+    local = build_reranker(CrossEncoderConfig(model=str(tiny_cross_encoder_dir)), show_progress=False)
+    expected = local.rerank(queries, run, docs, k=10)
+    config = CrossEncoderConfig(model=str(tiny_cross_encoder_dir), engine={"kind": "ray", "actors": 2})
+    remote = build_reranker(config, show_progress=False)
+    remote.queries_per_shard = 2  # three shards over two actors
+    for _ in range(2):  # the second call reuses the actors (and their models)
+        reranked = remote.rerank(queries, run, docs, k=10)
+        assert list(reranked) == list(expected)
+        for qid in expected:
+            assert list(reranked[qid]) == list(expected[qid])
+            np.testing.assert_allclose(list(reranked[qid].values()), list(expected[qid].values()), atol=1e-5)
+        assert len(remote.engine._pool.actors) == 2
+    remote.close()
+    with pytest.raises(Exception, match="which is not in the corpus"):
+        remote.rerank(queries, {"q0": {"nope": 1.0}}, docs, k=10)
+
+
+def test_without_ray_the_error_names_the_extra(monkeypatch, tmp_path, capsys) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError, as when it is absent
     with pytest.raises(MissingExtraError, match=r"pip install 'rankwise\[ray\]'"):
         build_engine(EngineConfig(kind="ray"))
-    assert main(["index", str(scifact_dir), "--kind", "dense", "--engine", "ray", "--out", str(tmp_path / "i")]) == 2
+    from rankwise.build import build_reranker
+    from rankwise.config.sections import CrossEncoderConfig
+
+    with pytest.raises(MissingExtraError, match=r"rankwise\[ray\]"):
+        build_reranker(CrossEncoderConfig(model="unused", engine={"kind": "ray"}))
+    assert main(["index", str(tmp_path), "--kind", "dense", "--engine", "ray", "--out", str(tmp_path / "i")]) == 2
     assert "pip install 'rankwise[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "i").exists()
 

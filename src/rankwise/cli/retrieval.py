@@ -107,10 +107,10 @@ def index(
         }  # fmt: skip
     flags = {"index_kind": "--faiss", "batch_size": "--batch-size", "model": "--model"}
     config = section(RETRIEVER_CONFIGS[kind], flags, kind=kind, **settings)
+    retriever = build_retriever(config)  # before reading the corpus: a missing extra fails at once
     loaded = load_dataset(dataset, format=format)
     for warning in loaded.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    retriever = build_retriever(config)
     if kind == "dense":
         retriever.index(loaded.corpus, work_dir=work_dir)
         if faiss_kind != "exact" and loaded.queries:

@@ -186,6 +186,7 @@ class CrossEncoderConfig(_RerankCommon):
     window_words: PositiveInt = DEFAULT_WORDS
     window_stride: PositiveInt = DEFAULT_STRIDE
     trust_remote_code: bool = False
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="where scoring runs (shards of queries)")
     train: dict[str, Any] | None = Field(
         None,
         description="train the cross-encoder first (rankwise train reranker settings without output_dir; "
@@ -222,6 +223,7 @@ class LLMRerankConfig(_RerankCommon):
     max_tokens: PositiveInt = 4096
     dtype: str = "float32"
     trust_remote_code: bool = False
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="where scoring runs (shards of queries)")
 
 
 class HTTPRerankConfig(_RerankCommon):

@@ -40,9 +40,14 @@ class Shard:
 
 class Engine(Protocol):
     def map(
-        self, recipe: Callable[[], Worker], shards: Iterable[Shard], progress: Progress | None = None
+        self,
+        recipe: Callable[[], Worker],
+        shards: Iterable[Shard],
+        progress: Progress | None = None,
+        keep: bool = False,
     ) -> Iterator[tuple[Shard, Any]]:
-        """Run every shard through a worker built by ``recipe``; yield ``(shard, result)`` as each finishes."""
+        """Run every shard through a worker built by ``recipe``; yield ``(shard, result)`` as each finishes.
+        ``keep``: hold the workers (their models) for the next ``map`` with the same recipe object."""
         ...
 
     def close(self) -> None: ...
@@ -94,10 +99,19 @@ class LocalEngine:
 
     kind = "local"
 
+    def __init__(self) -> None:
+        self._kept: tuple[Callable[[], Worker], Worker] | None = None
+
     def map(
-        self, recipe: Callable[[], Worker], shards: Iterable[Shard], progress: Progress | None = None
+        self,
+        recipe: Callable[[], Worker],
+        shards: Iterable[Shard],
+        progress: Progress | None = None,
+        keep: bool = False,
     ) -> Iterator[tuple[Shard, Any]]:
-        worker: Worker | None = None  # built on first use: a resume that finds every shard done needs no model
+        # built on first use (a resume that finds every shard done needs no model), or the one kept for this recipe
+        worker = self._kept[1] if self._kept is not None and self._kept[0] is recipe else None
+        self._kept = None
         report = progress.advance if progress is not None else None
         for shard in shards:
             if worker is None:
@@ -110,9 +124,11 @@ class LocalEngine:
             if progress is not None:
                 progress.shard_done(shard)
             yield shard, result
+        if keep and worker is not None:
+            self._kept = (recipe, worker)
 
     def close(self) -> None:
-        return None
+        self._kept = None
 
     def __repr__(self) -> str:
         return "LocalEngine()"

@@ -78,6 +78,16 @@ class _ShardActor:
             raise WorkerFailure.of(exc) from None
 
 
+class _Pool:
+    """The actors of one recipe: handles, shards in flight on each, where each last ran."""
+
+    def __init__(self, recipe: Callable[[], Worker]) -> None:
+        self.recipe = recipe
+        self.actors: list[Any] = []
+        self.load: list[int] = []
+        self.where: list[str] = []
+
+
 class RayEngine:
     """Runs shards on Ray actors, one worker (model) per actor; see the module docstring."""
 
@@ -102,6 +112,7 @@ class RayEngine:
         self.gpus_per_actor = gpus_per_actor
         self.retries = retries
         self._owns_ray = False
+        self._pool: _Pool | None = None
 
     def __repr__(self) -> str:
         return f"RayEngine(address={self.address!r}, actors={self.actors})"
@@ -125,7 +136,11 @@ class RayEngine:
         self._owns_ray = True
 
     def close(self) -> None:
-        """Stop the local Ray instance this engine started (or leave the cluster it joined)."""
+        """Free the actors kept for a next map; stop the local Ray instance this engine started (or leave the
+        cluster it joined)."""
+        if self._pool is not None and self.ray.is_initialized():
+            self._release()
+        self._pool = None
         if self._owns_ray and self.ray.is_initialized():
             self.ray.shutdown()
         self._owns_ray = False
@@ -150,60 +165,83 @@ class RayEngine:
     # ---------------------------------------------------------------------------------------------- running
 
     def map(
-        self, recipe: Callable[[], Worker], shards: Iterable[Shard], progress: Progress | None = None
+        self,
+        recipe: Callable[[], Worker],
+        shards: Iterable[Shard],
+        progress: Progress | None = None,
+        keep: bool = False,
     ) -> Iterator[tuple[Shard, Any]]:
-        """Run ``shards`` on the actor pool; yield ``(shard, result)`` in the order they finish."""
+        """Run ``shards`` on the actor pool; yield ``(shard, result)`` in the order they finish. With ``keep`` the
+        actors (and their models) stay up for the next ``map`` with the same ``recipe`` object."""
         ray = self.ray
         self._connect()
+        pool = self._pool if self._pool is not None and self._pool.recipe is recipe else None
+        if pool is None:
+            self._release()
+            pool = _Pool(recipe)
+        self._pool = None
         limit = self._pool_size()
-        remote = ray.remote(_ShardActor).options(
-            num_cpus=self.cpus_per_actor,
-            num_gpus=self.gpus_per_actor,
-            max_restarts=self.retries,
-            max_task_retries=self.retries,
-        )
-        recipe_ref: Any = None
-        actors: list[Any] = []
-        load: list[int] = []
-        where: list[str] = []
         pending: dict[Any, tuple[Shard, int]] = {}
         source = iter(shards)
-        exhausted = False
+        exhausted = failed = False
         try:
             while True:
                 while not exhausted:
-                    idle = [i for i, n in enumerate(load) if n == 0]
-                    if not idle and len(actors) < limit:  # a new actor only when every one is busy
-                        if recipe_ref is None:
-                            recipe_ref = ray.put(recipe)  # shipped once, not once per actor
-                        actors.append(remote.remote(recipe_ref))
-                        load.append(0)
-                        where.append(f"actor {len(actors) - 1}")
-                        idle = [len(actors) - 1]
-                    target = idle[0] if idle else min(range(len(actors)), key=load.__getitem__)
-                    if load[target] >= IN_FLIGHT_PER_ACTOR:
+                    idle = [i for i, n in enumerate(pool.load) if n == 0]
+                    if not idle and len(pool.actors) < limit:  # a new actor only when every one is busy
+                        idle = [self._start_actor(pool)]
+                    target = idle[0] if idle else min(range(len(pool.actors)), key=pool.load.__getitem__)
+                    if pool.load[target] >= IN_FLIGHT_PER_ACTOR:
                         break
                     shard = next(source, None)
                     if shard is None:
                         exhausted = True
                         break
-                    pending[actors[target].run.remote(shard.payload)] = (shard, target)
-                    load[target] += 1
+                    pending[pool.actors[target].run.remote(shard.payload)] = (shard, target)
+                    pool.load[target] += 1
                 if not pending:
                     break
                 [done], _ = ray.wait(list(pending), num_returns=1)
                 shard, actor = pending.pop(done)
-                load[actor] -= 1
+                pool.load[actor] -= 1
                 try:
-                    result, where[actor] = ray.get(done)
+                    result, pool.where[actor] = ray.get(done)
+                except ray.exceptions.RayActorError as exc:
+                    # every shard on a dead actor fails at once, in any order: it died on the earliest one
+                    running = min([shard, *(s for s, a in pending.values() if a == actor)], key=lambda s: s.index)
+                    raise self._failure(running, pool.where[actor], exc) from None
                 except ray.exceptions.RayError as exc:
-                    raise self._failure(shard, where[actor], exc) from None
+                    raise self._failure(shard, pool.where[actor], exc) from None
                 if progress is not None:
                     progress.shard_done(shard)
                 yield shard, result
+        except BaseException:
+            failed = True
+            raise
         finally:
-            for handle in actors:  # free the models; the Ray instance stays up for the engine's next map
-                ray.kill(handle)
+            if keep and not failed and not pending:
+                self._pool = pool
+            else:  # free the models; the Ray instance stays up for the engine's next map
+                for handle in pool.actors:
+                    ray.kill(handle)
+
+    def _start_actor(self, pool: _Pool) -> int:
+        remote = self.ray.remote(_ShardActor).options(
+            num_cpus=self.cpus_per_actor,
+            num_gpus=self.gpus_per_actor,
+            max_restarts=self.retries,
+            max_task_retries=self.retries,
+        )
+        pool.actors.append(remote.remote(pool.recipe))  # by value: a restarted actor gets it again
+        pool.load.append(0)
+        pool.where.append(f"actor {len(pool.actors) - 1}")
+        return len(pool.actors) - 1
+
+    def _release(self) -> None:
+        if self._pool is not None:
+            for handle in self._pool.actors:
+                self.ray.kill(handle)
+            self._pool = None
 
     def _failure(self, shard: Shard, where: str, exc: Exception) -> EngineError:
         ray = self.ray
