@@ -72,7 +72,7 @@ class EngineConfig(Strict):
     actors: PositiveInt | None = Field(None, description="ray: model copies (default: CPUs / cpus_per_actor)")
     cpus_per_actor: float = Field(1.0, gt=0, description="ray: CPUs (torch threads) each actor reserves")
     gpus_per_actor: float = Field(0.0, ge=0, description="ray: GPUs each actor reserves (1 = one GPU each)")
-    retries: NonNegativeInt = Field(2, description="ray: restarts of a dead worker, its shard run again")
+    retries: NonNegativeInt = Field(2, description="ray: runs again of a shard whose worker died")
     batch_size: PositiveInt | None = Field(None, description="items per forward pass (None = the stage's)")
 
     @model_validator(mode="after")

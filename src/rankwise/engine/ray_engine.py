@@ -7,8 +7,10 @@
 - Actors are started as shards need them, up to ``actors`` (default: the cluster's CPUs / ``cpus_per_actor``, or
   its GPUs / ``gpus_per_actor``); each holds at most two shards (one running, one queued), so the driver's memory
   is bounded by the number of actors, not the corpus.
-- A worker process that dies (killed, out of memory, its node lost) is restarted up to ``retries`` times and the
-  shard it was on is run again; past that, or when the worker raises, the error names the shard and the worker.
+- A worker process that dies (killed, out of memory, its node lost) leaves the pool; the shard it was running
+  and those queued on it run on the other actors, or on a replacement where the cluster has room for one (not
+  Ray's own actor restarts: a restart waits for resources that a lost node took with it). The running shard gets
+  ``retries`` such attempts; past that, or when the worker raises, the error names the shard and the worker.
   Shards finished before the failure are already written by the stage, so running again resumes.
 
 Ray Core actors rather than Ray Data's ``map_batches``: the stage's shards already are the unit of work, of
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -27,6 +30,7 @@ from rankwise.engine import Progress, Shard, Worker
 from rankwise.errors import EngineError, MissingExtraError, RankwiseError
 
 IN_FLIGHT_PER_ACTOR = 2
+logger = logging.getLogger(__name__)
 
 
 def import_ray() -> Any:
@@ -85,6 +89,7 @@ class _Pool:
         self.recipe = recipe
         self.actors: list[Any] = []
         self.load: list[int] = []
+        self.alive: list[bool] = []
         self.where: list[str] = []
 
 
@@ -182,19 +187,27 @@ class RayEngine:
         self._pool = None
         limit = self._pool_size()
         pending: dict[Any, tuple[Shard, int]] = {}
+        again: deque[Shard] = deque()  # shards of a dead actor, run again before new ones
+        attempts: dict[int, int] = {}
         source = iter(shards)
         exhausted = failed = False
         try:
             while True:
-                while not exhausted:
-                    idle = [i for i, n in enumerate(pool.load) if n == 0]
-                    if not idle and len(pool.actors) < limit:  # a new actor only when every one is busy
-                        idle = [self._start_actor(pool)]
-                    target = idle[0] if idle else min(range(len(pool.actors)), key=pool.load.__getitem__)
+                while True:
+                    live = [i for i, alive in enumerate(pool.alive) if alive]
+                    idle = [i for i in live if pool.load[i] == 0]
+                    wanted = bool(again) or not exhausted
+                    if wanted and not idle and len(live) < limit and (not live or self._room()):
+                        idle = [self._start_actor(pool)]  # a new actor only when every one is busy
+                        live.append(idle[0])
+                    if not live:
+                        break
+                    target = idle[0] if idle else min(live, key=pool.load.__getitem__)
                     if pool.load[target] >= IN_FLIGHT_PER_ACTOR:
                         break
-                    shard = next(source, None)
-                    if shard is None:
+                    if again:
+                        shard = again.popleft()
+                    elif exhausted or (shard := next(source, None)) is None:
                         exhausted = True
                         break
                     pending[pool.actors[target].run.remote(shard.payload)] = (shard, target)
@@ -207,9 +220,8 @@ class RayEngine:
                 try:
                     result, pool.where[actor] = ray.get(done)
                 except ray.exceptions.RayActorError as exc:
-                    # every shard on a dead actor fails at once, in any order: it died on the earliest one
-                    running = min([shard, *(s for s, a in pending.values() if a == actor)], key=lambda s: s.index)
-                    raise self._failure(running, pool.where[actor], exc) from None
+                    again.extendleft(reversed(self._lost(pool, actor, shard, pending, attempts, exc)))
+                    continue
                 except ray.exceptions.RayError as exc:
                     raise self._failure(shard, pool.where[actor], exc) from None
                 if progress is not None:
@@ -225,15 +237,53 @@ class RayEngine:
                 for handle in pool.actors:
                     ray.kill(handle)
 
+    def _lost(
+        self,
+        pool: _Pool,
+        actor: int,
+        shard: Shard,
+        pending: dict[Any, tuple[Shard, int]],
+        attempts: dict[int, int],
+        exc: Exception,
+    ) -> list[Shard]:
+        """An actor died (its process killed, its node lost): its shards, to run again on the others (or on a
+        replacement), the one it was running first. That shard counts an attempt; past ``retries``, an error."""
+        pool.alive[actor] = False
+        lost = [shard]
+        for ref, (other, owner) in list(pending.items()):
+            if owner == actor and not self._finished(ref):  # a shard it finished before dying stays done
+                lost.append(other)
+                del pending[ref]
+        lost.sort(key=lambda item: item.index)  # an actor runs its shards in order: it died on the first unfinished
+        running = lost[0]
+        attempts[running.index] = attempts.get(running.index, 0) + 1
+        where = _where(exc) or pool.where[actor]
+        if attempts[running.index] > self.retries:
+            raise self._failure(running, where, exc) from None
+        logger.warning("%s: its Ray worker (%s) died; running it again elsewhere", running.name, where)
+        return lost
+
+    def _finished(self, ref: Any) -> bool:
+        """Whether the task behind ``ref`` has returned its result (which outlives the actor)."""
+        ray = self.ray
+        if not ray.wait([ref], timeout=0)[0]:
+            return False
+        try:
+            ray.get(ref, timeout=0)
+        except ray.exceptions.RayError:
+            return False
+        return True
+
+    def _room(self) -> bool:
+        """Whether the cluster has the CPUs/GPUs for one more actor now (after a lost node it may not)."""
+        free = self.ray.available_resources()
+        return free.get("CPU", 0) >= self.cpus_per_actor and free.get("GPU", 0) >= self.gpus_per_actor
+
     def _start_actor(self, pool: _Pool) -> int:
-        remote = self.ray.remote(_ShardActor).options(
-            num_cpus=self.cpus_per_actor,
-            num_gpus=self.gpus_per_actor,
-            max_restarts=self.retries,
-            max_task_retries=self.retries,
-        )
-        pool.actors.append(remote.remote(pool.recipe))  # by value: a restarted actor gets it again
+        remote = self.ray.remote(_ShardActor).options(num_cpus=self.cpus_per_actor, num_gpus=self.gpus_per_actor)
+        pool.actors.append(remote.remote(pool.recipe))
         pool.load.append(0)
+        pool.alive.append(True)
         pool.where.append(f"actor {len(pool.actors) - 1}")
         return len(pool.actors) - 1
 
@@ -255,8 +305,8 @@ class RayEngine:
             return error
         if isinstance(exc, ray.exceptions.RayActorError):
             return EngineError(
-                f"{shard.name} failed: its Ray worker ({where}) died and {self.retries} restart(s) did not finish "
-                "it; finished shards are kept, run again to resume"
+                f"{shard.name} failed: its Ray worker ({where}) died, {self.retries} retries elsewhere did not "
+                "finish it; finished shards are kept, run again to resume"
             )
         return EngineError(f"{shard.name} failed on Ray worker ({where}): {type(exc).__name__}: {exc}")
 
