@@ -20,6 +20,7 @@ own block format for the same schedule.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections import deque
@@ -179,6 +180,11 @@ class RayEngine:
         """Run ``shards`` on the actor pool; yield ``(shard, result)`` in the order they finish. With ``keep`` the
         actors (and their models) stay up for the next ``map`` with the same ``recipe`` object."""
         ray = self.ray
+        source = iter(shards)
+        first = next(source, None)  # a resume that finds every shard finished starts no Ray at all
+        if first is None:
+            return
+        source = itertools.chain([first], source)
         self._connect()
         pool = self._pool if self._pool is not None and self._pool.recipe is recipe else None
         if pool is None:
@@ -189,7 +195,6 @@ class RayEngine:
         pending: dict[Any, tuple[Shard, int]] = {}
         again: deque[Shard] = deque()  # shards of a dead actor, run again before new ones
         attempts: dict[int, int] = {}
-        source = iter(shards)
         exhausted = failed = False
         try:
             while True:
