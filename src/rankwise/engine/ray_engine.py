@@ -5,10 +5,10 @@
   ``"ray://host:10001"`` (or ``host:6379``) joins a remote one. Every node needs the same Python environment with
   rankwise installed, and the model reachable under the same name or path.
 - Actors are started as shards need them, up to ``actors`` (default: the cluster's CPUs / ``cpus_per_actor``, or
-  its GPUs / ``gpus_per_actor``); each holds at most two shards (one running, one queued), so the driver's memory
+  its GPUs / ``gpus_per_actor``); each holds one shard at a time, so the driver's memory
   is bounded by the number of actors, not the corpus.
 - A worker process that dies (killed, out of memory, its node lost) leaves the pool; the shard it was running
-  and those queued on it run on the other actors, or on a replacement where the cluster has room for one (not
+  runs on the other actors, or on a replacement where the cluster has room for one (not
   Ray's own actor restarts: a restart waits for resources that a lost node took with it). The running shard gets
   ``retries`` such attempts; past that, or when the worker raises, the error names the shard and the worker.
   Shards finished before the failure are already written by the stage, so running again resumes.
@@ -30,7 +30,10 @@ from typing import Any
 from rankwise.engine import Progress, Shard, Worker
 from rankwise.errors import EngineError, MissingExtraError, RankwiseError
 
-IN_FLIGHT_PER_ACTOR = 2
+# One shard per actor at a time: a dead actor then held exactly one unfinished shard, the one to name and retry
+# (with a second one queued, a process killed just after finishing a shard can lose that shard's reply, and which
+# shard it died on is unknowable). Shards take seconds to minutes; the round trip between them, milliseconds.
+IN_FLIGHT_PER_ACTOR = 1
 logger = logging.getLogger(__name__)
 
 
