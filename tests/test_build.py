@@ -115,7 +115,7 @@ def test_the_cli_and_yaml_build_the_same_sections(tmp_path: Path):
         {"bm25": BM25Config(k=50), "dense": DenseConfig(k=50)},
         FuseConfig(method="rrf", k=60, depth=50),
     )
-    assert DenseConfig().index_params() == DenseConfig(shard_size=7, devices=["cpu"]).index_params()
+    assert DenseConfig().index_params() == DenseConfig(shard_size=7, engine={"kind": "ray", "actors": 2}).index_params()
 
 
 def test_load_index_opens_every_kind_through_the_builder(tmp_path: Path, cranfield_dir: Path):

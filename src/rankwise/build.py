@@ -25,6 +25,7 @@ from rankwise.config.sections import (
     BM25Config,
     CrossEncoderConfig,
     DenseConfig,
+    EngineConfig,
     HTTPGenerateConfig,
     HTTPRerankConfig,
     LLMRerankConfig,
@@ -37,6 +38,28 @@ from rankwise.config.sections import (
 from rankwise.errors import IndexStoreError, RankwiseError
 
 RetrieverSection = BM25Config | DenseConfig | SparseConfig
+
+# --------------------------------------------------------------------------------------------------- engines
+
+
+def build_engine(config: EngineConfig) -> Any:
+    """What runs a stage's shards: :class:`~rankwise.engine.LocalEngine` (this process) or
+    :class:`~rankwise.engine.ray_engine.RayEngine` (imports ray: without it, a MissingExtraError naming
+    ``rankwise[ray]``)."""
+    if config.kind == "local":
+        from rankwise.engine import LocalEngine
+
+        return LocalEngine()
+    from rankwise.engine.ray_engine import RayEngine
+
+    return RayEngine(
+        address=config.address,
+        actors=config.actors,
+        cpus_per_actor=config.cpus_per_actor,
+        gpus_per_actor=config.gpus_per_actor,
+        retries=config.retries,
+    )
+
 
 # ------------------------------------------------------------------------------------------------ retrievers
 
@@ -56,7 +79,9 @@ def _bm25_load(directory: Path, config: BM25Config | None, progress: bool) -> An
 def _dense(config: DenseConfig, progress: bool) -> Any:
     from rankwise.retrieve.dense import DenseRetriever
 
-    return DenseRetriever(**config.model_dump(exclude={"kind", "k"}), show_progress=progress)
+    options = config.model_dump(exclude={"kind", "k", "engine"})
+    options["batch_size"] = config.engine.batch_size or config.batch_size
+    return DenseRetriever(**options, engine=build_engine(config.engine), show_progress=progress)
 
 
 def _dense_load(directory: Path, config: DenseConfig | None, progress: bool) -> Any:
@@ -130,7 +155,25 @@ def load_index(directory: str | Path, **kwargs: Any) -> Any:
 # ------------------------------------------------------------------------------------------------- rerankers
 
 
+def _on_engine(build: Callable[[Any, bool], Any], config: Any, progress: bool) -> Any:
+    """The reranker of a section with engine settings: built by ``build`` from the section with the engine's
+    batch size as its own and the engine local; with a Ray engine, one such reranker per worker, each running
+    shards of queries."""
+    local = config.model_copy(
+        update={"engine": EngineConfig(), "batch_size": config.engine.batch_size or config.batch_size}
+    )
+    if config.engine.kind == "local":
+        return build(local, progress)
+    from functools import partial
+
+    from rankwise.rerank.sharded import EngineReranker
+
+    return EngineReranker(partial(build, local, False), build_engine(config.engine), show_progress=progress)
+
+
 def _cross_encoder(config: CrossEncoderConfig, progress: bool) -> Any:
+    if config.engine != EngineConfig():
+        return _on_engine(_cross_encoder, config, progress)
     from rankwise.rerank.cross_encoder import CrossEncoderReranker
 
     return CrossEncoderReranker(
@@ -148,6 +191,8 @@ def _cross_encoder(config: CrossEncoderConfig, progress: bool) -> Any:
 
 
 def _llm(config: LLMRerankConfig, progress: bool) -> Any:
+    if config.engine != EngineConfig():
+        return _on_engine(_llm, config, progress)
     from rankwise.rerank.llm import DEFAULT_TEMPLATE, LLMReranker
 
     return LLMReranker(
@@ -221,7 +266,8 @@ def build_reranker(config: Any, show_progress: bool = True, share_with: Any = No
     loaded reuses its weights (RankRAG style) instead of loading a second copy."""
     if config.kind not in RERANKERS:
         raise RankwiseError(f"unknown reranker kind {config.kind!r}; expected one of: {', '.join(RERANKERS)}")
-    if isinstance(config, LLMRerankConfig) and share_with is not None and config.gguf_file is None:
+    local = isinstance(config, LLMRerankConfig) and config.engine.kind == "local"  # a Ray reranker: its own copies
+    if local and share_with is not None and config.gguf_file is None:
         from rankwise.generate.local import LocalGenerator
         from rankwise.rerank.llm import LLMReranker
 

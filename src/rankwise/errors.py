@@ -48,6 +48,11 @@ class MissingExtraError(RankwiseError):
         super().__init__(f"this feature needs the '{package}' package: pip install 'rankwise[{extra}]'")
 
 
+class EngineError(RankwiseError):
+    """A shard that failed on an engine's worker (a Ray actor that raised or died): names the shard and the worker;
+    the shards finished before it are kept, so running again resumes."""
+
+
 class ModelLoadError(RankwiseError):
     """A model that cannot be loaded: a local path that does not exist, or a hub name that is neither cached nor
     reachable (offline). Names the model and the cause, in one line."""

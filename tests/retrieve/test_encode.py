@@ -1,5 +1,5 @@
-"""Sharded encoding: same rows as one encode call, resume after a crash, repair, refusal of a changed plan, and a
-multi-process pool that writes the same bytes as one process."""
+"""Sharded encoding: same rows as one encode call, resume after a crash, repair, refusal of a changed plan (the
+Ray engine's equality with this, the local engine, is in test_ray_engine.py)."""
 
 from __future__ import annotations
 
@@ -128,14 +128,3 @@ def test_corpus_jsonl_is_streamed_with_title_and_text(tmp_path: Path) -> None:
     assert next(stream) == ("a", "T body") and next(stream) == ("b", "only")
     with pytest.raises(Exception, match=r"corpus.jsonl, line 4: expected an object with a string '_id'"):
         next(stream)
-
-
-def test_multi_process_pool_writes_the_same_bytes_as_one_process(tiny_model, tmp_path: Path) -> None:
-    items = corpus(240)
-    # chunks of 10, groups of 10 x 2 workers x 4 = 80 per pool call: two calls per shard, cuts still aligned
-    options = {"model_id": "tiny", "shard_size": 120, "batch_size": 8, "chunk_size": 10, "show_progress": False}
-    encode_corpus(tiny_model, items, tmp_path / "one", **options)
-    encode_corpus(tiny_model, items, tmp_path / "pool", devices=["cpu", "cpu"], **options)
-    for index in range(2):
-        name = f"shard-{index:05d}.npy"
-        assert (tmp_path / "pool" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()

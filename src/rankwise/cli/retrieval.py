@@ -51,10 +51,18 @@ def index(
             "hardware runs it natively, else fp32). Recorded in the manifest; searches encode queries the same way.",
         ),
     ] = None,
-    devices: Annotated[
+    engine: Annotated[
         str | None,
-        typer.Option("--devices", help="Dense: encode with a multi-process pool, e.g. 'cpu,cpu' or 'cuda:0,cuda:1'."),
+        typer.Option("--engine", help="Dense: where encoding runs: local (this process) | ray (a model per actor)."),
     ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", help="--engine ray: 'auto' joins a running cluster (default: a local one)."),
+    ] = None,
+    actors: Annotated[
+        int | None, typer.Option("--actors", help="--engine ray: model copies (default: one per CPU).")
+    ] = None,
+    devices: Annotated[str | None, typer.Option("--devices", hidden=True)] = None,
     hnsw_m: Annotated[int, typer.Option("--hnsw-m", help="HNSW links per node.")] = 16,
     ef_search: Annotated[int, typer.Option("--ef-search", help="HNSW candidate list size at search.")] = 64,
     hnsw_storage: Annotated[
@@ -73,7 +81,7 @@ def index(
     """
     from rankwise.build import build_retriever
     from rankwise.cli.flags import section
-    from rankwise.config.sections import RETRIEVER_CONFIGS
+    from rankwise.config.sections import RETRIEVER_CONFIGS, EngineConfig
     from rankwise.data import load_dataset
 
     if kind not in KINDS:
@@ -84,10 +92,14 @@ def index(
         raise RankwiseError(f"--faiss must be one of {', '.join(FAISS_KINDS)}, not '{faiss_kind}'")
     if dtype not in DTYPES:
         raise RankwiseError(f"--dtype must be one of {', '.join(DTYPES)}, not '{dtype}'")
-    if kind != "dense" and (faiss_kind != "exact" or work_dir is not None or devices is not None):
-        raise RankwiseError("--faiss, --work-dir and --devices apply to --kind dense only")
+    if devices is not None:
+        raise RankwiseError("--devices (a multi-process pool) was replaced by --engine ray --actors N")
+    if kind != "dense" and (faiss_kind != "exact" or work_dir is not None or engine is not None):
+        raise RankwiseError("--faiss, --work-dir and --engine apply to --kind dense only")
     if kind != "dense" and precision is not None:
         raise RankwiseError("--precision applies to --kind dense only")
+    if engine != "ray" and (ray_address is not None or actors is not None):
+        raise RankwiseError("--ray-address and --actors apply to --engine ray only")
     if kind != "sparse" and max_seq_length is not None:
         raise RankwiseError("--max-seq-length applies to --kind sparse only")
     settings: dict[str, Any] = {}
@@ -98,14 +110,17 @@ def index(
             "model": model, "batch_size": batch_size, "index_kind": faiss_kind, "hnsw_m": hnsw_m,
             "ef_search": ef_search, "hnsw_storage": hnsw_storage, "nlist": nlist, "nprobe": nprobe,
             "shard_size": shard_size, "dtype": dtype, "precision": precision,
-            "devices": [d.strip() for d in devices.split(",") if d.strip()] if devices else None,
+            "engine": section(
+                EngineConfig, {"kind": "--engine", "address": "--ray-address"},
+                kind=engine, address=ray_address, actors=actors,
+            ),
         }  # fmt: skip
     flags = {"index_kind": "--faiss", "batch_size": "--batch-size", "model": "--model"}
     config = section(RETRIEVER_CONFIGS[kind], flags, kind=kind, **settings)
+    retriever = build_retriever(config)  # before reading the corpus: a missing extra fails at once
     loaded = load_dataset(dataset, format=format)
     for warning in loaded.warnings:
         typer.echo(f"warning: {warning}", err=True)
-    retriever = build_retriever(config)
     if kind == "dense":
         if precision is not None:
             typer.echo(retriever.precision_choice.describe(), err=True)

@@ -7,7 +7,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from rankwise.config.defaults import DEFAULT_MODELS, DEFAULT_STRIDE, DEFAULT_WORDS, Aggregate
 from rankwise.errors import RankwiseError
@@ -53,6 +62,31 @@ class BM25Config(Strict):
         return self.model_dump(exclude={"k"})
 
 
+class EngineConfig(Strict):
+    """Where a stage's batch inference runs: ``local`` (this process) or ``ray`` (one model per Ray actor, on this
+    machine or a cluster; ``pip install 'rankwise[ray]'``). Execution only: results are the same either way."""
+
+    kind: Literal["local", "ray"] = "local"
+    address: str | None = Field(
+        None,
+        description="ray: None = start a local Ray instance with this machine's cores for the command; 'auto' = "
+        "join the running cluster (ray start); 'ray://host:10001' = a remote one",
+    )
+    actors: PositiveInt | None = Field(None, description="ray: model copies (default: CPUs / cpus_per_actor)")
+    cpus_per_actor: float = Field(1.0, gt=0, description="ray: CPUs (torch threads) each actor reserves")
+    gpus_per_actor: float = Field(0.0, ge=0, description="ray: GPUs each actor reserves (1 = one GPU each)")
+    retries: NonNegativeInt = Field(2, description="ray: runs again of a shard whose worker died")
+    batch_size: PositiveInt | None = Field(None, description="items per forward pass (None = the stage's)")
+
+    @model_validator(mode="after")
+    def _ray_settings_need_ray(self) -> EngineConfig:
+        ray_only = ("address", "actors", "cpus_per_actor", "gpus_per_actor", "retries")
+        given = [name for name in ray_only if getattr(self, name) != type(self).model_fields[name].default]
+        if self.kind == "local" and given:
+            raise ValueError(f"{', '.join(given)} apply to kind: ray only")
+        return self
+
+
 class DenseConfig(Strict):
     kind: Literal["dense"] = "dense"
     k: PositiveInt = 100
@@ -72,12 +106,23 @@ class DenseConfig(Strict):
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field("fp32", description=PRECISION_HELP)
     seed: int = 0
     shard_size: PositiveInt = Field(10_000, description="documents per saved embedding shard (the resume unit)")
-    devices: list[str] | None = Field(None, description="encode with a process per device, e.g. [cpu, cpu]")
+    devices: list[str] | None = Field(None, description="removed: use engine: {kind: ray, actors: N}")
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="where corpus encoding runs")
+
+    @field_validator("devices")
+    @classmethod
+    def _devices_removed(cls, value: list[str] | None) -> None:
+        if value:
+            raise ValueError(
+                "the multi-process pool was replaced by the Ray engine: engine: {kind: ray, actors: N} "
+                "(gpus_per_actor: 1 for one GPU each); pip install 'rankwise[ray]'"
+            )
+        return None
 
     def index_params(self) -> dict[str, Any]:
         """What the saved index depends on (search-time and execution settings excluded)."""
         return self.model_dump(
-            exclude={"k", "batch_size", "query_prompt", "ef_search", "nprobe", "shard_size", "devices"}
+            exclude={"k", "batch_size", "query_prompt", "ef_search", "nprobe", "shard_size", "devices", "engine"}
         )
 
 
@@ -147,6 +192,7 @@ class CrossEncoderConfig(_RerankCommon):
     window_stride: PositiveInt = DEFAULT_STRIDE
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field("fp32", description=PRECISION_HELP)
     trust_remote_code: bool = False
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="where scoring runs (shards of queries)")
     train: dict[str, Any] | None = Field(
         None,
         description="train the cross-encoder first (rankwise train reranker settings without output_dir; "
@@ -184,6 +230,7 @@ class LLMRerankConfig(_RerankCommon):
     dtype: str = "float32"
     precision: Literal["auto", "fp32", "bf16"] | None = Field(None, description=LLM_PRECISION_HELP)
     trust_remote_code: bool = False
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="where scoring runs (shards of queries)")
 
 
 class HTTPRerankConfig(_RerankCommon):

