@@ -232,11 +232,19 @@ def test_an_encoding_resumed_in_another_precision_is_refused(tiny_encoder: str, 
     assert DenseRetriever(tiny_encoder, show_progress=False).encode_corpus(_corpus(), tmp_path).reused_shards == 1
 
 
-def test_int8_refuses_a_process_pool(tiny_encoder: str) -> None:
-    from rankwise.retrieve.dense import DenseRetriever
+def test_an_engine_worker_loads_the_encoder_in_the_index_precision(tiny_encoder: str, tmp_path: Path) -> None:
+    """What a Ray actor receives is a picklable loader, and it loads the int8 encoder, not an fp32 one."""
+    import pickle
 
-    with pytest.raises(RankwiseError, match="one process"):
-        DenseRetriever(tiny_encoder, precision="int8", devices=["cpu", "cpu"])
+    from rankwise.retrieve.dense import DenseRetriever
+    from rankwise.retrieve.encoders import Int8SentenceEncoder
+
+    retriever = DenseRetriever(tiny_encoder, precision="int8", int8_cache=tmp_path / "int8", show_progress=False)
+    loader = pickle.loads(pickle.dumps(retriever._loader()))
+    encoder = loader()
+    assert isinstance(encoder, Int8SentenceEncoder)
+    expected = retriever.encoder.encode(["a cat"], normalize_embeddings=True)
+    np.testing.assert_allclose(encoder.encode(["a cat"], normalize_embeddings=True), expected, atol=1e-6)
 
 
 # --------------------------------------------------------------------------------------- config and CLI
