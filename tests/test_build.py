@@ -104,8 +104,8 @@ def test_unknown_kinds_and_bad_settings_are_clear_errors(toy_kind, tmp_path: Pat
 
 def test_the_cli_and_yaml_build_the_same_sections(tmp_path: Path):
     """The CLI's flags become the very section objects YAML gives (so both build through one function)."""
-    from rankwise.cli.generate import reranker_section, retrieve_sections
     from rankwise.cli.rerank import _section
+    from rankwise.experiment.ask_parts import reranker_section, retrieve_sections
 
     assert reranker_section("cross-encoder", "m") == CrossEncoderConfig(model="m")
     flags = _section("cross-encoder", "m", 20, "0.3", 128, None, None, None, None, None, False, "max", None, None, [])

@@ -315,6 +315,15 @@ def test_ask_with_the_rankrag_preset(trained: dict[str, Any], tmp_path: Path, ca
     assert len(payload["sources"]) == 2 and "rerank_s" in payload["latency_s"]  # the model reranked, then answered
     assert main([*ask, "--reranker", "llm"]) == 2  # one model plays both roles: a second reranker is refused
 
+    # rankwise serve takes the same --rankrag flag (through the same ask_parts): one model reranks and answers
+    from rankwise.serve.parts import from_flags
+    from rankwise.types import Query
+
+    served = from_flags([tmp_path / "idx"], data, rankrag=Path(model), k=2, max_new_tokens=3, log=lambda _: None)
+    assert served.info["stages"] == ["retrieve", "rerank", "generate"]
+    assert served.pipeline.reranker.model is served.pipeline.generator.model_and_tokenizer()[0]  # one copy
+    assert len(served.pipeline.ask(Query("q", "why do cats purr")).passages) == 2
+
 
 def test_experiment_config_rankrag_preset_loads_one_model_for_both_stages(
     trained: dict[str, Any], hotpotqa_file: Path, tmp_path: Path

@@ -27,11 +27,11 @@ def client(toy, tiny_cross_encoder_dir, scripted_llm):
 def direct_ranking(toy, reranker_dir, query: str) -> tuple[dict[str, float], dict[str, float]]:
     """What ``rankwise search --k 6`` then ``rankwise rerank --top-n 6`` give for ``query``."""
     from rankwise.build import load_index
+    from rankwise.data import load_corpus
     from rankwise.rerank.cross_encoder import CrossEncoderReranker
-    from rankwise.serve.parts import load_corpus
     from rankwise.types import sort_run
 
-    corpus = load_corpus(toy["corpus"], None, log=print)
+    corpus, _ = load_corpus(toy["corpus"])
     queries = {"q": Query("q", query)}
     first = sort_run(load_index(toy["index"], show_progress=False).search(queries, k=6))
     reranked = CrossEncoderReranker(str(reranker_dir), show_progress=False).rerank(queries, first, corpus, k=6)
@@ -94,10 +94,10 @@ def test_rerank_is_cohere_compatible(client, toy, tiny_cross_encoder_dir):
 def test_rankwise_http_reranker_gets_the_served_cross_encoders_scores(toy, tiny_cross_encoder_dir):
     from rankwise.build import build_reranker
     from rankwise.config.sections import HTTPRerankConfig
+    from rankwise.data import load_corpus
     from rankwise.rerank.cross_encoder import CrossEncoderReranker
-    from rankwise.serve.parts import load_corpus
 
-    corpus = load_corpus(toy["corpus"], None, log=print)
+    corpus, _ = load_corpus(toy["corpus"])
     queries = {"a": Query("a", QUESTION), "b": Query("b", "which animals sing")}
     run = {qid: {doc_id: 0.0 for doc_id in corpus} for qid in queries}
     local = CrossEncoderReranker(str(tiny_cross_encoder_dir), show_progress=False).rerank(queries, run, corpus, k=6)

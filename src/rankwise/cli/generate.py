@@ -4,18 +4,13 @@
 from __future__ import annotations
 
 import json
-import os
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from rankwise.cli.flags import section as flag_section
+from rankwise.config.flags import section as flag_section
 from rankwise.errors import RankwiseError
-
-RETRIEVERS = ("bm25", "dense", "hybrid")
-RERANKERS = ("none", "cross-encoder", "llm")
 
 GeneratorOpt = Annotated[
     str,
@@ -52,163 +47,13 @@ PassageWordsOpt = Annotated[
 ]
 
 
+def _stderr(message: str) -> None:
+    typer.echo(message, err=True)
+
+
 def register(app: typer.Typer) -> None:
     app.command("ask")(ask)
     app.command("rag")(rag)
-
-
-def generator_flags(
-    spec: str,
-    model: str | None,
-    api_key_env: str | None,
-    template: str,
-    max_new_tokens: int,
-    max_passage_words: int | None,
-    threads: int | None,
-    batch_size: int = 4,
-    **extra: Any,
-) -> Any:
-    """The generate section ``--generator SPEC`` and its flags describe (None for ``none``); ``extra``: more
-    settings of the section (``top_k``, ``checkpoint_every``)."""
-    from rankwise.build import generator_section
-
-    if spec.lower() == "none":
-        return None
-    if api_key_env and api_key_env not in os.environ:
-        raise RankwiseError(f"--api-key-env {api_key_env}: that environment variable is not set")
-    settings: dict[str, Any] = {"model": model, "template": template, "max_new_tokens": max_new_tokens, **extra}
-    if max_passage_words is not None:
-        settings["max_passage_words"] = max_passage_words
-    if spec.startswith(("http://", "https://")):
-        settings["api_key_env"] = api_key_env
-    else:
-        settings.update(threads=threads, batch_size=batch_size)
-    return generator_section(spec, **settings)
-
-
-def build_generator(
-    spec: str,
-    model: str | None,
-    api_key_env: str | None,
-    template: str,
-    max_new_tokens: int,
-    max_passage_words: int | None,
-    threads: int | None,
-    batch_size: int = 4,
-) -> Any:
-    """The generator ``--generator SPEC`` and its flags describe, built through :mod:`rankwise.build`."""
-    from rankwise.build import build_generator as build
-
-    section = generator_flags(
-        spec, model, api_key_env, template, max_new_tokens, max_passage_words, threads, batch_size
-    )
-    if section is None:
-        return None
-    generator = build(section, show_progress=True)
-    if hasattr(generator, "model_and_tokenizer"):
-        # Load now, so the time per question reported later is generation, not the one-off model load.
-        started = time.perf_counter()
-        generator.model_and_tokenizer()
-        typer.echo(f"loaded {spec} in {time.perf_counter() - started:.1f} s", err=True)
-    return generator
-
-
-def reranker_section(kind: str, model: str | None) -> Any:
-    """The rerank section ``--reranker KIND --reranker-model M`` describe (None for ``none``)."""
-    from rankwise.config.sections import CrossEncoderConfig, LLMRerankConfig
-
-    if kind not in RERANKERS:
-        raise RankwiseError(f"--reranker must be one of {', '.join(RERANKERS)}, not '{kind}'")
-    if kind == "none":
-        if model is not None:
-            raise RankwiseError("--reranker-model needs a --reranker")
-        return None
-    if kind == "llm":
-        return LLMRerankConfig(model=model or "smollm2")
-    if model is None:
-        raise RankwiseError("--reranker cross-encoder needs --reranker-model (a trained cross-encoder path or name)")
-    return CrossEncoderConfig(model=model)
-
-
-def build_reranker(kind: str, model: str | None, generator: Any) -> Any:
-    """A reranker; ``llm`` on the same local model as the generator shares its weights (RankRAG style)."""
-    from rankwise.build import build_reranker as build
-
-    config = reranker_section(kind, model)
-    return None if config is None else build(config, show_progress=True, share_with=generator)
-
-
-def rankrag_sections(
-    rankrag: Path, reranker: str, generator: str, threads: int | None, **answer: Any
-) -> tuple[Any, Any]:
-    """``(generate, rerank)`` sections of ``--rankrag DIR``: one model is both (``--template default`` = the
-    template it was trained with), so ``--reranker``/``--generator`` are refused."""
-    from rankwise.config.sections import RankRAGGenerateConfig, RankRAGRerankConfig
-
-    if reranker != "none" or generator != "smollm2":
-        raise RankwiseError("--rankrag MODEL_DIR is both the reranker and the generator: drop --reranker/--generator")
-    model = str(rankrag)
-    # both sections name the same model and dtype: build.py loads it once (rankwise.rankrag.preset.shared_model)
-    return RankRAGGenerateConfig(model=model, threads=threads, **answer), RankRAGRerankConfig(
-        model=model, threads=threads
-    )
-
-
-def build_parts(
-    rankrag: Path | None,
-    reranker: str,
-    reranker_model: str | None,
-    generator: str,
-    generator_model: str | None,
-    api_key_env: str | None,
-    template: str,
-    max_new_tokens: int,
-    max_passage_words: int | None,
-    threads: int | None,
-    batch_size: int,
-) -> tuple[Any, Any]:
-    """``(generator, reranker)`` of ``ask``: see :func:`rankrag_sections` for ``--rankrag``."""
-    if rankrag is None:
-        gen = build_generator(
-            generator, generator_model, api_key_env, template, max_new_tokens, max_passage_words, threads, batch_size
-        )
-        return gen, build_reranker(reranker, reranker_model, gen)
-    from rankwise.build import build_generator as build_gen
-    from rankwise.build import build_reranker as build_rank
-
-    answer, rank = rankrag_sections(
-        rankrag, reranker, generator, threads, batch_size=batch_size, max_new_tokens=max_new_tokens,
-        template=template, max_passage_words=max_passage_words,
-    )  # fmt: skip
-    return build_gen(answer), build_rank(rank)
-
-
-def retrieve_sections(kind: str, dense_model: str | None, candidates: int) -> tuple[dict[str, Any], Any]:
-    """``(retrieve sections, fuse section or None)`` of ``--retriever KIND``: ``hybrid`` is RRF of BM25 and dense."""
-    from rankwise.config.sections import BM25Config, DenseConfig, FuseConfig
-
-    if kind not in RETRIEVERS:
-        raise RankwiseError(f"--retriever must be one of {', '.join(RETRIEVERS)}, not '{kind}'")
-    sections: dict[str, Any] = {}
-    if kind in ("bm25", "hybrid"):
-        sections["bm25"] = BM25Config(k=candidates)
-    if kind in ("dense", "hybrid"):
-        sections["dense"] = DenseConfig(k=candidates, **({"model": dense_model} if dense_model else {}))
-    return sections, FuseConfig(method="rrf", k=60, depth=candidates) if kind == "hybrid" else None
-
-
-def _load_corpus(path: Path, format: str | None) -> dict[str, Any]:
-    from rankwise.data import load_dataset
-    from rankwise.data.beir import read_corpus
-
-    if path.is_file() and path.suffix.lower() == ".jsonl" and format is None:
-        corpus, warnings = read_corpus(path)
-    else:
-        dataset = load_dataset(path, format=format)
-        corpus, warnings = dataset.corpus, dataset.warnings
-    for warning in warnings:
-        typer.echo(f"warning: {warning}", err=True)
-    return corpus
 
 
 def ask(
@@ -225,7 +70,7 @@ def ask(
     generator_model: GeneratorModelOpt = None,
     api_key_env: ApiKeyOpt = None,
     k: KOpt = 5,
-    candidates: Annotated[int, typer.Option("--candidates", help="Documents retrieved (and reranked).")] = 50,
+    candidates: Annotated[int, typer.Option("--candidates", min=1, help="Documents retrieved (and reranked).")] = 50,
     template: TemplateOpt = "default",
     max_new_tokens: MaxNewOpt = 96,
     max_passage_words: PassageWordsOpt = None,
@@ -234,29 +79,25 @@ def ask(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Answer one question from an index: the answer with its numbered sources, and time per stage."""
-    from rankwise.build import load_index
-    from rankwise.experiment.pipeline import FusedRetriever, Pipeline
-    from rankwise.retrieve.store import check_corpus
+    from rankwise.experiment.ask_parts import add_models, open_indexes
+    from rankwise.experiment.pipeline import Pipeline
     from rankwise.types import Query
 
     if generator.lower() == "none":
         raise RankwiseError("rankwise ask needs a generator (use `rankwise search` to rank only)")
     if not question.strip():
         raise RankwiseError("QUESTION is empty: give the question to answer")
-    if k < 1 or candidates < 1:
-        raise RankwiseError(f"--k and --candidates must be at least 1 (got --k {k}, --candidates {candidates})")
     if k > candidates:
         raise RankwiseError(f"--k {k} passages cannot come from --candidates {candidates}: raise --candidates")
-    docs = _load_corpus(corpus, format)
-    retrievers = [load_index(d, show_progress=False) for d in index_dirs]
-    for directory, loaded in zip(index_dirs, retrievers, strict=True):
-        check_corpus(directory, loaded.fingerprint, docs, corpus)
-    retriever = retrievers[0] if len(retrievers) == 1 else FusedRetriever(retrievers)
-    gen, rerank = build_parts(
-        rankrag, reranker, reranker_model, generator, generator_model, api_key_env, template, max_new_tokens,
-        max_passage_words, threads, 1,
+    parts = open_indexes(index_dirs, corpus, format, log=_stderr)
+    add_models(
+        parts, _stderr, rankrag=rankrag, reranker=reranker, reranker_model=reranker_model, generator=generator,
+        model=generator_model, api_key_env=api_key_env, template=template, max_new_tokens=max_new_tokens,
+        max_passage_words=max_passage_words, threads=threads, batch_size=1,
     )  # fmt: skip
-    pipeline = Pipeline(retriever, docs, generator=gen, reranker=rerank, k=k, candidates=candidates)
+    pipeline = Pipeline(
+        parts.retriever, parts.docs, generator=parts.generator, reranker=parts.reranker, k=k, candidates=candidates
+    )
     result = pipeline.ask(Query("q", question, tuple(history or ())))
     cited = set(result.answer.cited_ids)
     if as_json:
@@ -335,6 +176,7 @@ def rag(
     from rich.console import Console
 
     from rankwise.data.mtrag import POOLED_NOTE
+    from rankwise.experiment.ask_parts import generator_flags, rankrag_sections, reranker_section, retrieve_sections
     from rankwise.experiment.rag import hotpotqa_experiment, mtrag_experiment, run_rag
 
     if dataset not in ("hotpotqa", "mtrag"):

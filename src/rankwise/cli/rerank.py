@@ -15,21 +15,6 @@ def register(app: typer.Typer) -> None:
     app.command("mine-negatives")(mine_negatives)
 
 
-def load_corpus(path: Path) -> dict[str, Any]:
-    """A BEIR ``corpus.jsonl`` file, or the corpus of any data set ``load_dataset`` reads."""
-    from rankwise.data import load_dataset
-    from rankwise.data.beir import read_corpus
-
-    if path.is_file() and path.suffix.lower() == ".jsonl":
-        corpus, warnings = read_corpus(path)
-    else:
-        dataset = load_dataset(path)
-        corpus, warnings = dataset.corpus, dataset.warnings
-    for warning in warnings:
-        typer.echo(f"warning: {warning}", err=True)
-    return corpus
-
-
 def rerank(
     run: Annotated[Path, typer.Option("--run", help="First-stage TREC run to rerank.")],
     corpus: Annotated[Path, typer.Option("--corpus", help="Data set directory/file, or a corpus.jsonl.")],
@@ -107,7 +92,7 @@ def rerank(
     reranker kind (its settings with --set KEY=VALUE)."""
     from rankwise.build import build_reranker, interpolation_weight
     from rankwise.cli.allocator import keep_freed_memory
-    from rankwise.data import load_queries, read_run, write_run
+    from rankwise.data import load_corpus, load_queries, read_run, write_run
     from rankwise.rerank.base import interpolate
     from rankwise.types import top_k
 
@@ -125,7 +110,9 @@ def rerank(
         first_stage = dict(list(first_stage.items())[:limit_queries])
     first_stage = top_k(first_stage, config.top_n)
     loaded_queries = load_queries(queries or corpus, split=split)
-    docs = load_corpus(corpus)
+    docs, warnings = load_corpus(corpus)
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
     keep_freed_memory()
     built = build_reranker(config)
     if precision is not None and getattr(built, "precision_choice", None) is not None:
@@ -159,7 +146,7 @@ def _section(
 ) -> Any:
     """The rerank section the flags describe (the one ``rerank:`` of an experiment config would give); a flag
     meant for another reranker kind is an error."""
-    from rankwise.cli.flags import section
+    from rankwise.config.flags import section
     from rankwise.config.sections import RERANKER_CONFIGS
     from rankwise.config.yaml_keys import parse_overrides
 

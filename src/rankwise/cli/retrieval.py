@@ -80,7 +80,7 @@ def index(
     search, printed and stored in the index manifest.
     """
     from rankwise.build import build_retriever
-    from rankwise.cli.flags import section
+    from rankwise.config.flags import section
     from rankwise.config.sections import RETRIEVER_CONFIGS, EngineConfig
     from rankwise.data import load_dataset
 

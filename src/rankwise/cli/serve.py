@@ -45,6 +45,12 @@ MaxNewOpt = Annotated[int, typer.Option("--max-new-tokens", min=1, help="Answer 
 PassageWordsOpt = Annotated[
     int | None, typer.Option("--max-passage-words", min=1, help="Cut each passage to this many words in the prompt.")
 ]
+RankRAGOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--rankrag", help="RankRAG preset: this one model (rankrag train's model/) reranks by P(True) and answers."
+    ),
+]
 ThreadsOpt = Annotated[int | None, typer.Option("--threads", min=1, help="torch intra-op threads for a local model.")]
 WaitOpt = Annotated[float, typer.Option("--batch-wait-ms", min=0, help="How long a batch waits for company.")]
 TokensOpt = Annotated[
@@ -104,6 +110,7 @@ def serve(
     generator: GeneratorOpt = "none",
     generator_model: GeneratorModelOpt = None,
     generator_api_key_env: GeneratorKeyOpt = None,
+    rankrag: RankRAGOpt = None,
     k: KOpt = 5,
     template: TemplateOpt = "default",
     max_new_tokens: MaxNewOpt = 96,
@@ -146,8 +153,8 @@ def serve(
     served = _served(
         config, dataset, overrides, out, index, corpus, format=format, reranker=reranker,
         reranker_model=reranker_model, candidates=candidates, generator=generator, generator_model=generator_model,
-        generator_api_key_env=generator_api_key_env, k=k, template=template, max_new_tokens=max_new_tokens,
-        max_passage_words=max_passage_words, threads=threads,
+        generator_api_key_env=generator_api_key_env, rankrag=rankrag, k=k, template=template,
+        max_new_tokens=max_new_tokens, max_passage_words=max_passage_words, threads=threads,
     )  # fmt: skip
     app = create_app(Service(served, settings), api_key, max_body_bytes, mcp=mcp_mount, host=host)
     stages = " → ".join(served.info["stages"])
@@ -169,6 +176,7 @@ def mcp(
     generator: GeneratorOpt = "none",
     generator_model: GeneratorModelOpt = None,
     generator_api_key_env: GeneratorKeyOpt = None,
+    rankrag: RankRAGOpt = None,
     k: KOpt = 5,
     template: TemplateOpt = "default",
     max_new_tokens: MaxNewOpt = 96,
@@ -189,7 +197,7 @@ def mcp(
     served = _served(
         config, dataset, overrides, out, index, corpus, format=format, reranker=reranker,
         reranker_model=reranker_model, candidates=candidates, generator=generator, generator_model=generator_model,
-        generator_api_key_env=generator_api_key_env, k=k, template=template, max_new_tokens=max_new_tokens,
-        max_passage_words=max_passage_words, threads=threads,
+        generator_api_key_env=generator_api_key_env, rankrag=rankrag, k=k, template=template,
+        max_new_tokens=max_new_tokens, max_passage_words=max_passage_words, threads=threads,
     )  # fmt: skip
     asyncio.run(run_stdio(Service(served)))

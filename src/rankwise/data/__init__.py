@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rankwise.data.beir import is_beir_dir, load_beir
+from rankwise.data.beir import is_beir_dir, load_beir, read_corpus
 from rankwise.data.hotpotqa import (
     HotpotExample,
     find_hotpotqa_file,
@@ -30,6 +30,7 @@ __all__ = [
     "FORMATS",
     "HotpotExample",
     "detect_format",
+    "load_corpus",
     "load_dataset",
     "load_hotpotqa",
     "load_qrels",
@@ -100,3 +101,13 @@ def load_dataset(path: str | Path, format: str | None = None, split: str = "test
     if split != "test":
         dataset.warnings.append(f"{path}: split '{split}' ignored: {fmt} data has a single set of judgements")
     return dataset
+
+
+def load_corpus(path: str | Path, format: str | None = None) -> tuple[dict, list[str]]:
+    """``(corpus, warnings)`` of a BEIR ``corpus.jsonl`` file, or the corpus of any data set :func:`load_dataset`
+    reads (``format`` as there); what ``ask``, ``rerank`` and ``serve`` take as ``--corpus``."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".jsonl" and format is None:
+        return read_corpus(path)
+    dataset = load_dataset(path, format=format)
+    return dataset.corpus, list(dataset.warnings)

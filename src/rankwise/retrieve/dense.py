@@ -25,19 +25,25 @@ queries the same way, and asking for another precision on load is refused.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from rankwise.config.defaults import DEFAULT_MODELS
 from rankwise.config.precision import choose_precision
 from rankwise.data.files import atomic_dir, read_json, write_json
 from rankwise.errors import IndexStoreError, RankwiseError
+from rankwise.retrieve.faiss_index import (
+    DenseParams,
+    exact_copy,
+    faiss_disagreement,
+    new_index,
+    recall_at_k,
+    training_sample,
+)
 from rankwise.retrieve.store import corpus_fingerprint, read_manifest, write_manifest
 from rankwise.types import Document, Query, Run
 
@@ -48,85 +54,10 @@ HNSW_STORAGES = ("float16", "float32")
 FILES = ("index.faiss", "doc_ids.json")
 
 
-class FaissParams(BaseModel):
-    """``params.faiss`` of a dense index's manifest; defaults stand for indexes saved before a setting existed."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    hnsw_m: Annotated[int, Field(ge=1)] = 16
-    ef_construction: Annotated[int, Field(ge=1)] = 200
-    ef_search: Annotated[int, Field(ge=1)] = 64
-    hnsw_storage: Literal["float16", "float32"] = "float32"
-    nlist: Annotated[int | None, Field(ge=1)] = None
-    nprobe: Annotated[int, Field(ge=1)] = 16
-    seed: int = 0
-
-
-class DenseParams(BaseModel):
-    """``params`` of a dense index's ``manifest.json``."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    model: str
-    dim: int
-    documents: int
-    corpus_fingerprint: str
-    query_prompt: str = ""
-    document_prompt: str = ""
-    metric: Literal["inner_product_normalised"] = "inner_product_normalised"
-    index_kind: Literal["exact", "hnsw", "ivf"] = "exact"
-    faiss: FaissParams = FaissParams()
-    recall_at_10_vs_exact: float | None = None
-    precision: Literal["fp32", "bf16", "int8"] = "fp32"  # indexes saved before the setting: fp32
-    precision_choice: dict[str, Any] | None = None  # requested, reason, cpu_flags (PrecisionChoice.record)
-
-
-def _faiss_disagreement(index: Any, params: DenseParams) -> tuple[str, Any, Any] | None:
-    """The first manifest field that contradicts the FAISS index itself: ``(field, manifest value, index value)``."""
-    import faiss
-
-    kinds = {
-        faiss.IndexFlatIP: "exact",
-        faiss.IndexHNSWSQ: "hnsw",
-        faiss.IndexHNSWFlat: "hnsw",
-        faiss.IndexIVFFlat: "ivf",
-    }
-    kind = kinds.get(type(index), type(index).__name__)
-    facts: list[tuple[str, Any, Any]] = [
-        ("index_kind", params.index_kind, kind),
-        ("dim", params.dim, index.d),
-        ("documents", params.documents, index.ntotal),
-    ]
-    if kind == "hnsw":
-        facts += [
-            (
-                "faiss.hnsw_storage",
-                params.faiss.hnsw_storage,
-                "float16" if type(index) is faiss.IndexHNSWSQ else "float32",
-            ),
-            ("faiss.hnsw_m", params.faiss.hnsw_m, index.hnsw.nb_neighbors(1)),
-            ("faiss.ef_construction", params.faiss.ef_construction, index.hnsw.efConstruction),
-        ]
-    elif kind == "ivf":
-        facts.append(("faiss.nlist", params.faiss.nlist, index.nlist))
-    return next((fact for fact in facts if fact[1] != fact[2]), None)
-
-
 DEVICES_REMOVED = (
     "devices (a multi-process pool) was replaced by the Ray engine: engine: {kind: ray, actors: N} "
     "(add gpus_per_actor: 1 for one GPU each), or --engine ray --actors N; pip install 'rankwise[ray]'"
 )
-
-
-def recall_at_k(approximate: Run, exact: Run, k: int = 10) -> float:
-    """Mean over queries of |approximate top-k ∩ exact top-k| / |exact top-k| (runs in rank order)."""
-    values = []
-    for qid, docs in exact.items():
-        truth = list(docs)[:k]
-        if truth:
-            found = set(list(approximate.get(qid, {}))[:k])
-            values.append(len(found.intersection(truth)) / len(truth))
-    return float(np.mean(values)) if values else 0.0
 
 
 class DenseRetriever:
@@ -290,46 +221,14 @@ class DenseRetriever:
 
     def _build(self, shards: Callable[[], Iterable[tuple[list[str], np.ndarray]]], dim: int, rows: int) -> None:
         """Add every shard's rows to a new index of this retriever's kind (training IVF on a sample first)."""
-        index = self._new_index(dim, rows)
+        index = new_index(self.index_kind, self.faiss_params, dim, rows)
         if not index.is_trained:
-            index.train(self._training_sample(shards, rows))
+            index.train(training_sample(shards, rows, self.faiss_params["nlist"], self.faiss_params["seed"]))
         doc_ids: list[str] = []
         for ids, vectors in shards():
             index.add(np.ascontiguousarray(vectors, dtype=np.float32))
             doc_ids.extend(ids)
         self._index, self.doc_ids, self.recall_at_10 = index, doc_ids, None
-
-    def _new_index(self, dim: int, rows: int) -> Any:
-        import faiss
-
-        p = self.faiss_params
-        if self.index_kind == "exact":
-            return faiss.IndexFlatIP(dim)
-        if self.index_kind == "hnsw":
-            metric = faiss.METRIC_INNER_PRODUCT
-            if p["hnsw_storage"] == "float32":
-                index = faiss.IndexHNSWFlat(dim, p["hnsw_m"], metric)
-            else:  # fp16 needs no training; exact_index() reconstructs the stored (fp16-rounded) vectors
-                index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_fp16, p["hnsw_m"], metric)
-            index.hnsw.efConstruction = p["ef_construction"]
-            index.hnsw.efSearch = p["ef_search"]
-            return index
-        if p["nlist"] is None:
-            p["nlist"] = max(1, min(int(4 * math.sqrt(rows)), rows // 39))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, p["nlist"], faiss.METRIC_INNER_PRODUCT)
-        index.nprobe = p["nprobe"]
-        return index
-
-    def _training_sample(self, shards: Callable[[], Iterable[tuple[list[str], np.ndarray]]], rows: int) -> np.ndarray:
-        """Up to 256 vectors per IVF cell, drawn with the configured seed from across all shards."""
-        wanted = min(rows, 256 * int(self.faiss_params["nlist"]))
-        chosen = np.sort(np.random.default_rng(self.faiss_params["seed"]).choice(rows, wanted, replace=False))
-        parts, start = [], 0
-        for _, shard in shards():
-            local = chosen[(chosen >= start) & (chosen < start + len(shard))] - start
-            parts.append(np.asarray(shard[local], dtype=np.float32))
-            start += len(shard)
-        return np.ascontiguousarray(np.concatenate(parts))
 
     def _search_vectors(self, index: Any, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         if vectors.shape[1] != index.d:
@@ -360,17 +259,9 @@ class DenseRetriever:
 
     def exact_index(self) -> Any:
         """An ``IndexFlatIP`` over the same vectors (reconstructed from this index): the exact reference."""
-        import faiss
-
         if self._index is None:
             raise RankwiseError("no index: call index() or load() first")
-        source = self._index
-        if self.index_kind == "ivf":
-            source = faiss.clone_index(self._index)
-            source.make_direct_map()
-        exact = faiss.IndexFlatIP(self._index.d)
-        exact.add(source.reconstruct_n(0, source.ntotal))
-        return exact
+        return exact_copy(self._index, self.index_kind)
 
     def recall_vs_exact(self, queries: Mapping[str, Query], k: int = 10) -> float:
         """Recall@k of this index against exact search over the same stored vectors, for ``queries``.
@@ -447,7 +338,7 @@ class DenseRetriever:
         # What the FAISS file holds (its kind, size, graph and cells) cannot follow an edited manifest, so a
         # manifest that says otherwise is refused; ef_search and nprobe are search-time settings, applied as the
         # manifest (or a keyword argument) gives them.
-        wrong = _faiss_disagreement(index, params)
+        wrong = faiss_disagreement(index, params)
         if wrong is not None:
             raise IndexStoreError(
                 f"{directory / 'manifest.json'}: field 'params.{wrong[0]}' is {wrong[1]!r} but index.faiss holds "

@@ -20,7 +20,7 @@ from typing import Any
 
 from rankwise.errors import RankwiseError
 from rankwise.experiment.pipeline import FusedRetriever, Pipeline
-from rankwise.types import Document, Query, Run
+from rankwise.types import Query, Run
 
 Log = Callable[[str], None]
 SERVED_REWRITES = ("last_turn", "full_history")
@@ -64,21 +64,6 @@ class FixedDepth:
         return self.retriever.search(queries, k=self.k)
 
 
-def load_corpus(path: Path, format: str | None, log: Log) -> dict[str, Document]:
-    """A BEIR ``corpus.jsonl``, or the corpus of any data set :func:`rankwise.data.load_dataset` reads."""
-    from rankwise.data import load_dataset
-    from rankwise.data.beir import read_corpus
-
-    if path.is_file() and path.suffix.lower() == ".jsonl" and format is None:
-        corpus, warnings = read_corpus(path)
-    else:
-        dataset = load_dataset(path, format=format)
-        corpus, warnings = dataset.corpus, dataset.warnings
-    for warning in warnings:
-        log(f"warning: {warning}")
-    return corpus
-
-
 def _model_of(section: Any) -> str | None:
     """The model a section names; for a model behind a URL, ``model @ url``."""
     model = getattr(section, "model", None)
@@ -86,34 +71,6 @@ def _model_of(section: Any) -> str | None:
     if url is not None:
         return f"{model} @ {url}" if model else url
     return model
-
-
-# section field -> the flag that sets it (for errors)
-FLAGS = {"top_n": "--candidates", "top_k": "--k", "model": "--reranker-model/--generator-model"}
-
-
-def _flag_section(make: Callable[..., Any], *args: Any, **values: Any) -> Any:
-    """``make(*args, **values)``, a config section; a value it refuses is a one-line error naming the flag."""
-    from pydantic import ValidationError
-
-    try:
-        return make(*args, **values)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else ""
-        flag = FLAGS.get(field, "--" + field.replace("_", "-"))
-        raise RankwiseError(f"{flag}: {error['msg']} (got {error.get('input')!r})") from None
-
-
-def _preload(generator: Any, log: Log) -> Any:
-    """Load a local generator's weights now, so the first request does not pay for it (as ``rankwise ask`` does)."""
-    if generator is not None and hasattr(generator, "model_and_tokenizer"):
-        import time
-
-        started = time.perf_counter()
-        generator.model_and_tokenizer()
-        log(f"loaded the generator in {time.perf_counter() - started:.1f} s")
-    return generator
 
 
 def _describe(stages: list[str], models: dict[str, Any], sections: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -134,6 +91,7 @@ def from_flags(
     generator: str = "none",
     generator_model: str | None = None,
     generator_api_key_env: str | None = None,
+    rankrag: Path | None = None,
     k: int = 5,
     template: str = "default",
     max_new_tokens: int = 96,
@@ -141,60 +99,35 @@ def from_flags(
     threads: int | None = None,
     log: Log = print,
 ) -> Served:
-    """The pipeline ``rankwise ask`` builds from these flags (twice or more ``--index`` = an RRF hybrid)."""
-    from rankwise.build import build_generator, build_reranker, generator_section, load_index
-    from rankwise.config.sections import CrossEncoderConfig, LLMRerankConfig
-    from rankwise.retrieve.store import check_corpus
+    """The pipeline ``rankwise ask`` builds from these flags (twice or more ``--index`` = an RRF hybrid;
+    ``--rankrag DIR``: one model reranks and answers), through the same :mod:`rankwise.experiment.ask_parts`."""
+    from rankwise.experiment.ask_parts import add_models, open_indexes
 
-    if not index_dirs:
-        raise RankwiseError("--index: give at least one index directory")
     if k < 1 or candidates < 1:
         raise RankwiseError(f"--k and --candidates must be at least 1 (got {k} and {candidates})")
-    docs = load_corpus(corpus_path, format, log)
-    retrievers = [load_index(d, show_progress=False) for d in index_dirs]
-    for directory, loaded in zip(index_dirs, retrievers, strict=True):
-        check_corpus(directory, loaded.fingerprint, docs, corpus_path)
-    retriever = retrievers[0] if len(retrievers) == 1 else FusedRetriever(retrievers)
-    sections: dict[str, Any] = {"index": [str(d) for d in index_dirs], "candidates": candidates, "k": k}
+    if rankrag is not None and generator.lower() == "none":
+        generator = "smollm2"  # the --rankrag model answers (serve's --generator default is none, ask's smollm2)
+    parts = open_indexes(index_dirs, corpus_path, format, log)
+    add_models(
+        parts, log, rankrag=rankrag, reranker=reranker, reranker_model=reranker_model, top_n=candidates,
+        generator=generator, model=generator_model, api_key_env=generator_api_key_env,
+        key_flag="--generator-api-key-env", template=template, max_new_tokens=max_new_tokens,
+        max_passage_words=max_passage_words, threads=threads, batch_size=None, top_k=k,
+    )  # fmt: skip
+    sections = {**parts.sections, "candidates": candidates, "k": k}
+    retrievers = getattr(parts.retriever, "retrievers", [parts.retriever])
     models: dict[str, Any] = {"retrieve": [type(r).__name__ for r in retrievers]}
     stages = ["retrieve" if len(retrievers) == 1 else "retrieve+rrf"]
-
-    gen = None
-    if generator.lower() != "none":
-        settings: dict[str, Any] = {
-            "template": template, "max_new_tokens": max_new_tokens, "max_passage_words": max_passage_words,
-            "top_k": k, "model": generator_model,
-        }  # fmt: skip
-        if generator.startswith(("http://", "https://")):
-            settings["api_key_env"] = generator_api_key_env
-        elif generator_api_key_env is not None:
-            raise RankwiseError("--generator-api-key-env applies to an http(s) --generator only")
-        else:
-            settings["threads"] = threads
-        section = _flag_section(generator_section, generator, **settings)
-        gen = _preload(build_generator(section, show_progress=False), log)
-        sections["generate"], models["generate"] = section, _model_of(section)
-    rerank = None
-    if reranker == "none":
-        if reranker_model is not None:
-            raise RankwiseError("--reranker-model needs a --reranker")
-    elif reranker in ("cross-encoder", "llm"):
-        if reranker == "cross-encoder" and reranker_model is None:
-            raise RankwiseError(
-                "--reranker cross-encoder needs --reranker-model (a trained cross-encoder path or name)"
-            )
-        config_class = CrossEncoderConfig if reranker == "cross-encoder" else LLMRerankConfig
-        options = {"model": reranker_model} if reranker_model is not None else {}
-        rerank_section = _flag_section(config_class, top_n=candidates, **options)
-        rerank = build_reranker(rerank_section, show_progress=False, share_with=gen)
-        sections["rerank"], models["rerank"] = rerank_section, _model_of(rerank_section)
+    if parts.reranker is not None:
+        models["rerank"] = _model_of(sections["rerank"])
         stages.append("rerank")
-    else:
-        raise RankwiseError(f"--reranker must be one of none, cross-encoder, llm, not {reranker!r}")
-    if gen is not None:
+    if parts.generator is not None:
+        models["generate"] = _model_of(sections["generate"])
         stages.append("generate")
-    pipeline = Pipeline(retriever, docs, generator=gen, reranker=rerank, k=k, candidates=candidates)
-    served = Served(pipeline, rerank_depth=candidates if rerank is not None else None)
+    pipeline = Pipeline(
+        parts.retriever, parts.docs, generator=parts.generator, reranker=parts.reranker, k=k, candidates=candidates
+    )
+    served = Served(pipeline, rerank_depth=candidates if parts.reranker is not None else None)
     served.info = _describe(stages, models, sections, source="flags")
     return served
 
@@ -210,6 +143,7 @@ def from_config(
     from rankwise.build import build_generator, build_reranker, interpolation_weight
     from rankwise.config.experiment import dump_config, load_config
     from rankwise.experiment import stages as experiment_stages
+    from rankwise.experiment.ask_parts import preload
     from rankwise.experiment.cache import content_hash
     from rankwise.experiment.datasets import SOURCES, resolve_dataset
     from rankwise.retrieve.store import corpus_fingerprint
@@ -250,7 +184,7 @@ def from_config(
 
     generator = None
     if config.generate is not None:
-        generator = _preload(build_generator(config.generate, show_progress=False), log)
+        generator = preload(build_generator(config.generate, show_progress=False), log)
     rerank, rerank_depth, weight = None, None, 0.0
     if config.rerank is not None:
 
