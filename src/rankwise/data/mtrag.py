@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rankwise.data._io import iter_jsonl, require_str
+from rankwise.data.trec import read_qrels
 from rankwise.errors import DataError
 from rankwise.types import Dataset, Document, Qrels, Query
 
@@ -171,8 +172,6 @@ def pooled_corpus(tasks: Iterable[MTRAGTask], domain: str) -> dict[str, Document
 
 
 def load_pooled_qrels(path: str | Path, domain: str) -> Qrels:
-    from rankwise.data.trec import read_qrels
-
     domain = canonical_domain(domain, path)
     return read_qrels(_root(path) / "mtragun-human" / "retrieval_tasks" / "qrels" / f"{domain}.tsv")
 
@@ -216,8 +215,6 @@ def load_human_rewrite_subset(
     the pool; qrels keep only in-pool passages. These tasks differ from the MT-RAG-UN ones and only a small
     subset has in-pool judgements, which the warnings state with counts.
     """
-    from rankwise.data.trec import read_qrels
-
     domain = canonical_domain(domain, path)
     base = _root(path) / "mtrag-human" / "retrieval_tasks" / domain
     raw = read_qrels(base / "qrels" / "dev.tsv")

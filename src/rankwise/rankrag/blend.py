@@ -30,9 +30,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from rankwise.config.models import load_tokenizer
 from rankwise.config.rankrag_blend import QA_TASKS, RANKING_TASKS, TASKS, BlendConfig
+from rankwise.data._io import iter_jsonl
+from rankwise.data.beir import QUERIES_FILE, read_queries
+from rankwise.data.files import atomic_writer
 from rankwise.data.hotpotqa import hotpotqa_split
-from rankwise.errors import RankwiseError
+from rankwise.data.trec import read_qrels
+from rankwise.errors import DataError, RankwiseError
 from rankwise.rankrag.format import Formatter, prompt_text
 from rankwise.rankrag.sources import READERS, Candidate
 
@@ -53,8 +58,6 @@ def build_blend(
 
     start = time.perf_counter()
     if tokenizer is None:
-        from rankwise.config.models import load_tokenizer
-
         tokenizer = load_tokenizer(config.tokenizer)
     fmt = Formatter(config, tokenizer)
     notes: list[str] = []
@@ -95,9 +98,6 @@ def build_blend(
 
 def scifact_test_queries(directory: str | Path) -> dict[str, str]:
     """SciFact's test queries (id -> text): those judged in ``qrels/test.tsv`` (none when the file is absent)."""
-    from rankwise.data.beir import QUERIES_FILE, read_queries
-    from rankwise.data.trec import read_qrels
-
     qrels_path = Path(directory) / "qrels" / "test.tsv"
     if not qrels_path.is_file():
         return {}
@@ -282,8 +282,6 @@ def summarise(
 
 def write_blend(examples: Sequence[dict[str, Any]], path: str | Path) -> int:
     """Write the blend as JSON lines, atomically; returns how many were written."""
-    from rankwise.data.files import atomic_writer
-
     with atomic_writer(path) as handle:
         for example in examples:
             handle.write(json.dumps(example, ensure_ascii=False) + "\n")
@@ -292,9 +290,6 @@ def write_blend(examples: Sequence[dict[str, Any]], path: str | Path) -> int:
 
 def read_blend(path: str | Path) -> list[dict[str, Any]]:
     """Read a blend file back; records missing a contract field raise a DataError naming the line."""
-    from rankwise.data._io import iter_jsonl
-    from rankwise.errors import DataError
-
     examples = []
     for line, record in iter_jsonl(path):
         for key in ("id", "task", "source", "query_id", "prompt", "completion"):

@@ -21,6 +21,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from rankwise.generate.prompts import load_template, messages_to_text
+from rankwise.rerank.llm import DEFAULT_TEMPLATE, ranking_messages, truncate_passages
 from rankwise.types import Document
 
 Messages = list[dict[str, str]]
@@ -38,7 +40,6 @@ def prompt_text(tokenizer: Any, prompt: Sequence[Mapping[str, str]]) -> str:
     """The prompt as the model sees it: the chat template with the assistant turn opened (plain text without)."""
     if getattr(tokenizer, "chat_template", None):
         return str(tokenizer.apply_chat_template(list(prompt), tokenize=False, add_generation_prompt=True))
-    from rankwise.generate.prompts import messages_to_text
 
     return messages_to_text(prompt)
 
@@ -53,9 +54,6 @@ class Formatter:
     """Builds prompts exactly as the reranker and the generator do, within ``max_example_tokens`` when set."""
 
     def __init__(self, config: Any, tokenizer: Any) -> None:
-        from rankwise.generate.prompts import load_template
-        from rankwise.rerank.llm import DEFAULT_TEMPLATE
-
         self.tokenizer = tokenizer
         self.max_passage_tokens = config.max_passage_tokens
         self.ranking_template = config.ranking_template or DEFAULT_TEMPLATE
@@ -76,8 +74,6 @@ class Formatter:
         return random.Random(":".join(str(p) for p in (self.seed, *parts)))
 
     def ranking(self, question: str, passage: str, relevant: bool) -> tuple[Messages, Messages]:
-        from rankwise.rerank.llm import ranking_messages, truncate_passages
-
         (cut,) = truncate_passages(self.tokenizer, [passage], self.max_passage_tokens)
         prompt = ranking_messages(question, cut, self.ranking_template, self.ranking_system)
         return prompt, [{"role": "assistant", "content": "True" if relevant else "False"}]

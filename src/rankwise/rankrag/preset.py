@@ -14,7 +14,10 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Any
 
-from rankwise.rerank.llm import DEFAULT_TEMPLATE
+from rankwise.config.models import load_causal_lm
+from rankwise.generate.local import LocalGenerator
+from rankwise.generate.prompts import load_template
+from rankwise.rerank.llm import DEFAULT_TEMPLATE, LLMReranker
 
 
 @dataclass
@@ -42,10 +45,6 @@ def rankrag_parts(
     show_progress: bool = True,
 ) -> RankRAGParts:
     """Wrap one loaded ``model`` as both reranker and generator (no copy: the two share every weight)."""
-    from rankwise.generate.local import LocalGenerator
-    from rankwise.generate.prompts import load_template
-    from rankwise.rerank.llm import LLMReranker
-
     prompt = load_template(template)
     if max_passage_words is not None:
         prompt = replace(prompt, max_passage_words=max_passage_words)
@@ -90,8 +89,6 @@ def shared_model(
     experiment's ``rerank`` and ``generate`` stages of kind ``rankrag`` share one copy of the weights."""
     import json
     from pathlib import Path
-
-    from rankwise.config.models import load_causal_lm
 
     saved = Path(model_dir) / "rankrag.json"
     options = json.loads(saved.read_text(encoding="utf-8")) if saved.is_file() else {}

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rankwise.data.files import atomic_writer
+
 
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None:
@@ -135,8 +137,6 @@ def curve_plot(results: dict[str, Any], path: str | Path) -> None:
 
 def _save(fig: Any, path: str | Path) -> None:
     import matplotlib.pyplot as plt
-
-    from rankwise.data.files import atomic_writer
 
     with atomic_writer(path) as handle:  # text handle: write the PNG through its binary buffer
         fig.savefig(handle.buffer, format="png", dpi=110)

@@ -19,9 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from rankwise.data._io import iter_jsonl, read_lines, require_str
+from rankwise.data.beir import load_beir
 from rankwise.data.hotpotqa import hotpotqa_inputs, hotpotqa_split
+from rankwise.data.mtrag import load_generation_tasks, pooled_corpus
 from rankwise.errors import DataError
 from rankwise.rankrag.format import Formatter, Messages
+from rankwise.retrieve.bm25 import BM25Retriever
+from rankwise.train.negatives import mine_negatives
 from rankwise.types import Document, Query
 
 
@@ -41,8 +45,6 @@ class Candidate:
 
 def bm25_negatives(corpus: Mapping[str, Document], queries: Mapping[str, Query], depth: int) -> dict[str, list[str]]:
     """Each query's BM25 ranking (doc ids, best first) over ``corpus``, ``depth`` deep."""
-    from rankwise.retrieve.bm25 import BM25Retriever
-
     if not queries:
         return {}
     bm25 = BM25Retriever(show_progress=False)
@@ -103,8 +105,6 @@ def mtrag(source: Any, fmt: Formatter, notes: list[str]) -> list[Candidate]:
     """MT-RAG-UN generation tasks: answerable ones give QA and rag_ranking examples with their reference
     passages; UNANSWERABLE ones (when ``source.unanswerable``) give rag_qa examples over BM25 passages of the
     domain's pool whose target is the abstention string; UNDERSPECIFIED ones are skipped."""
-    from rankwise.data.mtrag import load_generation_tasks, pooled_corpus
-
     tasks = load_generation_tasks(source.path, source.domains)
     out: list[Candidate] = []
     skipped = 0
@@ -159,9 +159,6 @@ def mtrag(source: Any, fmt: Formatter, notes: list[str]) -> list[Candidate]:
 
 def scifact(source: Any, fmt: Formatter, notes: list[str]) -> list[Candidate]:
     """SciFact ``qrels/train.tsv``: ranking pairs (positive True, BM25-mined negatives False) and rag_ranking."""
-    from rankwise.data.beir import load_beir
-    from rankwise.train.negatives import mine_negatives
-
     data = load_beir(source.path, split="train")
     queries = data.judged_queries()
     corpus = data.corpus

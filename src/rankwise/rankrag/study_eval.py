@@ -12,8 +12,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rankwise.config.experiment import dump_config
+from rankwise.config.sections import BM25Config, RankRAGGenerateConfig, RankRAGRerankConfig
+from rankwise.config.yaml_config import expand_setting
+from rankwise.data import load_dataset, read_run, write_run
 from rankwise.data.files import atomic_write_text
+from rankwise.data.hotpotqa import hotpotqa_split, load_hotpotqa
 from rankwise.errors import RankwiseError
+from rankwise.evaluate.retrieval import evaluate, evaluate_per_query
+from rankwise.evaluate.stats import compare_paired
+from rankwise.experiment.rag import hotpotqa_experiment, run_rag
+from rankwise.experiment.rag_scores import hotpotqa_summary
+from rankwise.rankrag.preset import load_rankrag
+from rankwise.retrieve.bm25 import BM25Retriever
 
 RANK_METRICS = ["nDCG@10", "RR@10"]
 QA_KEYS = ("em", "f1", "sp_paragraph_f1")
@@ -31,8 +42,6 @@ class Evaluator:
         threads: int | None = None,
         show_progress: bool = True,
     ) -> None:
-        from rankwise.config.yaml_config import expand_setting
-
         self.settings, self.blend, self.out = settings, blend, out
         self.dtype, self.threads, self.show_progress = dtype, threads, show_progress
         self.scifact = expand_setting(out, "", "eval.scifact", settings.scifact)
@@ -44,9 +53,6 @@ class Evaluator:
     def scifact_data(self) -> tuple[Any, Any, Any]:
         """``(dataset, queries, bm25 run)``: the first N judged test queries and BM25's top-``depth``."""
         if self._scifact_data is None:
-            from rankwise.data import load_dataset
-            from rankwise.retrieve.bm25 import BM25Retriever
-
             dataset = load_dataset(self.scifact, split="test")
             queries = dict(list(dataset.judged_queries().items())[: self.settings.scifact_queries])
             bm25 = BM25Retriever(show_progress=False)
@@ -64,7 +70,6 @@ class Evaluator:
             saved = json.loads(cached.read_text(encoding="utf-8"))
             if saved.get("settings") == self._scifact_settings():
                 return saved
-        from rankwise.evaluate.retrieval import evaluate
 
         dataset, _, run = self.scifact_data()
         metrics = {**evaluate(run, dataset.qrels, RANK_METRICS), "settings": self._scifact_settings()}
@@ -75,9 +80,6 @@ class Evaluator:
         """The reranked run against BM25's order, query by query on nDCG@10: the mean difference, wins/ties/losses
         and two-sided paired p-values (t-test and randomisation test, :mod:`rankwise.evaluate.stats`); ``None``
         for a single query, which no paired test can judge."""
-        from rankwise.evaluate.retrieval import evaluate_per_query
-        from rankwise.evaluate.stats import compare_paired
-
         dataset, _, run = self.scifact_data()
         [base] = evaluate_per_query(run, dataset.qrels, ["nDCG@10"]).values()
         [ours] = evaluate_per_query(reranked, dataset.qrels, ["nDCG@10"]).values()
@@ -104,8 +106,6 @@ class Evaluator:
     def _heldout_file(self) -> dict[str, Any]:
         """The held-out HotpotQA questions (BLEND's split, the blend's seed and size) as their own JSON file."""
         if self._heldout is None:
-            from rankwise.data.hotpotqa import hotpotqa_split, load_hotpotqa
-
             source = self.blend.hotpotqa
             heldout, seed = (source.heldout, source.split_seed) if source is not None else (50, 0)
             examples = load_hotpotqa(self.hotpotqa)
@@ -130,8 +130,6 @@ class Evaluator:
 
         def shared() -> Any:
             if not loaded:
-                from rankwise.rankrag.preset import load_rankrag
-
                 loaded.append(
                     load_rankrag(
                         model,
@@ -169,13 +167,9 @@ class Evaluator:
             cached = json.loads(path.read_text(encoding="utf-8"))
             if cached.get("settings") == settings:
                 if "vs_bm25" not in cached and trec.is_file():  # measured before the paired comparison existed
-                    from rankwise.data import read_run
-
                     cached["vs_bm25"] = self.versus_bm25(read_run(trec))
                     atomic_write_text(path, json.dumps(cached, indent=2) + "\n")
                 return cached
-        from rankwise.data import write_run
-        from rankwise.evaluate.retrieval import evaluate
 
         dataset, queries, run = self.scifact_data()
         started = time.perf_counter()
@@ -196,11 +190,6 @@ class Evaluator:
         """HotpotQA (distractor setting) answered by ``model`` after it reranked BM25's order (or straight from
         BM25's order), run by the experiment runner into ``out_dir/<held-out file>/`` with the blend's prompt
         settings; a finished folder of the same config is read back without loading anything."""
-        from rankwise.config.experiment import dump_config
-        from rankwise.config.sections import BM25Config, RankRAGGenerateConfig, RankRAGRerankConfig
-        from rankwise.experiment.rag import hotpotqa_experiment, run_rag
-        from rankwise.experiment.rag_scores import hotpotqa_summary
-
         blend, settings = self.blend, self.settings
         common = {"model": model, "dtype": self.dtype, "threads": self.threads}
         stages: dict[str, Any] = {"retrieve": {"bm25": BM25Config()}}

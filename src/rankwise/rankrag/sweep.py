@@ -33,6 +33,9 @@ from rankwise.config.rankrag_train import RankRAGTrainConfig, blend_config
 from rankwise.config.yaml_config import build, expand_setting, read_mapping
 from rankwise.data.files import atomic_write_text
 from rankwise.errors import RankwiseError
+from rankwise.rankrag.report import curve_plot, markdown_table, plot
+from rankwise.rankrag.study_eval import Evaluator
+from rankwise.rankrag.train import train_rankrag
 
 logger = logging.getLogger(__name__)
 
@@ -92,9 +95,6 @@ def run_sweep(config: SweepConfig, show_progress: bool = True, isolate: bool = T
     With ``isolate`` each model is trained and evaluated in a fresh (spawned) process, so its memory goes back to
     the operating system when it is done: in one process, five SmolLM2 trainings grew it to 12.5 GB.
     """
-    from rankwise.rankrag.report import plot
-    from rankwise.rankrag.study_eval import Evaluator
-
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     base = RankRAGTrainConfig(**config.train, output_dir=str(out), blend=config.blend)
@@ -127,9 +127,6 @@ def run_eval(
     as in the sweep. Each model gets its own cached eval directory under ``out``; writes ``eval.json``, ``eval.md``
     and, for two or more models, ``eval.png``.
     """
-    from rankwise.rankrag.report import curve_plot
-    from rankwise.rankrag.study_eval import Evaluator
-
     out = Path(out)
     for model in models:
         if model.startswith((".", "/", "~")) and not Path(model).expanduser().exists():
@@ -172,8 +169,6 @@ def _short_names(models: list[str]) -> list[str]:
 
 
 def _train_and_evaluate(config: SweepConfig, fraction: float, show_progress: bool) -> dict[str, Any]:
-    from rankwise.rankrag.train import train_rankrag
-
     started = time.perf_counter()
     trained = train_rankrag(train_config(config, fraction), show_progress=show_progress)
     logger.info("fraction %g trained in %.0f s", fraction, time.perf_counter() - started)
@@ -194,8 +189,6 @@ def _train_and_evaluate(config: SweepConfig, fraction: float, show_progress: boo
 
 
 def _evaluate(config: SweepConfig, model: str, eval_dir: str, no_rerank: bool, show_progress: bool) -> dict[str, Any]:
-    from rankwise.rankrag.study_eval import Evaluator
-
     base = RankRAGTrainConfig(**config.train, output_dir=config.output_dir, blend=config.blend)
     evaluator = Evaluator(
         config.eval, blend_config(config.blend), Path(config.output_dir), base.dtype, base.threads, show_progress
@@ -218,8 +211,6 @@ def _in_fresh_process(fn: Callable[..., dict[str, Any]], *args: Any) -> dict[str
 
 def _write(out: Path, results: dict[str, Any], evaluator: Any, stem: str, draw: Callable[..., None] | None) -> None:
     """``<stem>.json`` and ``<stem>.md`` (the table), and ``<stem>.png`` when there is a ``draw`` function."""
-    from rankwise.rankrag.report import markdown_table
-
     results["bm25"] = evaluator.bm25_metrics()
     results["hotpotqa_heldout"] = evaluator.heldout_summary()
     atomic_write_text(out / f"{stem}.json", json.dumps(results, indent=2) + "\n")

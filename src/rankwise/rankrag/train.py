@@ -33,10 +33,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from rankwise.config.models import load_causal_lm, load_tokenizer, resolve_dtype, resolve_model, save_causal_lm
 from rankwise.config.rankrag_train import RankRAGTrainConfig, blend_config
 from rankwise.data._io import iter_jsonl
-from rankwise.data.files import atomic_write_text
+from rankwise.data.files import atomic_dir, atomic_write_text
 from rankwise.errors import DataError, MissingExtraError, RankwiseError
+from rankwise.rankrag.answer_loss import answer_only_trainer
+from rankwise.rankrag.blend import build_blend, write_blend
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +97,6 @@ def stage2_blend(config: RankRAGTrainConfig, out: Path, is_main: bool = True) ->
         return Path(config.blend_path)
     target = out / "blend.jsonl"
     if not target.is_file() and is_main:
-        from rankwise.rankrag.blend import build_blend, write_blend
-
         section = {"max_example_tokens": config.max_length, **(config.blend or {})}  # fit the trainer's window
         examples, summary = build_blend(blend_config(section))
         write_blend(examples, target)
@@ -127,9 +128,6 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
     """Run Stage-I (if configured) and Stage-II (module docstring); returns the metrics in ``metrics.json``."""
     import torch
     from transformers import set_seed
-
-    from rankwise.config.models import save_causal_lm
-    from rankwise.data.files import atomic_dir
 
     started, cpu_started = time.perf_counter(), time.process_time()
     if config.threads:
@@ -219,9 +217,6 @@ def _fit(
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTConfig, SFTTrainer
 
-    from rankwise.config.models import resolve_dtype
-    from rankwise.rankrag.answer_loss import answer_only_trainer
-
     model, tokenizer = load_base(base, config)
     checkpoints = out / "checkpoints"
     args = SFTConfig(
@@ -308,8 +303,6 @@ def lora_targets(model: Any, target_modules: list[str] | str, layers: int | None
 def load_base(name: str, config: RankRAGTrainConfig) -> tuple[Any, Any]:
     """The model to put adapters on: plain (``dtype``), or 4-bit for QLoRA when bitsandbytes and CUDA exist."""
     import torch
-
-    from rankwise.config.models import load_causal_lm, load_tokenizer, resolve_dtype, resolve_model
 
     if not config.qlora:
         model, tokenizer = load_causal_lm(name, dtype=config.dtype, trust_remote_code=config.trust_remote_code)

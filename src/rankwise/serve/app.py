@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rankwise.errors import RankwiseError
 from rankwise.serve.batching import Overloaded
+from rankwise.serve.mcp_tools import build_mcp
 from rankwise.serve.schemas import AskBody, RerankBody, SearchBody
 from rankwise.serve.service import BadRequest, NotServed, Service
 
@@ -196,8 +197,6 @@ def create_app(
     """The ASGI app serving ``service``; ``mcp`` mounts the MCP tools at ``/mcp`` (streamable HTTP)."""
     mcp_server = None
     if mcp:
-        from rankwise.serve.mcp_tools import build_mcp
-
         mcp_server = build_mcp(service)
         mcp_app = mcp_server.streamable_http_app(streamable_http_path="/mcp", host=host)
 

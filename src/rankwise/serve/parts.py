@@ -18,8 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rankwise.build import build_generator, build_reranker, interpolation_weight
+from rankwise.config.experiment import dump_config, load_config
 from rankwise.errors import RankwiseError
+from rankwise.experiment import stages as experiment_stages
+from rankwise.experiment.ask_parts import add_models, open_indexes, preload
+from rankwise.experiment.cache import content_hash
+from rankwise.experiment.datasets import SOURCES, resolve_dataset
 from rankwise.experiment.pipeline import FusedRetriever, Pipeline
+from rankwise.retrieve.rewrite import full_history
+from rankwise.retrieve.store import corpus_fingerprint
 from rankwise.types import Query, Run
 
 Log = Callable[[str], None]
@@ -48,8 +56,6 @@ class Served:
     def search_query(self, query: Query) -> Query:
         """What retrieval and reranking see: the question, or for ``full_history`` the user turns before it."""
         if self.rewrite == "full_history":
-            from rankwise.retrieve.rewrite import full_history
-
             return full_history(query)
         return query
 
@@ -74,8 +80,6 @@ def _model_of(section: Any) -> str | None:
 
 
 def _describe(stages: list[str], models: dict[str, Any], sections: Mapping[str, Any], source: str) -> dict[str, Any]:
-    from rankwise.experiment.cache import content_hash
-
     dumped = {name: s.model_dump(mode="json") if hasattr(s, "model_dump") else s for name, s in sections.items()}
     return {"source": source, "stages": stages, "models": models, "config_hash": content_hash(dumped)[:16]}
 
@@ -101,8 +105,6 @@ def from_flags(
 ) -> Served:
     """The pipeline ``rankwise ask`` builds from these flags (twice or more ``--index`` = an RRF hybrid;
     ``--rankrag DIR``: one model reranks and answers), through the same :mod:`rankwise.experiment.ask_parts`."""
-    from rankwise.experiment.ask_parts import add_models, open_indexes
-
     if k < 1 or candidates < 1:
         raise RankwiseError(f"--k and --candidates must be at least 1 (got {k} and {candidates})")
     if rankrag is not None and generator.lower() == "none":
@@ -140,14 +142,6 @@ def from_config(
     log: Log = print,
 ) -> Served:
     """The pipeline of an experiment config on one data set (``-d``, or the config's only one)."""
-    from rankwise.build import build_generator, build_reranker, interpolation_weight
-    from rankwise.config.experiment import dump_config, load_config
-    from rankwise.experiment import stages as experiment_stages
-    from rankwise.experiment.ask_parts import preload
-    from rankwise.experiment.cache import content_hash
-    from rankwise.experiment.datasets import SOURCES, resolve_dataset
-    from rankwise.retrieve.store import corpus_fingerprint
-
     config = load_config(path, list(overrides))
     names = [dataset] if dataset else list(config.datasets)
     if len(names) != 1:

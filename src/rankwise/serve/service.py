@@ -26,6 +26,9 @@ from typing import Any
 from rankwise.errors import RankwiseError
 from rankwise.generate.answer import Answer
 from rankwise.generate.base import GenerationRequest
+from rankwise.generate.http import HTTPGenerator
+from rankwise.rerank.base import interpolate
+from rankwise.rerank.http import HTTPReranker
 from rankwise.serve.batching import MicroBatcher, approx_tokens
 from rankwise.serve.metrics import Metrics
 from rankwise.serve.parts import Served
@@ -200,8 +203,6 @@ class Service:
             job = RerankJob(searched.text, top, docs)
             final = await self._timed("rerank", latency, self.batchers["rerank"].submit(job, cost))
             if self.served.interpolate:
-                from rankwise.rerank.base import interpolate
-
                 final = interpolate({"q": top}, {"q": final}, self.served.interpolate).get("q", {})
             final = sort_run({"q": final})["q"]
         return list(final.items()), first_ranks
@@ -332,9 +333,6 @@ class Service:
 
 def _remote(component: Any) -> bool:
     """A reranker or generator that only waits for another server (it computes nothing here)."""
-    from rankwise.generate.http import HTTPGenerator
-    from rankwise.rerank.http import HTTPReranker
-
     return isinstance(component, HTTPGenerator | HTTPReranker)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from rankwise.generate.answer import Answer
 from rankwise.generate.base import GenerationRequest
 from rankwise.generate.citations import apply_stop_strings, build_answer
+from rankwise.generate.local import LocalGenerator
 from rankwise.generate.prompts import sentence_counts
 
 
@@ -62,8 +63,6 @@ class StopGuard:
 
 
 def can_stream(generator: Any) -> bool:
-    from rankwise.generate.local import LocalGenerator
-
     return isinstance(generator, LocalGenerator)
 
 

@@ -21,8 +21,10 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from rankwise.data.files import atomic_writer
 from rankwise.errors import DataError, RankwiseError
 from rankwise.rerank.windows import DEFAULT_STRIDE, DEFAULT_WORDS, passage_windows
+from rankwise.retrieve.bm25 import BM25Retriever
 from rankwise.types import Document, Qrels, Query, Run, sort_run
 
 
@@ -133,8 +135,6 @@ def bm25_windows(
     first ``words`` words, what a model that reads that much of it sees. Training on these teaches a model that reads
     ~70 words to judge the stretch of an abstract that holds the evidence, the stretch ``--windows max`` keeps.
     """
-    from rankwise.retrieve.bm25 import BM25Retriever
-
     needed = sorted({doc_id for ex in examples for doc_id in (ex.positive_id, *ex.negative_ids)})
     missing = [doc_id for doc_id in needed if doc_id not in corpus]
     if missing:
@@ -167,8 +167,6 @@ def bm25_windows(
 
 def write_examples(examples: Iterable[TrainingExample], path: str | Path) -> int:
     """Write examples as JSON lines, atomically; returns how many were written."""
-    from rankwise.data.files import atomic_writer
-
     count = 0
     with atomic_writer(path) as handle:
         for example in examples:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from rankwise.errors import DataError, RankwiseError
+from rankwise.retrieve.bm25 import BM25Retriever
+from rankwise.train.negatives import mine_negatives
 from rankwise.types import Dataset, Document, Query
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
@@ -214,9 +216,6 @@ def mine_bm25_negatives(
     negatives). Pairs left with fewer than ``num_negatives`` negatives are dropped and counted, so that every
     training row has the same columns.
     """
-    from rankwise.retrieve.bm25 import BM25Retriever
-    from rankwise.train.negatives import mine_negatives
-
     corpus = {doc_id: Document(doc_id, "", text) for doc_id, text in pair_set.corpus.items()}
     need = [pair for pair in pair_set.pairs if not pair.negatives]
     queries = {pair.query_id: Query(pair.query_id, pair.query) for pair in need}

@@ -33,8 +33,13 @@ from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from transformers import TrainerCallback
 
 from rankwise.config.train_reranker import RerankerTrainConfig
-from rankwise.data.files import atomic_write_text
+from rankwise.data import load_dataset, read_run
+from rankwise.data.files import atomic_dir, atomic_write_text
 from rankwise.errors import RankwiseError
+from rankwise.evaluate.retrieval import evaluate
+from rankwise.rerank.cross_encoder import TRAINED_SETTINGS, CrossEncoderReranker, load_cross_encoder
+from rankwise.retrieve.bm25 import BM25Retriever
+from rankwise.retrieve.fusion import fuse
 from rankwise.train.negatives import TrainingExample, bm25_windows, mine_negatives, write_examples
 from rankwise.types import Document, Qrels, Query, Run
 
@@ -129,9 +134,6 @@ class DevRerankEvaluator(BaseEvaluator):
         self.last_run: Run = {}
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict:
-        from rankwise.evaluate.retrieval import evaluate
-        from rankwise.rerank.cross_encoder import CrossEncoderReranker
-
         reranker = CrossEncoderReranker(
             model, max_length=self.max_length, show_progress=self.show_progress, windows=self.windows
         )
@@ -156,10 +158,6 @@ def train_reranker(
     from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
-
-    from rankwise.data.files import atomic_dir
-    from rankwise.evaluate.retrieval import evaluate
-    from rankwise.rerank.cross_encoder import TRAINED_SETTINGS, load_cross_encoder
 
     started, cpu_started = time.perf_counter(), time.process_time()
     if config.threads:
@@ -276,9 +274,6 @@ def tune_interpolation(reranked: Run, first_stage: Run, qrels: Qrels) -> dict[st
     The fusion is the one ``rankwise rerank --interpolate W`` applies, over the reranked documents only.
     Ties go to the smaller weight (trust the reranker more).
     """
-    from rankwise.evaluate.retrieval import evaluate
-    from rankwise.retrieve.fusion import fuse
-
     cut = {qid: {doc: first_stage[qid][doc] for doc in docs} for qid, docs in reranked.items()}
     by_weight: dict[str, float] = {}
     for tenth in range(10):
@@ -290,8 +285,6 @@ def tune_interpolation(reranked: Run, first_stage: Run, qrels: Qrels) -> dict[st
 
 
 def _prepare(config: RerankerTrainConfig) -> dict[str, Any]:
-    from rankwise.data import load_dataset, read_run
-
     dataset = load_dataset(config.data, split=config.train_split)
     if not dataset.qrels:
         raise RankwiseError(f"{config.data}: split '{config.train_split}' has no judgements to train on")
@@ -305,8 +298,6 @@ def _prepare(config: RerankerTrainConfig) -> dict[str, Any]:
                 f"{config.first_stage_run}: no ranking for {len(missing)} training queries, e.g. {missing[:3]}"
             )
     else:
-        from rankwise.retrieve.bm25 import BM25Retriever
-
         bm25 = BM25Retriever(show_progress=False)
         bm25.index(dataset.corpus)
         run = bm25.search(wanted, k=config.first_stage_depth)

@@ -43,9 +43,12 @@ from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from torch import nn
 from transformers import TrainerCallback
 
+from rankwise.config.models import resolve_path
 from rankwise.config.train_retriever import RetrieverTrainConfig, load_config
-from rankwise.data.files import atomic_write_text
+from rankwise.data.files import atomic_dir, atomic_write_text
 from rankwise.errors import MissingExtraError, RankwiseError, loading_model
+from rankwise.evaluate.retrieval import evaluate
+from rankwise.train.frozen_base import lookup_model
 from rankwise.train.retriever_data import prepare_data
 from rankwise.train.retriever_losses import build_loss, isotropy_stats
 from rankwise.types import Qrels, Query
@@ -62,8 +65,6 @@ def build_model(config: RetrieverTrainConfig) -> tuple[SentenceTransformer, int 
     head) and the base's own ``max_seq_length``, which the saved model gets back.
     """
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize
-
-    from rankwise.config.models import resolve_path
 
     with loading_model(config.model):
         base = SentenceTransformer(resolve_path(config.model), device="cpu", trust_remote_code=config.trust_remote_code)
@@ -106,8 +107,6 @@ class DevRetrievalEvaluator(BaseEvaluator):
         self.primary_metric = "dev_ndcg@10"
 
     def __call__(self, model: Any, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict:
-        from rankwise.evaluate.retrieval import evaluate
-
         options = {"batch_size": self.batch_size, "normalize_embeddings": True, "show_progress_bar": False}
         docs = model.encode(list(self.corpus.values()), convert_to_numpy=True, **options)
         queries = model.encode([q.text for q in self.queries.values()], convert_to_numpy=True, **options)
@@ -163,8 +162,6 @@ def train_retriever(
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
-    from rankwise.data.files import atomic_dir
-
     started = time.perf_counter()
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -178,8 +175,6 @@ def train_retriever(
     initial_head = head_digest(full, head_index)
     model, model_head = full, head_index
     if config.freeze_base and config.cache_frozen_base and head_index is not None:
-        from rankwise.train.frozen_base import lookup_model
-
         model, model_head = lookup_model(full, head_index, _all_texts(data), show_progress=show_progress), 1
     evaluator = None
     if data["dev"] is not None:
