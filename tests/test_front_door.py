@@ -98,3 +98,16 @@ def test_no_import_cycles_between_files_or_folders():
             if a != b and "root" not in (a, b):
                 folders.setdefault(a, set()).add(b)
     assert has_cycle(folders) == []
+
+
+def test_the_cli_answers_help_and_a_mistyped_option_without_loading_a_heavy_library():
+    """Why cli/ imports inside commands (docs/architecture.md): --help and usage errors stay instant."""
+    probe = (
+        "import sys; from rankwise.cli import main;"
+        "codes = [main(['--help']), main(['index', '--no-such-option']), main(['serve', '--help'])];"
+        "heavy = [m for m in ('torch', 'transformers', 'sentence_transformers', 'faiss', 'bm25s', 'fastapi', 'ray')"
+        " if m in sys.modules];"
+        "print(codes, heavy)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "[0, 2, 0] []", (out.stdout, out.stderr)
