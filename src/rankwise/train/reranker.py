@@ -147,32 +147,11 @@ class DevRerankEvaluator(BaseEvaluator):
         return {"depth": self.depth, "windows": self.windows}
 
 
-def train_reranker(
-    config: RerankerTrainConfig, show_progress: bool = True, callbacks: list[TrainerCallback] | None = None
-) -> dict[str, Any]:
-    """Run the whole recipe (module docstring); returns the metrics also written to ``metrics.json``.
+def training_arguments(config: RerankerTrainConfig, checkpoints: Path, show_progress: bool) -> Any:
+    """The ``CrossEncoderTrainingArguments`` of ``config``: a batch of ``batch_size`` examples (query groups for
+    the listwise losses), dev evaluation and checkpoints every ``eval_steps``, the best checkpoint kept."""
+    from sentence_transformers.cross_encoder import CrossEncoderTrainingArguments
 
-    ``callbacks`` are extra ``transformers.TrainerCallback`` objects (e.g. for early stopping or tests).
-    """
-    import torch
-    from sentence_transformers.cross_encoder import CrossEncoderTrainer, CrossEncoderTrainingArguments
-    from transformers import set_seed
-    from transformers.trainer_utils import get_last_checkpoint
-
-    started, cpu_started = time.perf_counter(), time.process_time()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    out = Path(config.output_dir)
-    checkpoints = out / "checkpoints"
-    _check_resumable(config, out)
-    data = _prepare(config)
-    atomic_write_text(out / "config.json", json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
-    write_examples(data["examples"], out / "examples.jsonl")
-
-    set_seed(config.seed)
-    model = load_cross_encoder(
-        config.model, max_length=config.max_length, trust_remote_code=config.trust_remote_code, num_labels=1
-    )
     group = 1 if config.loss == "bce" else 1 + config.num_negatives
     args = CrossEncoderTrainingArguments(
         output_dir=str(checkpoints),
@@ -200,6 +179,67 @@ def train_reranker(
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
     )
+    return args
+
+
+def _pick_interpolation(
+    config: RerankerTrainConfig, data: dict[str, Any], model: Any, out: Path, show_progress: bool
+) -> dict[str, Any]:
+    """The first-stage weight picked on the dev queries (:func:`tune_interpolation`) with the trained ``model``,
+    also written beside it as the settings ``rankwise rerank`` and experiments apply."""
+    depth = config.interpolation_depth or config.dev_depth
+    windows = config.interpolation_windows
+    logger.info("picking the first-stage weight on the dev queries' top %d (windows: %s)", depth, windows)
+    final = DevRerankEvaluator(
+        data["dev_queries"],
+        data["dev_run"],
+        data["corpus"],
+        data["dev_qrels"],
+        depth,
+        config.max_length,
+        show_progress=show_progress,
+        windows=windows,
+    )
+    final(model)  # the best model's dev run at the pick's depth
+    chosen = tune_interpolation(final.last_run, data["dev_run"], data["dev_qrels"])
+    chosen.update(depth=depth, windows=windows)
+    picked = {
+        "first_stage_weight": chosen["weight"],
+        "picked_on": f"dev nDCG@10, {len(data['dev_queries'])} queries, first-stage top {depth}",
+        "max_length": config.max_length,
+        "windows": windows,
+    }
+    atomic_write_text(out / "model" / TRAINED_SETTINGS, json.dumps(picked, indent=2) + "\n")
+    return chosen
+
+
+def train_reranker(
+    config: RerankerTrainConfig, show_progress: bool = True, callbacks: list[TrainerCallback] | None = None
+) -> dict[str, Any]:
+    """Run the whole recipe (module docstring); returns the metrics also written to ``metrics.json``.
+
+    ``callbacks`` are extra ``transformers.TrainerCallback`` objects (e.g. for early stopping or tests).
+    """
+    import torch
+    from sentence_transformers.cross_encoder import CrossEncoderTrainer
+    from transformers import set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.output_dir)
+    checkpoints = out / "checkpoints"
+    _check_resumable(config, out)
+    data = _prepare(config)
+    atomic_write_text(out / "config.json", json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
+    write_examples(data["examples"], out / "examples.jsonl")
+
+    set_seed(config.seed)
+    model = load_cross_encoder(
+        config.model, max_length=config.max_length, trust_remote_code=config.trust_remote_code, num_labels=1
+    )
+    args = training_arguments(config, checkpoints, show_progress)
     evaluator = DevRerankEvaluator(
         data["dev_queries"],
         data["dev_run"],
@@ -241,29 +281,7 @@ def train_reranker(
         "model_dir": str(out / "model"),
     }
     if config.tune_interpolation:
-        depth = config.interpolation_depth or config.dev_depth
-        windows = config.interpolation_windows
-        logger.info("picking the first-stage weight on the dev queries' top %d (windows: %s)", depth, windows)
-        final = DevRerankEvaluator(
-            data["dev_queries"],
-            data["dev_run"],
-            data["corpus"],
-            data["dev_qrels"],
-            depth,
-            config.max_length,
-            show_progress=show_progress,
-            windows=windows,
-        )
-        final(trainer.model)  # the best model's dev run at the pick's depth
-        metrics["interpolation"] = tune_interpolation(final.last_run, data["dev_run"], data["dev_qrels"])
-        metrics["interpolation"].update(depth=depth, windows=windows)
-        picked = {
-            "first_stage_weight": metrics["interpolation"]["weight"],
-            "picked_on": f"dev nDCG@10, {len(data['dev_queries'])} queries, first-stage top {depth}",
-            "max_length": config.max_length,
-            "windows": windows,
-        }
-        atomic_write_text(out / "model" / TRAINED_SETTINGS, json.dumps(picked, indent=2) + "\n")
+        metrics["interpolation"] = _pick_interpolation(config, data, trainer.model, out, show_progress)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return metrics
 

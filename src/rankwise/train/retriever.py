@@ -38,8 +38,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from sentence_transformers import SentenceTransformer
+from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+from sentence_transformers.base.sampler import BatchSamplers
 from torch import nn
 from transformers import TrainerCallback
 
@@ -148,6 +149,52 @@ def replicas_identical(model: nn.Module) -> bool | None:
     return len(set(digests)) == 1
 
 
+def training_arguments(
+    config: RetrieverTrainConfig,
+    checkpoints: Path,
+    evaluating: bool,
+    model_head: int | None,
+    distributed: bool,
+    show_progress: bool,
+) -> Any:
+    """The ``SentenceTransformerTrainingArguments`` of ``config``: the head's own learning rate, checkpoints (and
+    dev evaluation, when ``evaluating``) every ``eval_steps``, DDP over gloo on CPUs under torchrun."""
+    on_cpu = config.device == "cpu" or not torch.cuda.is_available()
+    # accelerate runs multi-process CPU training as DDP only when told to use the CPU: without it, torchrun on a
+    # machine without CUDA trains one separate model per process (and only rank 0 gets the dev metrics).
+    use_cpu = config.device == "cpu" or (config.device is None and distributed and on_cpu)
+    mapping = {rf"(^|\.)model\.{model_head}\.": config.lr_head} if model_head is not None else {}
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=config.epochs,
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=config.lr_base,
+        learning_rate_mapping=mapping,
+        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps (transformers v5)
+        weight_decay=config.weight_decay,
+        batch_sampler=BatchSamplers.NO_DUPLICATES,  # a query twice in a batch would be its own false negative
+        eval_strategy="steps" if evaluating else "no",
+        eval_steps=config.eval_steps,
+        save_strategy="steps",
+        save_steps=config.eval_steps,
+        save_total_limit=config.save_total_limit,
+        load_best_model_at_end=evaluating and config.load_best,
+        metric_for_best_model=DEV_METRIC if evaluating else None,
+        greater_is_better=True,
+        logging_steps=config.logging_steps,
+        seed=config.seed,
+        data_seed=config.seed,
+        report_to="none",
+        disable_tqdm=not show_progress,
+        use_cpu=use_cpu,
+        ddp_backend="gloo" if on_cpu and distributed else None,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+    )
+    return args
+
+
 def train_retriever(
     config: RetrieverTrainConfig, show_progress: bool = True, callbacks: list[TrainerCallback] | None = None
 ) -> dict[str, Any]:
@@ -157,8 +204,6 @@ def train_retriever(
         from datasets import Dataset
     except ImportError as exc:
         raise MissingExtraError(exc.name or "datasets", "train") from exc
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-    from sentence_transformers.base.sampler import BatchSamplers
     from transformers import set_seed
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -179,40 +224,8 @@ def train_retriever(
     evaluator = None
     if data["dev"] is not None:
         evaluator = DevRetrievalEvaluator(**data["dev"], batch_size=64)
-    on_cpu = config.device == "cpu" or not torch.cuda.is_available()
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # set by torchrun
-    # accelerate runs multi-process CPU training as DDP only when told to use the CPU: without it, torchrun on a
-    # machine without CUDA trains one separate model per process (and only rank 0 gets the dev metrics).
-    use_cpu = config.device == "cpu" or (config.device is None and distributed and on_cpu)
-    mapping = {rf"(^|\.)model\.{model_head}\.": config.lr_head} if model_head is not None else {}
-    args = SentenceTransformerTrainingArguments(
-        output_dir=str(checkpoints),
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        learning_rate=config.lr_base,
-        learning_rate_mapping=mapping,
-        warmup_steps=config.warmup_ratio,  # a float < 1 is a ratio of the total steps (transformers v5)
-        weight_decay=config.weight_decay,
-        batch_sampler=BatchSamplers.NO_DUPLICATES,  # a query twice in a batch would be its own false negative
-        eval_strategy="steps" if evaluator else "no",
-        eval_steps=config.eval_steps,
-        save_strategy="steps",
-        save_steps=config.eval_steps,
-        save_total_limit=config.save_total_limit,
-        load_best_model_at_end=bool(evaluator) and config.load_best,
-        metric_for_best_model=DEV_METRIC if evaluator else None,
-        greater_is_better=True,
-        logging_steps=config.logging_steps,
-        seed=config.seed,
-        data_seed=config.seed,
-        report_to="none",
-        disable_tqdm=not show_progress,
-        use_cpu=use_cpu,
-        ddp_backend="gloo" if on_cpu and distributed else None,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
-    )
+    args = training_arguments(config, checkpoints, evaluator is not None, model_head, distributed, show_progress)
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
