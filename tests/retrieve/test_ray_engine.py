@@ -267,6 +267,12 @@ def test_answers_on_ray_equal_the_local_engines_and_resume_its_chunks(ray_sessio
     local = LocalGenerateConfig(**settings)
     ray = LocalGenerateConfig(**settings, engine={"kind": "ray", "actors": 2})
     assert answers.key_params(ray) == answers.key_params(local)  # where it runs is not part of what it computes
+    batched = LocalGenerateConfig(**settings, engine={"batch_size": 2})  # but the batch the generator runs is
+    assert (
+        answers.key_params(batched)
+        == answers.key_params(local.model_copy(update={"batch_size": 2}))
+        != answers.key_params(local)
+    )
 
     def answer(config: LocalGenerateConfig, folder: str) -> tuple[list[dict], dict]:
         return answers.generate(config, queries, run, docs, Chunks(tmp_path / folder, "generate", "k"), False, print)

@@ -36,8 +36,11 @@ from typing import Any
 from rankwise.build import build_engine, build_generator, in_process
 from rankwise.config.experiment import GenerateConfig
 from rankwise.config.sections import EngineConfig
+from rankwise.engine import Progress, Shard
 from rankwise.experiment.cache import Chunks
 from rankwise.experiment.rag_scores import hotpot_scores
+from rankwise.generate.base import GenerationRequest
+from rankwise.generate.sharded import GeneratorRecipe
 from rankwise.types import Dataset, Document, Query, Run, sort_run
 
 QA_METRICS = ("em", "f1", "answer_in_passages", "citation_precision", "citation_recall", "support_f1", "cited",
@@ -120,10 +123,6 @@ def generate(
     """Answer every query from its top ``top_k`` documents of ``run`` (or its ``reference`` passages when given),
     in saved chunks of questions. The chunks are the shards the section's engine runs (in this process, or one
     generator per Ray actor); each is saved as it arrives, so a killed run resumes whichever engine ran it."""
-    from rankwise.engine import Progress, Shard
-    from rankwise.generate.base import GenerationRequest
-    from rankwise.generate.sharded import GeneratorRecipe
-
     started = time.perf_counter()
     ranked = sort_run(run)
     ids = list(queries)

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rankwise.config.defaults import DEFAULT_MODELS
 from rankwise.config.models import resolve_path
 from rankwise.data.files import atomic_dir, read_json, write_json
+from rankwise.engine import LocalEngine, Progress, Shard
 from rankwise.errors import IndexStoreError, RankwiseError, loading_model
 from rankwise.retrieve.store import corpus_fingerprint, read_manifest, write_manifest
 from rankwise.types import Document, Query, Run
@@ -157,8 +158,6 @@ class SparseRetriever:
 
     def index(self, corpus: Mapping[str, Document]) -> None:
         """Encode ``corpus`` in shards of ``chunk_size`` documents on the engine, then build the inverted index."""
-        from rankwise.engine import LocalEngine, Progress, Shard
-
         if not corpus:
             raise RankwiseError("cannot index an empty corpus")
         ids, texts = list(corpus), [doc.contents for doc in corpus.values()]
