@@ -61,6 +61,14 @@ def build_engine(config: EngineConfig) -> Any:
     )
 
 
+def in_process(config: Any) -> Any:
+    """``config`` as one process runs it: its engine local, the engine's batch size (if set) as its own."""
+    engine = getattr(config, "engine", None)
+    if engine is None or engine == EngineConfig():
+        return config
+    return config.model_copy(update={"engine": EngineConfig(), "batch_size": engine.batch_size or config.batch_size})
+
+
 # ------------------------------------------------------------------------------------------------ retrievers
 
 
@@ -79,8 +87,7 @@ def _bm25_load(directory: Path, config: BM25Config | None, progress: bool) -> An
 def _dense(config: DenseConfig, progress: bool) -> Any:
     from rankwise.retrieve.dense import DenseRetriever
 
-    options = config.model_dump(exclude={"kind", "k", "engine"})
-    options["batch_size"] = config.engine.batch_size or config.batch_size
+    options = in_process(config).model_dump(exclude={"kind", "k", "engine"})
     return DenseRetriever(**options, engine=build_engine(config.engine), show_progress=progress)
 
 
@@ -105,7 +112,8 @@ def _dense_load(directory: Path, config: DenseConfig | None, progress: bool) -> 
 def _sparse(config: SparseConfig, progress: bool) -> Any:
     from rankwise.retrieve.sparse import SparseRetriever
 
-    return SparseRetriever(**config.model_dump(exclude={"kind", "k"}), show_progress=progress)
+    options = in_process(config).model_dump(exclude={"kind", "k", "engine"})
+    return SparseRetriever(**options, engine=build_engine(config.engine), show_progress=progress)
 
 
 def _sparse_load(directory: Path, config: SparseConfig | None, progress: bool) -> Any:
@@ -159,9 +167,7 @@ def _on_engine(build: Callable[[Any, bool], Any], config: Any, progress: bool) -
     """The reranker of a section with engine settings: built by ``build`` from the section with the engine's
     batch size as its own and the engine local; with a Ray engine, one such reranker per worker, each running
     shards of queries."""
-    local = config.model_copy(
-        update={"engine": EngineConfig(), "batch_size": config.engine.batch_size or config.batch_size}
-    )
+    local = in_process(config)
     if config.engine.kind == "local":
         return build(local, progress)
     from functools import partial
@@ -176,18 +182,8 @@ def _cross_encoder(config: CrossEncoderConfig, progress: bool) -> Any:
         return _on_engine(_cross_encoder, config, progress)
     from rankwise.rerank.cross_encoder import CrossEncoderReranker
 
-    return CrossEncoderReranker(
-        model=config.model,
-        max_length=config.max_length,
-        batch_size=config.batch_size,
-        max_tokens=config.max_tokens,
-        trust_remote_code=config.trust_remote_code,
-        show_progress=progress,
-        windows=config.windows,
-        window_words=config.window_words,
-        window_stride=config.window_stride,
-        precision=config.precision,
-    )
+    options = config.model_dump(exclude={*_RERANK_COMMON, "engine", "train"})  # the rest: constructor arguments
+    return CrossEncoderReranker(**options, show_progress=progress)
 
 
 def _llm(config: LLMRerankConfig, progress: bool) -> Any:
@@ -222,14 +218,7 @@ def llm_dtype(config: LLMRerankConfig | LocalGenerateConfig, stage: str) -> str:
 def _http(config: HTTPRerankConfig, progress: bool) -> Any:
     from rankwise.rerank.http import HTTPReranker
 
-    return HTTPReranker(
-        url=config.url,
-        model=config.model,
-        api_key_env=config.api_key_env,
-        timeout=config.timeout,
-        max_documents=config.max_documents,
-        show_progress=progress,
-    )
+    return HTTPReranker(**config.model_dump(exclude=set(_RERANK_COMMON)), show_progress=progress)
 
 
 def _rankrag(config: RankRAGRerankConfig, progress: bool) -> Any:
@@ -346,8 +335,11 @@ def build_rewriter(config: RewriteConfig, show_progress: bool = True) -> Any:
 
 
 def build_generator(config: Any, show_progress: bool = True) -> Any:
-    """The generator of ``config.kind`` (local model, OpenAI-compatible HTTP server, or the RankRAG preset)."""
+    """The generator of ``config.kind`` (local model, OpenAI-compatible HTTP server, or the RankRAG preset), in
+    this process: a section's ``engine`` is where the generate stage runs its shards (``experiment/answers.py``)."""
     from rankwise.generate.prompts import load_template
+
+    config = in_process(config)
 
     if isinstance(config, RankRAGGenerateConfig):  # the model's own prompt settings unless the config sets them
         from rankwise.rankrag.preset import load_rankrag

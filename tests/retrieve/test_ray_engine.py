@@ -174,8 +174,9 @@ def test_without_ray_the_error_names_the_extra(monkeypatch, tmp_path, capsys) ->
 
     with pytest.raises(MissingExtraError, match=r"rankwise\[ray\]"):
         build_reranker(CrossEncoderConfig(model="unused", engine={"kind": "ray"}))
-    assert main(["index", str(tmp_path), "--kind", "dense", "--engine", "ray", "--out", str(tmp_path / "i")]) == 2
-    assert "pip install 'rankwise[ray]'" in capsys.readouterr().err
+    for kind in ("dense", "sparse"):
+        assert main(["index", str(tmp_path), "--kind", kind, "--engine", "ray", "--out", str(tmp_path / "i")]) == 2
+        assert "pip install 'rankwise[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "i").exists()
 
 
@@ -200,3 +201,146 @@ def test_engine_settings_and_the_removed_pool_give_clear_errors(tmp_path, capsys
     assert "--ray-address and --actors apply to --engine ray only" in capsys.readouterr().err
     assert main(["index", str(tmp_path), "--kind", "dense", "--engine", "spark", "--out", out]) == 2
     assert "--engine: Input should be 'local' or 'ray'" in capsys.readouterr().err
+    assert main(["index", str(tmp_path), "--kind", "bm25", "--engine", "ray", "--out", out]) == 2
+    assert "--engine applies to --kind dense and --kind sparse only" in capsys.readouterr().err
+
+    # answering: a local (or RankRAG) generator's section; rankwise rag --engine
+    path.write_text("name: a\nretrieve: {bm25: {}}\ngenerate: {kind: local, engine: {kind: ray, actors: 2}}\n")
+    assert load_config(path).generate.engine == EngineConfig(kind="ray", actors=2)
+    path.write_text(
+        "name: a\nretrieve: {bm25: {}}\ngenerate: {kind: http, base_url: 'http://h', model: m, engine: {}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"exp.yaml, line 3: .*engine"):
+        load_config(path)
+    rag = ["rag", "--dataset", "hotpotqa", str(tmp_path), "--out", out]
+    assert main([*rag, "--generator", "http://h/v1", "--generator-model", "m", "--engine", "ray"]) == 2
+    assert "--engine applies to a local --generator" in capsys.readouterr().err
+    assert main([*rag, "--actors", "2"]) == 2
+    assert "--ray-address and --actors apply to --engine ray only" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------ answering, SPLADE
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<{{ m['role'] }}> {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<assistant>{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def generator_dir(minilm_path: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A 2-layer random Llama (hidden 32) with the MiniLM tokenizer and a chat template, saved like a hub model."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    out = tmp_path_factory.mktemp("tiny-generator")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return str(out)
+
+
+def questions(n: int) -> tuple[dict[str, Query], dict[str, dict[str, float]], dict[str, Document]]:
+    docs = {doc_id: Document(doc_id, "", text) for doc_id, text in corpus(20)}
+    words = ["immune cell", "drug trial", "brain blood", "virus gene", "protein tumour", "cell virus", "gene drug"]
+    queries = {f"q{i}": Query(f"q{i}", f"what about {words[i % len(words)]} {i}?") for i in range(n)}
+    run = {qid: {f"d{(i * 3 + j) % 20}": 5.0 - j for j in range(4)} for i, qid in enumerate(queries)}
+    return queries, run, docs
+
+
+def test_answers_on_ray_equal_the_local_engines_and_resume_its_chunks(ray_session, generator_dir, tmp_path) -> None:
+    """The generate stage: shards of questions (its saved chunks) answered by one generator per actor give the
+    local engine's greedy answers; the stage key ignores the engine, and a Ray run resumes a local run's chunks."""
+    from rankwise.config.sections import LocalGenerateConfig
+    from rankwise.experiment import answers
+    from rankwise.experiment.cache import Chunks
+
+    queries, run, docs = questions(6)
+    settings = {"model": generator_dir, "top_k": 2, "max_new_tokens": 6, "checkpoint_every": 2, "threads": 1}
+    local = LocalGenerateConfig(**settings)
+    ray = LocalGenerateConfig(**settings, engine={"kind": "ray", "actors": 2})
+    assert answers.key_params(ray) == answers.key_params(local)  # where it runs is not part of what it computes
+    batched = LocalGenerateConfig(**settings, engine={"batch_size": 2})  # but the batch the generator runs is
+    assert (
+        answers.key_params(batched)
+        == answers.key_params(local.model_copy(update={"batch_size": 2}))
+        != answers.key_params(local)
+    )
+
+    def answer(config: LocalGenerateConfig, folder: str) -> tuple[list[dict], dict]:
+        return answers.generate(config, queries, run, docs, Chunks(tmp_path / folder, "generate", "k"), False, print)
+
+    expected, _ = answer(local, "local")
+    assert [r["id"] for r in expected] == list(queries) and any(r["raw"] for r in expected)
+    # a local run killed after its first chunk leaves it saved: the Ray run answers the other two shards, one per
+    # actor, and the records are the local run's
+    Chunks(tmp_path / "ray", "generate", "k").save(0, expected[:2])
+    records, info = answer(ray, "ray")
+    assert records == expected and info["chunks_resumed"] == 1
+
+
+class Failing:
+    """A generator that raises on the question ``poison`` (answers the rest with a fixed text)."""
+
+    def __init__(self, poison: str) -> None:
+        self.poison = poison
+
+    def generate_batch(self, requests):
+        from rankwise.generate.answer import Answer
+
+        if any(request.question == self.poison for request in requests):
+            raise ValueError(f"cannot answer {self.poison!r}")
+        return [Answer(text="x [1]", raw="x [1]") for _ in requests]
+
+
+def test_a_failing_generator_names_its_answer_shard_and_a_rerun_resumes(ray_session, tmp_path, monkeypatch) -> None:
+    from rankwise.config.sections import LocalGenerateConfig
+    from rankwise.experiment import answers
+    from rankwise.experiment.cache import Chunks
+
+    queries, run, docs = questions(6)
+    monkeypatch.setattr(answers, "build_generator", lambda config, progress: Failing(queries["q3"].text))
+    config = LocalGenerateConfig(model="unused", checkpoint_every=2, engine={"kind": "ray", "actors": 1})
+    chunks = Chunks(tmp_path, "generate", "k")
+    with pytest.raises(EngineError) as caught:
+        answers.generate(config, queries, run, docs, chunks, False, print)
+    message = str(caught.value)
+    assert message.startswith("answer shard 1 (questions q2..q3) failed on Ray worker (") and "\n" not in message
+    assert message.endswith("ValueError: cannot answer 'what about virus gene 3?'")
+    assert chunks.load(0) is not None and chunks.load(1) is None  # the shard finished before is kept
+
+    monkeypatch.setattr(answers, "build_generator", lambda config, progress: Failing("no such question"))
+    records, info = answers.generate(config, queries, run, docs, chunks, False, print)
+    assert [r["id"] for r in records] == list(queries) and info["chunks_resumed"] == 1
+
+
+def test_splade_encoding_on_ray_equals_local(ray_session) -> None:
+    """Shards of chunk_size documents on two actors build the local engine's inverted index (a sparse section's
+    engine, e.g. ``rankwise index --kind sparse --engine ray``, gives the retriever its Ray engine)."""
+    import torch
+
+    from rankwise.config.sections import SparseConfig
+    from rankwise.engine.ray_engine import RayEngine
+    from rankwise.retrieve.sparse import SparseRetriever
+
+    torch.set_num_threads(1)  # as each 1-CPU actor runs
+    docs = {doc_id: Document(doc_id, "", text) for doc_id, text in corpus(60)}
+    options = {"max_seq_length": 32, "chunk_size": 16, "show_progress": False}
+    local = SparseRetriever(**options)
+    local.index(docs)
+    remote = SparseRetriever(**options, engine=RayEngine(actors=2))  # four shards over two actors
+    remote.index(docs)
+    assert (remote.doc_ids, remote.fingerprint, remote.vocab_size) == (local.doc_ids, local.fingerprint, 30522)
+    np.testing.assert_array_equal(remote._offsets, local._offsets)
+    np.testing.assert_array_equal(remote._docs, local._docs)
+    np.testing.assert_allclose(remote._weights, local._weights, rtol=0, atol=1e-6)
+
+    built = build_retriever(SparseConfig(engine={"kind": "ray", "actors": 2}), show_progress=False)
+    assert isinstance(built.engine, RayEngine) and built.engine.actors == 2

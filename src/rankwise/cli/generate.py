@@ -9,6 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
+from rankwise.cli.retrieval import ActorsOpt, RayAddressOpt
+from rankwise.config.flags import engine_section
 from rankwise.config.flags import section as flag_section
 from rankwise.errors import RankwiseError
 
@@ -167,8 +169,14 @@ def rag(
     threads: ThreadsOpt = None,
     rankrag: RankRAGOpt = None,
     chunk_size: Annotated[
-        int, typer.Option("--chunk-size", min=1, help="Questions per saved chunk (resume unit).")
+        int, typer.Option("--chunk-size", min=1, help="Questions per saved chunk (resume unit, engine shard).")
     ] = 16,
+    engine: Annotated[
+        str | None,
+        typer.Option("--engine", help="Where a local generator answers: local (this process) | ray (one per actor)."),
+    ] = None,
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = None,
 ) -> None:
     """Run a data set end to end (retrieve → rerank → answer with citations) and score it: the flags become an
     experiment config run by the experiment runner into OUT/<dataset>/ (OUT/../.indexes caches the indexes; a
@@ -184,7 +192,11 @@ def rag(
     if passages not in ("retrieved", "reference"):
         raise RankwiseError(f"--passages must be 'retrieved' or 'reference', not '{passages}'")
     console = Console(stderr=True)
-    answer = {"top_k": k, "checkpoint_every": chunk_size}
+    answer: dict[str, Any] = {"top_k": k, "checkpoint_every": chunk_size}
+    if engine is not None or ray_address is not None or actors is not None:
+        if rankrag is None and (generator.lower() == "none" or generator.startswith(("http://", "https://"))):
+            raise RankwiseError("--engine applies to a local --generator (an HTTP server spreads its own load)")
+        answer["engine"] = engine_section(engine, ray_address, actors)
     if dataset == "mtrag" and passages == "reference":
         answer["passages"] = "reference"
     if rankrag is None:

@@ -15,6 +15,11 @@ KINDS = ("bm25", "dense", "sparse")
 FAISS_KINDS = ("exact", "hnsw", "ivf")
 DTYPES = ("float32", "float16")
 FUSERS = ("rrf", "weighted")
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="--engine ray: 'auto' joins a running cluster (default: a local one)."),
+]
+ActorsOpt = Annotated[int | None, typer.Option("--actors", help="--engine ray: model copies (default: one per CPU).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -53,15 +58,12 @@ def index(
     ] = None,
     engine: Annotated[
         str | None,
-        typer.Option("--engine", help="Dense: where encoding runs: local (this process) | ray (a model per actor)."),
+        typer.Option(
+            "--engine", help="Dense, sparse: where encoding runs: local (this process) | ray (a model per actor)."
+        ),
     ] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option("--ray-address", help="--engine ray: 'auto' joins a running cluster (default: a local one)."),
-    ] = None,
-    actors: Annotated[
-        int | None, typer.Option("--actors", help="--engine ray: model copies (default: one per CPU).")
-    ] = None,
+    ray_address: RayAddressOpt = None,
+    actors: ActorsOpt = None,
     devices: Annotated[str | None, typer.Option("--devices", hidden=True)] = None,
     hnsw_m: Annotated[int, typer.Option("--hnsw-m", help="HNSW links per node.")] = 16,
     ef_search: Annotated[int, typer.Option("--ef-search", help="HNSW candidate list size at search.")] = 64,
@@ -80,8 +82,8 @@ def index(
     search, printed and stored in the index manifest.
     """
     from rankwise.build import build_retriever
-    from rankwise.config.flags import section
-    from rankwise.config.sections import RETRIEVER_CONFIGS, EngineConfig
+    from rankwise.config.flags import engine_section, section
+    from rankwise.config.sections import RETRIEVER_CONFIGS
     from rankwise.data import load_dataset
 
     if kind not in KINDS:
@@ -94,27 +96,25 @@ def index(
         raise RankwiseError(f"--dtype must be one of {', '.join(DTYPES)}, not '{dtype}'")
     if devices is not None:
         raise RankwiseError("--devices (a multi-process pool) was replaced by --engine ray --actors N")
-    if kind != "dense" and (faiss_kind != "exact" or work_dir is not None or engine is not None):
-        raise RankwiseError("--faiss, --work-dir and --engine apply to --kind dense only")
+    if kind != "dense" and (faiss_kind != "exact" or work_dir is not None):
+        raise RankwiseError("--faiss and --work-dir apply to --kind dense only")
+    engine_config = engine_section(engine, ray_address, actors)
+    if kind == "bm25" and engine is not None:
+        raise RankwiseError("--engine applies to --kind dense and --kind sparse only")
     if kind != "dense" and precision is not None:
         raise RankwiseError("--precision applies to --kind dense only")
-    if engine != "ray" and (ray_address is not None or actors is not None):
-        raise RankwiseError("--ray-address and --actors apply to --engine ray only")
     if kind != "sparse" and max_seq_length is not None:
         raise RankwiseError("--max-seq-length applies to --kind sparse only")
     settings: dict[str, Any] = {}
+    if kind != "bm25":
+        settings = {"model": model, "batch_size": batch_size, "engine": engine_config}
     if kind == "sparse":
-        settings = {"model": model, "batch_size": batch_size, "max_seq_length": max_seq_length}
+        settings["max_seq_length"] = max_seq_length
     elif kind == "dense":
-        settings = {
-            "model": model, "batch_size": batch_size, "index_kind": faiss_kind, "hnsw_m": hnsw_m,
-            "ef_search": ef_search, "hnsw_storage": hnsw_storage, "nlist": nlist, "nprobe": nprobe,
-            "shard_size": shard_size, "dtype": dtype, "precision": precision,
-            "engine": section(
-                EngineConfig, {"kind": "--engine", "address": "--ray-address"},
-                kind=engine, address=ray_address, actors=actors,
-            ),
-        }  # fmt: skip
+        settings.update(
+            index_kind=faiss_kind, hnsw_m=hnsw_m, ef_search=ef_search, hnsw_storage=hnsw_storage, nlist=nlist,
+            nprobe=nprobe, shard_size=shard_size, dtype=dtype, precision=precision,
+        )  # fmt: skip
     flags = {"index_kind": "--faiss", "batch_size": "--batch-size", "model": "--model"}
     config = section(RETRIEVER_CONFIGS[kind], flags, kind=kind, **settings)
     retriever = build_retriever(config)  # before reading the corpus: a missing extra fails at once

@@ -23,3 +23,13 @@ def section(make: Callable[..., Any], flags: Mapping[str, str] | None = None, *a
         flag = (flags or {}).get(field, "--" + field.replace("_", "-"))
         problem = "unknown setting" if error["type"] == "extra_forbidden" else error["msg"]
         raise RankwiseError(f"{flag}: {problem} (got {error.get('input')!r})") from None
+
+
+def engine_section(kind: str | None, address: str | None, actors: int | None) -> Any:
+    """The ``engine`` section that ``--engine``, ``--ray-address`` and ``--actors`` describe."""
+    from rankwise.config.sections import EngineConfig
+
+    if kind != "ray" and (address is not None or actors is not None):
+        raise RankwiseError("--ray-address and --actors apply to --engine ray only")
+    flags = {"kind": "--engine", "address": "--ray-address"}
+    return section(EngineConfig, flags, kind=kind, address=address, actors=actors)

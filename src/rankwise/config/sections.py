@@ -25,6 +25,7 @@ DEFAULT_DENSE_MODEL = DEFAULT_MODELS["dense"]
 # How a neural stage runs (rankwise.config.precision): auto = bf16 where the hardware runs it natively, else fp32.
 PRECISION_HELP = "fp32 | bf16 | int8 (onnxruntime, CPU) | auto (bf16 where native, else fp32); see config/precision.py"
 LLM_PRECISION_HELP = "fp32 | bf16 | auto (bf16 where native, else fp32); when set it replaces dtype"
+ANSWER_ENGINE_HELP = "where the generate stage answers (shards = its checkpoint_every chunks); ask/serve: in-process"
 
 
 class Strict(BaseModel):
@@ -136,9 +137,10 @@ class SparseConfig(Strict):
     max_active_dims: PositiveInt | None = None
     max_seq_length: PositiveInt | None = None
     trust_remote_code: bool = False
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="where corpus encoding runs")
 
     def index_params(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"k", "batch_size"})
+        return self.model_dump(exclude={"k", "batch_size", "engine"})
 
 
 # name -> config class of each retriever kind (the experiment's factory table uses the same keys).
@@ -312,6 +314,7 @@ class LocalGenerateConfig(_GenerateCommon):
     threads: PositiveInt | None = Field(None, description="torch CPU threads (a process-wide setting)")
     max_input_tokens: PositiveInt | None = None
     trust_remote_code: bool = False
+    engine: EngineConfig = Field(default_factory=EngineConfig, description=ANSWER_ENGINE_HELP)
 
 
 class HTTPGenerateConfig(_GenerateCommon):
@@ -330,6 +333,7 @@ class RankRAGGenerateConfig(_RankRAGModel, _GenerateCommon):
 
     max_new_tokens: PositiveInt = 64
     batch_size: PositiveInt = 4
+    engine: EngineConfig = Field(default_factory=EngineConfig, description=ANSWER_ENGINE_HELP)
 
 
 GENERATOR_CONFIGS: dict[str, type[Strict]] = {

