@@ -388,3 +388,25 @@ def test_rerank_windows_and_auto_interpolation_give_what_the_cli_gives(
         load_config(
             write_config(tmp_path, "name: x\nretrieve:\n  bm25: {k: 10}\nrerank: {kind: llm, interpolate: auto}\n")
         )
+
+
+def test_a_rerank_computed_locally_is_reused_when_the_config_moves_it_to_ray(
+    tmp_path, cranfield_dir, tiny_cross_encoder_dir
+):
+    """Where a stage runs is not part of what it computes: a config that only adds `engine: {kind: ray}` reuses the
+    local rerank (no Ray cluster is needed, or started: `address: auto` has none to join here)."""
+    from rankwise.build import key_params
+    from rankwise.config.sections import CrossEncoderConfig
+
+    rerank = f"rerank: {{kind: cross-encoder, model: '{tiny_cross_encoder_dir}', top_n: 5"
+    base = HYBRID + "data: {max_queries: 20}\n"
+    local = load_config(write_config(tmp_path, base + rerank + "}\n"))
+    run_experiment(local, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=quiet)
+    on_ray = load_config(write_config(tmp_path, base + rerank + ", engine: {kind: ray, address: auto}}\n"))
+    logs: list[str] = []
+    run_experiment(on_ray, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=logs.append)
+    assert sum("unchanged, reused" in line for line in logs) == 4, logs  # bm25, again, fuse and the rerank
+    # the engine's batch size is the reranker's own, so it does count
+    batched = CrossEncoderConfig(model="minilm", engine={"kind": "ray", "batch_size": 8})
+    plain = CrossEncoderConfig(model="minilm")
+    assert key_params(batched) == key_params(plain.model_copy(update={"batch_size": 8})) != key_params(plain)

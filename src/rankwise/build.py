@@ -69,6 +69,12 @@ def in_process(config: Any) -> Any:
     return config.model_copy(update={"engine": EngineConfig(), "batch_size": engine.batch_size or config.batch_size})
 
 
+def key_params(config: Any) -> dict[str, Any]:
+    """What a stage's output depends on: its section without where it ran (an engine's batch size counts: it is
+    the stage's own), so a run resumes the chunks another engine computed."""
+    return in_process(config).model_dump(exclude={"engine"})
+
+
 # ------------------------------------------------------------------------------------------------ retrievers
 
 

@@ -33,7 +33,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rankwise.build import build_engine, build_generator, in_process
+from rankwise.build import build_engine, build_generator
+from rankwise.build import key_params as stage_key
 from rankwise.config.experiment import GenerateConfig
 from rankwise.config.sections import EngineConfig
 from rankwise.engine import Progress, Shard
@@ -176,7 +177,7 @@ def generate(
 def key_params(config: GenerateConfig) -> dict[str, Any]:
     """What the answers depend on: the section without where it ran (an engine's batch size counts: it is the
     generator's), so a run resumes the chunks another engine answered."""
-    return in_process(config).model_dump(exclude={"engine"})
+    return stage_key(config)
 
 
 def reference_passages(config: GenerateConfig, gold: Mapping[str, Gold]) -> dict[str, list[str]] | None:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import rankwise
+from rankwise.build import key_params
 from rankwise.config.experiment import ExperimentConfig, dump_config
 from rankwise.data.files import atomic_write_text, write_json
 from rankwise.experiment import stages
@@ -208,7 +209,7 @@ def run_dataset(
         rerank_config, upstream = config.rerank, runs[last]
         model, train_info = stages.rerank_model(rerank_config, models_root, log)
         key = content_hash(
-            "rerank", version, rerank_config.model_dump(), stages.model_stamp(model), done.keys[last], search_key
+            "rerank", version, key_params(rerank_config), stages.model_stamp(model), done.keys[last], search_key
         )
         chunks = Chunks(out_dir, "rerank", key)
 
