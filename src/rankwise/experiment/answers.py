@@ -37,10 +37,19 @@ from rankwise.build import build_engine, build_generator
 from rankwise.build import key_params as stage_key
 from rankwise.config.experiment import GenerateConfig
 from rankwise.config.sections import EngineConfig
+from rankwise.data import detect_format
+from rankwise.data._io import iter_jsonl
+from rankwise.data.files import atomic_writer
+from rankwise.data.hotpotqa import load_hotpotqa
+from rankwise.data.mtrag import load_generation_tasks
 from rankwise.engine import Progress, Shard
+from rankwise.evaluate import qa
+from rankwise.evaluate.qa import abstention_scores
 from rankwise.experiment.cache import Chunks
 from rankwise.experiment.rag_scores import hotpot_scores
+from rankwise.generate.answer import Answer
 from rankwise.generate.base import GenerationRequest
+from rankwise.generate.prompts import load_template
 from rankwise.generate.sharded import GeneratorRecipe
 from rankwise.types import Dataset, Document, Query, Run, sort_run
 
@@ -63,8 +72,6 @@ def _gold_from_qrels(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gol
 
 
 def _gold_hotpotqa(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]:
-    from rankwise.data.hotpotqa import load_hotpotqa
-
     base = _gold_from_qrels(dataset, info)
     gold = {}
     for example in load_hotpotqa(info["path"]):
@@ -75,8 +82,6 @@ def _gold_hotpotqa(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]
 
 
 def _gold_mtrag(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]:
-    from rankwise.data.mtrag import load_generation_tasks
-
     tasks = {t.id: t for t in load_generation_tasks(info["path"], [info["domain"]])}
     return {
         qid: Gold(
@@ -105,8 +110,6 @@ def gold_for(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]:
         else str(info.get("format") or "")
     )
     if key != "mtrag" and info.get("source") == "files":
-        from rankwise.data import detect_format
-
         key = info.get("format") or detect_format(info["path"])
     return GOLD.get(key, GOLD["default"])(dataset, info)
 
@@ -187,8 +190,6 @@ def reference_passages(config: GenerateConfig, gold: Mapping[str, Gold]) -> dict
 
 def numbers_sentences(config: GenerateConfig) -> bool:
     """Whether the generator's template numbers sentences (``[n.s]`` citations: sentence-level support)."""
-    from rankwise.generate.prompts import load_template
-
     name = config.template
     if config.kind == "rankrag" and name == "default":  # the template the model was trained with
         saved = Path(config.model) / "rankrag.json"
@@ -197,16 +198,12 @@ def numbers_sentences(config: GenerateConfig) -> bool:
 
 
 def write_answers(records: list[dict[str, Any]], path: Path) -> None:
-    from rankwise.data.files import atomic_writer
-
     with atomic_writer(path) as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def read_answers(path: Path) -> list[dict[str, Any]]:
-    from rankwise.data._io import iter_jsonl
-
     return [record for _, record in iter_jsonl(path)]
 
 
@@ -215,9 +212,6 @@ def question_scores(
 ) -> dict[str, float | None]:
     """The per-question QA scores (see the module docstring); ``None`` where a score is undefined.
     ``sentence_level``: the answers cite sentences (HotpotQA support is then scored per sentence too)."""
-    from rankwise.evaluate import qa
-    from rankwise.generate.answer import Answer
-
     answer = Answer.from_dict(dict(record))
     cited = answer.cited_ids
     scores: dict[str, float | None] = dict.fromkeys(QA_METRICS)
@@ -251,8 +245,6 @@ def qa_metrics(
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """``(means, per-question values)``: means over the questions where each score is defined; with answerability
     labels also ``by_label``: per label the question count, the means and how many each covers."""
-    from rankwise.evaluate.qa import abstention_scores
-
     per_question: dict[str, dict[str, float]] = {name: {} for name in QA_METRICS}
     for record in records:
         scores = question_scores(record, gold.get(record["id"], Gold()), corpus, sentence_level)

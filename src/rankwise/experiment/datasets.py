@@ -31,6 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rankwise.config.experiment import DataConfig
+from rankwise.data import detect_format, load_dataset
+from rankwise.data.download import BEIR_MD5, ensure_beir
+from rankwise.data.hotpotqa import hotpotqa_inputs
+from rankwise.data.mtrag import (
+    load_answerability_probe,
+    load_generation_tasks,
+    load_human_retrieval,
+    load_pooled_retrieval,
+)
 from rankwise.errors import RankwiseError
 from rankwise.types import Dataset
 
@@ -75,7 +84,6 @@ def resolve_dataset(arg: str) -> DatasetSource:
         return DatasetSource(name, "files", str(path))
     if root is not None and (root / arg).exists():
         return DatasetSource(Path(arg).name, "files", str(root / arg))
-    from rankwise.data.download import BEIR_MD5
 
     if arg in BEIR_MD5:
         return DatasetSource(arg, "beir-download", arg)
@@ -87,11 +95,8 @@ def resolve_dataset(arg: str) -> DatasetSource:
 
 
 def _load_files(source: DatasetSource, config: DataConfig) -> Dataset:
-    from rankwise.data import load_dataset
-
     if not config.sentence_lines:
         return load_dataset(source.path, format=config.format, split=config.split)
-    from rankwise.data.hotpotqa import hotpotqa_inputs
 
     dataset = load_dataset(source.path, format=_hotpotqa_only(source, config, "sentence_lines"), split=config.split)
     _, lines, _ = hotpotqa_inputs(source.path)
@@ -100,8 +105,6 @@ def _load_files(source: DatasetSource, config: DataConfig) -> Dataset:
 
 def _hotpotqa_only(source: DatasetSource, config: DataConfig, key: str) -> str:
     """``"hotpotqa"``, or a one-line error naming ``data.<key>`` when ``source`` is not a HotpotQA file."""
-    from rankwise.data import detect_format
-
     fmt = config.format or (detect_format(source.path) if source.source == "files" else source.source)
     if fmt != "hotpotqa":
         raise RankwiseError(f"data.{key} applies to HotpotQA files; {source.path} is {fmt} data")
@@ -112,42 +115,30 @@ def candidate_sets(source: DatasetSource, config: DataConfig) -> dict[str, list[
     """Each question's own paragraphs (``data.setting: distractor``), else None (rank the whole corpus)."""
     if config.setting == "open":
         return None
-    from rankwise.data.hotpotqa import hotpotqa_inputs
 
     _hotpotqa_only(source, config, "setting")
     return hotpotqa_inputs(source.path)[2]
 
 
 def _load_beir_download(source: DatasetSource, config: DataConfig) -> Dataset:
-    from rankwise.data import load_dataset
-    from rankwise.data.download import ensure_beir
-
     return load_dataset(ensure_beir(source.path), format="beir", split=config.split)
 
 
 def _load_mtrag(source: DatasetSource, config: DataConfig) -> Dataset:
-    from rankwise.data.mtrag import load_pooled_retrieval
-
     return load_pooled_retrieval(source.path, source.domain or "")
 
 
 def _load_mtrag_human(source: DatasetSource, config: DataConfig) -> Dataset:
-    from rankwise.data.mtrag import load_human_retrieval
-
     return load_human_retrieval(source.path, source.domain or "")
 
 
 def _load_mtrag_answerability(source: DatasetSource, config: DataConfig) -> Dataset:
-    from rankwise.data.mtrag import load_answerability_probe
-
     return load_answerability_probe(source.path, source.domain or "")
 
 
 def _load_mtrag_tasks(source: DatasetSource, config: DataConfig) -> Dataset:
     """Every generation task of the domain with a chosen label (all labels by default), the first
     ``per_label_limit`` of each label, in file order; the pooled corpus and the judgements they have."""
-    from rankwise.data.mtrag import load_generation_tasks, load_pooled_retrieval
-
     tasks = load_generation_tasks(source.path, [source.domain or ""])
     pooled = load_pooled_retrieval(source.path, source.domain or "", tasks)
     labels = set(config.answerability or [t.answerability for t in tasks])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rankwise.data import read_qrels, read_run
 from rankwise.errors import RankwiseError
 from rankwise.types import Qrels, Run
 
@@ -68,13 +69,9 @@ class Output:
         return self._per_query
 
     def run(self, stage: str) -> Run:
-        from rankwise.data import read_run
-
         return read_run(self.path / self.stage(stage)["run"])
 
     def qrels(self) -> Qrels:
-        from rankwise.data import read_qrels
-
         return read_qrels(self.path / "qrels.tsv")
 
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from rankwise.errors import RankwiseError
 from rankwise.generate.answer import Answer
 from rankwise.generate.base import GenerationRequest
+from rankwise.retrieve.fusion import fuse
 from rankwise.types import Document, Query, Run, sort_run
 
 
@@ -54,8 +55,6 @@ class FusedRetriever:
         self.options = options
 
     def search(self, queries: Mapping[str, Query], k: int = 100) -> Run:
-        from rankwise.retrieve.fusion import fuse
-
         runs = [r.search(queries, k=max(k, self.depth or 0)) for r in self.retrievers]
         return fuse(runs, method=self.method, depth=k, **self.options)
 

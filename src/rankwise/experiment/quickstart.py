@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rankwise.config.experiment import load_config
+from rankwise.data.download import ensure_beir
 from rankwise.errors import RankwiseError
 from rankwise.experiment.runner import run_experiment
 
@@ -34,7 +35,6 @@ def resolve_scifact(data: Path | None) -> Path:
         return Path(env) / "scifact"
     if env:
         raise RankwiseError(f"RANKWISE_DATA={env} has no 'scifact' folder; pass --data DIR or unset RANKWISE_DATA")
-    from rankwise.data.download import ensure_beir
 
     return ensure_beir("scifact")
 

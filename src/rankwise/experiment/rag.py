@@ -26,6 +26,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rankwise.config.experiment import DataConfig, EvaluateConfig, ExperimentConfig
+from rankwise.data import mtrag
 from rankwise.errors import RankwiseError
 from rankwise.experiment.datasets import DatasetSource
 from rankwise.experiment.rag_scores import hotpotqa_summary, mtrag_summary
@@ -71,8 +72,6 @@ def mtrag_experiment(
     limit: int | None = None,
 ) -> tuple[ExperimentConfig, list[DatasetSource]]:
     """MT-RAG under ``path`` per domain (default all four); ``limit`` and ``per_label_limit`` count per domain."""
-    from rankwise.data import mtrag
-
     generated = stages.get("generate") is not None
     if subset not in ("un", "human"):
         raise RankwiseError(f"subset must be 'un' (MT-RAG-UN tasks) or 'human' (original tasks), not '{subset}'")

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from rankwise.data.files import atomic_write_text
-from rankwise.errors import MissingExtraError
+from rankwise.errors import MissingExtraError, RankwiseError
+from rankwise.experiment.compare import HEADERS, cells, compare_systems
 from rankwise.experiment.outputs import Output, System, load_outputs
 
 TEMPLATE = Path(__file__).with_name("report_template.html")
@@ -160,8 +161,6 @@ def metric_table(systems: Sequence[System], metrics: Sequence[str]) -> str:
 
 
 def significance_tables(systems: Sequence[System]) -> str:
-    from rankwise.experiment.compare import HEADERS, cells, compare_systems
-
     if len(systems) < 2:
         return "<p>One system only: nothing to compare.</p>"
     tables = compare_systems(systems)  # the metrics every system has
@@ -214,8 +213,6 @@ def example_rankings(output: Output, count: int, depth: int = 10, metric: str = 
 
 def _texts(output: Output) -> tuple[Callable[[str], str], Callable[[str], str]]:
     """Doc title and query text lookups from the data set named in metrics.json (ids only if it cannot load)."""
-    from rankwise.errors import RankwiseError
-
     info = output.metrics.get("dataset", {})
     try:
         from rankwise.config.experiment import DataConfig

@@ -39,11 +39,16 @@ from typing import Any
 import rankwise
 from rankwise.build import key_params
 from rankwise.config.experiment import ExperimentConfig, dump_config
+from rankwise.data import read_run, write_qrels, write_run
 from rankwise.data.files import atomic_write_text, write_json
+from rankwise.errors import RankwiseError
+from rankwise.evaluate.retrieval import evaluate, evaluate_per_query
 from rankwise.experiment import stages
-from rankwise.experiment.cache import Chunks, Ledger, content_hash, qrels_digest, queries_digest
+from rankwise.experiment.cache import CHUNKS, Chunks, Ledger, content_hash, qrels_digest, queries_digest
 from rankwise.experiment.datasets import DatasetSource, candidate_sets, load_for_experiment, resolve_dataset
 from rankwise.experiment.outputs import STAGING_SUFFIX
+from rankwise.experiment.tracking import track
+from rankwise.retrieve.store import corpus_fingerprint
 from rankwise.types import Dataset, Run
 
 Log = Callable[[str], None]
@@ -60,8 +65,6 @@ def run_experiment(
 ) -> list[Path]:
     """Run ``config`` on each data set (``-d`` arguments or resolved sources; default: ``config.datasets``);
     return the output dirs."""
-    from rankwise.errors import RankwiseError
-
     names = list(datasets) or list(config.datasets)
     if not names:
         raise RankwiseError(f"experiment {config.name!r}: no data set given (-d NAME) and none in its config")
@@ -73,7 +76,6 @@ def run_experiment(
         out_dir = out_root / config.name / source.name
         log(f"[{config.name}] {source.name}: {source.path} -> {out_dir}")
         metrics = run_dataset(config, source, out_dir, out_root, show_progress=show_progress, log=log)
-        from rankwise.experiment.tracking import track
 
         track(config, metrics, out_dir)
         outputs.append(out_dir)
@@ -82,8 +84,6 @@ def run_experiment(
 
 def _check_folders(sources: Sequence[DatasetSource], experiment_dir: Path) -> None:
     """Refuse data sets that would write the same output folder (the later one would overwrite the earlier)."""
-    from rankwise.errors import RankwiseError
-
     seen: dict[str, DatasetSource] = {}
     for source in sources:
         if source.name.endswith(STAGING_SUFFIX):
@@ -150,9 +150,7 @@ def run_dataset(
     show_progress: bool = True,
     log: Log = print,
 ) -> dict[str, Any]:
-    from rankwise.data import read_run, write_qrels, write_run
     from rankwise.experiment import answers
-    from rankwise.retrieve.store import corpus_fingerprint
 
     started = time.perf_counter()
     dataset = load_for_experiment(source, config.data)
@@ -284,8 +282,6 @@ def evaluate_stages(
     config: ExperimentConfig, dataset: Dataset, runs: dict[str, Run], timing: dict[str, dict[str, Any]]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """IR metrics, the nDCG@k / R@k sweep and per-query values of every ranking stage."""
-    from rankwise.evaluate.retrieval import evaluate, evaluate_per_query
-
     names = config.evaluate.metrics
     sweep_names = [f"{family}@{k}" for family in ("nDCG", "R") for k in config.evaluate.sweep]
     missing = config.evaluate.missing
@@ -338,8 +334,6 @@ def _publish(staging: Path, out_dir: Path) -> None:
     """Swap the finished staging folder in as ``out_dir``: the old output moves aside, the new one moves in, the
     old one is deleted. A run killed between the renames is repaired by :func:`_staging` on the next run."""
     import shutil
-
-    from rankwise.experiment.cache import CHUNKS
 
     shutil.rmtree(staging / CHUNKS, ignore_errors=True)  # pieces of unfinished stages of other configs
     if out_dir.exists():

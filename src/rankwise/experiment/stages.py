@@ -22,11 +22,17 @@ from rankwise.config.experiment import (
     RewriteConfig,
     SparseConfig,
 )
+from rankwise.config.train_reranker import RerankerTrainConfig
+from rankwise.data._io import iter_jsonl
+from rankwise.data.files import atomic_writer
+from rankwise.data.mtrag import load_human_rewrites
 from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.experiment.cache import Chunks, content_hash, model_stamp
-from rankwise.experiment.datasets import DatasetSource
+from rankwise.experiment.datasets import DatasetSource, resolve_dataset
 from rankwise.experiment.pipeline import restrict_run
 from rankwise.rerank.base import interpolate
+from rankwise.retrieve.fusion import fuse as fuse_runs
+from rankwise.retrieve.rewrite import CachedRewriter, GivenRewrites, rewrite_queries
 from rankwise.types import Document, Query, Run, top_k
 
 logger = logging.getLogger(__name__)
@@ -42,8 +48,6 @@ def rewrite(
 ) -> tuple[dict[str, Query], dict[str, Any]]:
     """The search queries: each question rewritten by the configured strategy (history kept). ``human`` reads
     the rewrites the data set ships (MT-RAG's original tasks: ``-d mtrag-human:<domain>``)."""
-    from rankwise.retrieve.rewrite import CachedRewriter, GivenRewrites, rewrite_queries
-
     started = time.perf_counter()
     rewriter: Any = build_rewriter(config, progress)
     if config.cache is not None and rewriter is not None:
@@ -55,7 +59,6 @@ def rewrite(
                 f"rewrite strategy 'human' needs a data set that ships human rewrites (mtrag-human:<domain>), "
                 f"not {given}"
             )
-        from rankwise.data.mtrag import load_human_rewrites
 
         table = load_human_rewrites(source.path, source.domain or "")
         rewriter = GivenRewrites(table, source=f"MT-RAG human rewrites of {source.domain}")
@@ -67,8 +70,6 @@ def rewrite(
 def write_queries(queries: Mapping[str, Query], path: Path) -> None:
     import json
 
-    from rankwise.data.files import atomic_writer
-
     with atomic_writer(path) as handle:
         for query in queries.values():
             record = {"_id": query.id, "text": query.text, "history": list(query.history)}
@@ -76,8 +77,6 @@ def write_queries(queries: Mapping[str, Query], path: Path) -> None:
 
 
 def read_queries(path: Path) -> dict[str, Query]:
-    from rankwise.data._io import iter_jsonl
-
     return {r["_id"]: Query(r["_id"], r["text"], tuple(r.get("history", ()))) for _, r in iter_jsonl(path)}
 
 
@@ -145,8 +144,6 @@ def retrieve(
 
 def fuse(config: FuseConfig, runs: Mapping[str, Run]) -> Run:
     """Fuse the named runs in their order (the first breaks ties), as ``rankwise search --fuse`` does."""
-    from rankwise.retrieve.fusion import fuse as fuse_runs
-
     weights = None if config.weights is None else [config.weights.get(name, 1.0) for name in runs]
     options: dict[str, Any] = {"weights": weights, "depth": config.depth}
     if config.method == "rrf":
@@ -163,7 +160,6 @@ def rerank_model(config: RerankConfig, models_root: Path, log: Log) -> tuple[str
     """The model the reranker uses: as configured, or trained first (cached by its settings) when asked."""
     if not isinstance(config, CrossEncoderConfig) or config.train is None:
         return getattr(config, "model", None), {}
-    from rankwise.experiment.datasets import resolve_dataset
 
     settings = dict(config.train)
     if "data" in settings:
@@ -173,7 +169,6 @@ def rerank_model(config: RerankConfig, models_root: Path, log: Log) -> tuple[str
     model_dir = directory / "model"
     if model_dir.is_dir() and (directory / "metrics.json").is_file():
         return str(model_dir), {"trained_model": str(model_dir), "train": "reused"}
-    from rankwise.config.train_reranker import RerankerTrainConfig
     from rankwise.train.reranker import train_reranker
 
     log(f"training the cross-encoder into {directory} (resumes from its last checkpoint if interrupted)")

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rankwise.errors import RankwiseError
 from rankwise.generate.answer import Answer, Citation
+from rankwise.generate.http import HTTPGenerator
+from rankwise.generate.local import LocalGenerator
 
 
 def load_generator(spec: str, model: str | None = None, **options: Any) -> Any:
@@ -16,14 +19,9 @@ def load_generator(spec: str, model: str | None = None, **options: Any) -> Any:
     (``smollm2``, a hub name, a directory or a ``.gguf`` file). ``options`` go to the generator's constructor.
     """
     if spec.startswith(("http://", "https://")):
-        from rankwise.generate.http import HTTPGenerator
-
         if not model:
-            from rankwise.errors import RankwiseError
-
             raise RankwiseError(f"{spec}: an HTTP generator needs the served model's name (--generator-model)")
         return HTTPGenerator(spec, model, **options)
-    from rankwise.generate.local import LocalGenerator
 
     return LocalGenerator(spec, **options)
 

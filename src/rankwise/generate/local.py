@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rankwise.config.models import load_causal_lm
 from rankwise.errors import RankwiseError
 from rankwise.generate.base import ChatGenerator, GenerationRequest, Message
 from rankwise.generate.citations import apply_stop_strings
@@ -74,8 +75,6 @@ class LocalGenerator(ChatGenerator):
 
     def _load(self) -> tuple[Any, Any]:
         if self._model is None:
-            from rankwise.config.models import load_causal_lm
-
             if self.threads is not None:
                 import torch
 
