@@ -326,15 +326,31 @@ def interpolation_weight(config: Any, log: Callable[[str], None] | None = None) 
 
 
 def build_rewriter(config: RewriteConfig, show_progress: bool = True) -> Any:
-    """The query rewriter of ``config.strategy`` that a model does: ``llm`` (a local chat model); None for the
-    strategies that need no model (``last_turn``, ``full_history``) or whose rewrites a data set ships (``human``)."""
+    """The query rewriter of ``config.strategy`` that a model does: ``llm`` (a local chat model, or the one an
+    OpenAI-compatible ``endpoint`` serves); None for the strategies that need no model (``last_turn``,
+    ``full_history``) or whose rewrites a data set ships (``human``)."""
     if config.strategy != "llm":
         return None
-    from rankwise.generate.local import LocalGenerator
     from rankwise.retrieve.rewrite import LLMRewriter
 
-    chat = LocalGenerator(config.model, threads=config.threads, show_progress=show_progress)
+    if config.endpoint is not None:
+        from rankwise.generate.http import HTTPGenerator
+
+        chat: Any = HTTPGenerator(config.endpoint, config.model, api_key=_api_key("rewrite", config.api_key_env))
+    else:
+        from rankwise.generate.local import LocalGenerator
+
+        chat = LocalGenerator(config.model, threads=config.threads, show_progress=show_progress)
     return LLMRewriter(chat, max_new_tokens=config.max_new_tokens)
+
+
+def _api_key(section: str, variable: str | None) -> str | None:
+    """The API key in environment variable ``variable`` (None: no key); a variable that is not set is an error."""
+    if variable is None:
+        return None
+    if variable not in os.environ:
+        raise RankwiseError(f"{section}.api_key_env: environment variable {variable} is not set")
+    return os.environ[variable]
 
 
 # ------------------------------------------------------------------------------------------------ generators
@@ -365,14 +381,9 @@ def build_generator(config: Any, show_progress: bool = True) -> Any:
     if isinstance(config, HTTPGenerateConfig):
         from rankwise.generate.http import HTTPGenerator
 
-        api_key = None
-        if config.api_key_env:
-            if config.api_key_env not in os.environ:
-                raise RankwiseError(f"generate.api_key_env: environment variable {config.api_key_env} is not set")
-            api_key = os.environ[config.api_key_env]
         return HTTPGenerator(
-            config.base_url, config.model, api_key=api_key, temperature=config.temperature,
-            timeout=config.timeout, concurrency=config.concurrency, **common,
+            config.base_url, config.model, api_key=_api_key("generate", config.api_key_env or None),
+            temperature=config.temperature, timeout=config.timeout, concurrency=config.concurrency, **common,
         )  # fmt: skip
     if not isinstance(config, LocalGenerateConfig):
         raise RankwiseError(f"unknown generator kind {getattr(config, 'kind', config)!r}")
@@ -384,15 +395,3 @@ def build_generator(config: Any, show_progress: bool = True) -> Any:
         threads=config.threads, max_input_tokens=config.max_input_tokens,
         trust_remote_code=config.trust_remote_code, show_progress=show_progress, **common,
     )  # fmt: skip
-
-
-def generator_section(spec: str, **settings: Any) -> Any:
-    """The generate section a ``--generator SPEC`` flag means: ``http(s)://...`` an HTTP server (``model`` names
-    the served model), anything else a local model (``smollm2``, a hub name, a directory or a ``.gguf`` file)."""
-    if spec.startswith(("http://", "https://")):
-        if not settings.get("model"):
-            raise RankwiseError(f"{spec}: an HTTP generator needs the served model's name (--generator-model)")
-        return HTTPGenerateConfig(base_url=spec, **settings)
-    if settings.pop("model", None) is not None:
-        raise RankwiseError("--generator-model applies to an http(s) --generator only")
-    return LocalGenerateConfig(model=spec, **settings)

@@ -148,6 +148,17 @@ def rag(
     rewriter_model: Annotated[
         str | None, typer.Option("--rewriter-model", help="mtrag --rewrite llm: model (default: the generator's).")
     ] = None,
+    rewriter_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--rewriter-endpoint",
+            help="mtrag --rewrite llm: an OpenAI-compatible server (http(s)://host/v1) serving --rewriter-model, "
+            "its own (not the generator's); key from --rewriter-api-key-env.",
+        ),
+    ] = None,
+    rewriter_api_key_env: Annotated[
+        str | None, typer.Option("--rewriter-api-key-env", help="Environment variable holding that server's key.")
+    ] = None,
     rewrite_cache: Annotated[
         Path | None, typer.Option("--rewrite-cache", help="mtrag --rewrite llm: JSONL of rewrites to reuse/extend.")
     ] = None,
@@ -217,7 +228,9 @@ def rag(
     if dataset == "hotpotqa":
         config, sources = hotpotqa_experiment(path, out.name, stages, setting, limit)
     else:
-        stages["rewrite"] = _rewrite_section(rewrite, rewriter_model, rewrite_cache, generate, threads)
+        stages["rewrite"] = _rewrite_section(
+            rewrite, rewriter_model, rewrite_cache, generate, threads, rewriter_endpoint, rewriter_api_key_env
+        )
         config, sources = mtrag_experiment(
             path, out.name, stages, domain, subset, answerability.split(",") if answerability else None,
             per_label_limit, limit,
@@ -240,18 +253,39 @@ def rag(
     console.print(f"experiment output (config.yaml, runs/, metrics.json, ...): {', '.join(map(str, folders))}")
 
 
-def _rewrite_section(strategy: str, model: str | None, cache: Path | None, generate: Any, threads: int | None) -> Any:
-    """The rewrite section of ``rag --dataset mtrag``; ``llm`` rewrites with ``--rewriter-model``, else with the
-    local generator's model (an HTTP generator cannot rewrite: name a local --rewriter-model)."""
+def _rewrite_section(
+    strategy: str,
+    model: str | None,
+    cache: Path | None,
+    generate: Any,
+    threads: int | None,
+    endpoint: str | None = None,
+    api_key_env: str | None = None,
+) -> Any:
+    """The rewrite section of ``rag --dataset mtrag``; ``llm`` rewrites with ``--rewriter-model`` (served at
+    ``--rewriter-endpoint`` when given), else with the local generator's model."""
     from rankwise.config.sections import HTTPGenerateConfig, RewriteConfig
 
+    flags = {"strategy": "--rewrite", "endpoint": "--rewriter-endpoint", "api_key_env": "--rewriter-api-key-env"}
     if strategy != "llm":
-        if model is not None or cache is not None:
-            raise RankwiseError("--rewriter-model and --rewrite-cache apply to --rewrite llm only")
-        return flag_section(RewriteConfig, {"strategy": "--rewrite"}, strategy=strategy)
+        if model is not None or cache is not None or endpoint is not None or api_key_env is not None:
+            raise RankwiseError(
+                "--rewriter-model/-endpoint/-api-key-env and --rewrite-cache apply to --rewrite llm only"
+            )
+        return flag_section(RewriteConfig, flags, strategy=strategy)
+    if model is not None and model.startswith(("http://", "https://")):
+        raise RankwiseError(
+            f"--rewriter-model {model}: give the server as --rewriter-endpoint, the model it serves as --rewriter-model"
+        )
+    if endpoint is not None and model is None:
+        raise RankwiseError("--rewriter-endpoint needs --rewriter-model: the name of the model that server serves")
     if model is None and isinstance(generate, HTTPGenerateConfig):
         raise RankwiseError(
-            "--rewrite llm rewrites with a local model: give --rewriter-model with an http(s) --generator"
+            "--rewrite llm with an http(s) --generator: name the rewriting model, --rewriter-model NAME (local, or "
+            "served at --rewriter-endpoint URL)"
         )
     chosen = model or (generate.model if generate is not None else "smollm2")
-    return RewriteConfig(strategy="llm", model=chosen, threads=threads, cache=str(cache) if cache else None)
+    settings = {"endpoint": endpoint, "api_key_env": api_key_env, "threads": None if endpoint else threads}
+    return flag_section(
+        RewriteConfig, flags, strategy="llm", model=chosen, cache=str(cache) if cache else None, **settings
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -280,11 +281,33 @@ class RewriteConfig(Strict):
     """How a conversational question becomes the search query (retrieval and reranking see the rewrite; the
     generator sees the question with its history)."""
 
-    strategy: Literal["last_turn", "full_history", "llm", "human"] = "last_turn"
-    model: str = Field("smollm2", description="llm: the chat model that rewrites (local name/path)")
+    strategy: Literal["last_turn", "full_history", "llm", "human"] = Field(
+        "last_turn", validation_alias=AliasChoices("strategy", "kind"), description="also spelled kind"
+    )
+    model: str = Field(
+        "smollm2", description="llm: the chat model that rewrites (a local name/path, or the name served at endpoint)"
+    )
+    endpoint: str | None = Field(
+        None,
+        description="llm: an OpenAI-compatible server's base URL (http(s)://host/v1) that serves model; its own, "
+        "separate from the generator's",
+    )
+    api_key_env: str | None = Field(None, description="llm with endpoint: environment variable holding the API key")
     max_new_tokens: PositiveInt = 48
     threads: PositiveInt | None = None
     cache: str | None = Field(None, description="llm: JSONL file of rewrites reused (same question) and extended")
+
+    @model_validator(mode="after")
+    def _endpoint_settings(self) -> RewriteConfig:
+        if self.endpoint is not None and not self.endpoint.startswith(("http://", "https://")):
+            raise ValueError(f"endpoint must be an http(s):// URL, not {self.endpoint!r}")
+        if self.strategy != "llm" and (self.endpoint is not None or self.api_key_env is not None):
+            raise ValueError("endpoint and api_key_env apply to the llm strategy only")
+        if self.api_key_env is not None and self.endpoint is None:
+            raise ValueError("api_key_env goes with an endpoint")
+        if self.endpoint is not None and self.threads is not None:
+            raise ValueError("threads applies to a local rewriting model, not to an endpoint")
+        return self
 
 
 class _GenerateCommon(Strict):

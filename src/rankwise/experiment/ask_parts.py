@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rankwise.build import build_generator, build_reranker, generator_section, load_index
+from rankwise.build import build_generator, build_reranker, load_index
 from rankwise.config.flags import section
 from rankwise.config.sections import (
     BM25Config,
     CrossEncoderConfig,
     DenseConfig,
     FuseConfig,
+    HTTPGenerateConfig,
     LLMRerankConfig,
+    LocalGenerateConfig,
     RankRAGGenerateConfig,
     RankRAGRerankConfig,
 )
@@ -64,6 +66,18 @@ def generator_flags(
     else:
         settings.update(threads=threads, batch_size=batch_size)
     return section(generator_section, FLAGS, spec, **settings)
+
+
+def generator_section(spec: str, **settings: Any) -> Any:
+    """The generate section a ``--generator SPEC`` flag means: ``http(s)://...`` an HTTP server (``model`` names
+    the served model), anything else a local model (``smollm2``, a hub name, a directory or a ``.gguf`` file)."""
+    if spec.startswith(("http://", "https://")):
+        if not settings.get("model"):
+            raise RankwiseError(f"{spec}: an HTTP generator needs the served model's name (--generator-model)")
+        return HTTPGenerateConfig(base_url=spec, **settings)
+    if settings.pop("model", None) is not None:
+        raise RankwiseError("--generator-model applies to an http(s) --generator only")
+    return LocalGenerateConfig(model=spec, **settings)
 
 
 def reranker_section(kind: str, model: str | None, top_n: int | None = None) -> Any:

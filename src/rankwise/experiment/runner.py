@@ -177,7 +177,11 @@ def run_dataset(
     search_queries, search_key = dataset.queries, data_key
     if config.rewrite is not None:
         rewrite_config = config.rewrite
-        search_key = content_hash("rewrite", version, rewrite_config.model_dump(), data_key)
+        # the key names the endpoint, never the variable holding its key (nor the fields a local rewrite leaves unset)
+        rewrite_key = rewrite_config.model_dump(
+            exclude={"api_key_env"} | ({"endpoint"} if not rewrite_config.endpoint else set())
+        )
+        search_key = content_hash("rewrite", version, rewrite_key, data_key)
         search_queries = done.run(
             "rewrite", search_key, "queries.jsonl",
             lambda: stages.rewrite(rewrite_config, dataset.queries, show_progress, source),
