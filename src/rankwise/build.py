@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 from pydantic import create_model
 
-from rankwise.config import sections
 from rankwise.config.experiment import register_section
 from rankwise.config.sections import (
     BM25Config,
@@ -35,6 +34,7 @@ from rankwise.config.sections import (
     RewriteConfig,
     SparseConfig,
 )
+from rankwise.config.sections.rerank import RerankCommon
 from rankwise.errors import IndexStoreError, RankwiseError
 
 RetrieverSection = BM25Config | DenseConfig | SparseConfig
@@ -286,7 +286,7 @@ def register_reranker(kind: str, cls: type, section: type | None = None) -> type
             annotation = Any if parameter.annotation is inspect.Parameter.empty else parameter.annotation
             default = ... if parameter.default is inspect.Parameter.empty else parameter.default
             fields[name] = (annotation, default)
-        section = create_model(f"{cls.__name__}Config", __base__=sections._RerankCommon, **fields)
+        section = create_model(f"{cls.__name__}Config", __base__=RerankCommon, **fields)
     accepts_progress = "show_progress" in inspect.signature(cls).parameters
 
     def make(config: Any, progress: bool) -> Any:
