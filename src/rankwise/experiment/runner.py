@@ -32,26 +32,23 @@ rewrites the same bytes, and a run killed mid-stage then restarted gives the sam
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import rankwise
-from rankwise.build import key_params
 from rankwise.config.experiment import ExperimentConfig, dump_config
-from rankwise.data import read_run, write_qrels, write_run
+from rankwise.data import write_qrels
 from rankwise.data.files import atomic_write_text, write_json
 from rankwise.errors import RankwiseError
 from rankwise.evaluate.retrieval import evaluate, evaluate_per_query
-from rankwise.experiment import stages
-from rankwise.experiment.cache import CHUNKS, Chunks, Ledger, content_hash, qrels_digest, queries_digest
+from rankwise.experiment.cache import CHUNKS, content_hash, qrels_digest, queries_digest
+from rankwise.experiment.chain import Chain, Ledgered, Log
 from rankwise.experiment.datasets import DatasetSource, candidate_sets, load_for_experiment, resolve_dataset
 from rankwise.experiment.outputs import STAGING_SUFFIX
 from rankwise.experiment.tracking import track
 from rankwise.retrieve.store import corpus_fingerprint
 from rankwise.types import Dataset, Run
 
-Log = Callable[[str], None]
 METRICS_FILE = "metrics.json"
 REPLACED = ".replaced"  # inside the staging folder: the previous output, for the moment of the swap
 
@@ -103,45 +100,6 @@ def _check_folders(sources: Sequence[DatasetSource], experiment_dir: Path) -> No
         )
 
 
-class _Stages:
-    """Runs stages through the ledger: reuse an output whose key matches (in the staging folder, else in the last
-    good output), else compute, write, record."""
-
-    def __init__(self, out_dir: Path, log: Log, previous: Path | None = None) -> None:
-        self.out_dir, self.log = out_dir, log
-        self.ledger = Ledger(out_dir)
-        self.previous = Ledger(previous) if previous is not None and previous.is_dir() else None
-        self.keys: dict[str, str] = {}
-        self.timing: dict[str, dict[str, Any]] = {}
-
-    def run(
-        self,
-        name: str,
-        key: str,
-        file: str,
-        compute: Callable[[], tuple[Any, dict[str, Any]]],
-        write: Callable[[Any, Path], None],
-        read: Callable[[Path], Any],
-    ) -> Any:
-        cached = self.ledger.lookup(name, key)
-        if cached is None and self.previous is not None:
-            cached = self.ledger.adopt(self.previous, name, key)
-        if cached is not None:
-            self.log(f"  {name}: unchanged, reused {file}")
-        else:
-            self.ledger.forget(name)
-            began = time.perf_counter()
-            value, info = compute()
-            info["total_s"] = round(time.perf_counter() - began, 3)
-            write(value, self.out_dir / file)
-            self.ledger.record(name, key, file, info)
-            cached = info
-            self.log(f"  {name}: computed in {info['total_s']:.1f}s -> {file}")
-        self.keys[name] = key
-        self.timing[name] = cached
-        return read(self.out_dir / file)  # use what was written, exactly as a later run reads it
-
-
 def run_dataset(
     config: ExperimentConfig,
     source: DatasetSource,
@@ -150,8 +108,7 @@ def run_dataset(
     show_progress: bool = True,
     log: Log = print,
 ) -> dict[str, Any]:
-    from rankwise.experiment import answers
-
+    """Run the stages on one data set in its staging folder, score them, and swap the finished output in."""
     started = time.perf_counter()
     dataset = load_for_experiment(source, config.data)
     for warning in dataset.warnings:
@@ -167,63 +124,11 @@ def run_dataset(
     final_dir, out_dir = out_dir, _staging(out_dir)  # everything below writes into the staging folder
     atomic_write_text(out_dir / "config.yaml", config_text)
     write_qrels(dataset.qrels, out_dir / "qrels.tsv")
-    version = rankwise.__version__
-    index_root, models_root = out_root / ".indexes", out_root / ".models"
-    done = _Stages(out_dir, log, previous=final_dir)
-
-    def tag(name: str) -> Callable[[Run, Path], None]:
-        return lambda run, path: write_run(run, path, tag=f"rankwise-{config.name}-{name}")
-
-    search_queries, search_key = dataset.queries, data_key
-    if config.rewrite is not None:
-        rewrite_config = config.rewrite
-        # the key names the endpoint, never the variable holding its key (nor the fields a local rewrite leaves unset)
-        rewrite_key = rewrite_config.model_dump(
-            exclude={"api_key_env"} | ({"endpoint"} if not rewrite_config.endpoint else set())
-        )
-        search_key = content_hash("rewrite", version, rewrite_key, data_key)
-        search_queries = done.run(
-            "rewrite", search_key, "queries.jsonl",
-            lambda: stages.rewrite(rewrite_config, dataset.queries, show_progress, source),
-            stages.write_queries, stages.read_queries,
-        )  # fmt: skip
-    runs: dict[str, Run] = {}
-    for name, section in config.retrieve.items():
-        key = content_hash(
-            "retrieve", version, section.model_dump(), stages.index_key(section, fingerprint), search_key
-        )
-        runs[name] = done.run(
-            name, key, f"runs/{name}.trec",
-            lambda section=section: stages.retrieve(
-                section, dataset.corpus, fingerprint, search_queries, index_root, show_progress, allowed
-            ),
-            tag(name), read_run,
-        )  # fmt: skip
-    last = list(config.retrieve)[-1]
-    if len(config.retrieve) > 1 and config.fuse is not None:
-        fuse_config, inputs = config.fuse, dict(runs)
-        key = content_hash("fuse", version, fuse_config.model_dump(), [done.keys[n] for n in config.retrieve])
-        runs["fuse"] = done.run(
-            "fuse", key, "runs/fuse.trec", lambda: (stages.fuse(fuse_config, inputs), {}), tag("fuse"), read_run
-        )
-        last = "fuse"
-    if config.rerank is not None:
-        rerank_config, upstream = config.rerank, runs[last]
-        model, train_info = stages.rerank_model(rerank_config, models_root, log)
-        key = content_hash(
-            "rerank", version, key_params(rerank_config), stages.model_stamp(model), done.keys[last], search_key
-        )
-        chunks = Chunks(out_dir, "rerank", key)
-
-        def compute_rerank() -> tuple[Run, dict[str, Any]]:
-            run, info = stages.rerank(
-                rerank_config, model, search_queries, upstream, dataset.corpus, chunks, show_progress
-            )
-            return run, {**train_info, **info}
-
-        runs["rerank"] = done.run("rerank", key, "runs/rerank.trec", compute_rerank, tag("rerank"), read_run)
-        chunks.clear()
-        last = "rerank"
+    done = Ledgered(out_dir, log, previous=final_dir)
+    chain = Chain(config, dataset, done, out_root, fingerprint, data_key, allowed, show_progress, log)
+    chain.rewrite(source)
+    chain.retrieve()
+    chain.rerank()
     info = {
         "name": source.name,
         "source": source.source,
@@ -235,42 +140,31 @@ def run_dataset(
     }
     records = None
     if config.generate is not None:
-        generate_config, final = config.generate, runs[last]
-        gold = answers.gold_for(dataset, info)
-        reference = answers.reference_passages(generate_config, gold)
-        stamp = stages.model_stamp(getattr(generate_config, "model", None))  # a model retrained in place: new key
-        key = content_hash("generate", version, answers.key_params(generate_config), stamp, done.keys[last], data_key)
-        chunks = Chunks(out_dir, "generate", key)
-        records = done.run(
-            "generate", key, "answers.jsonl",
-            lambda: answers.generate(
-                generate_config, dataset.queries, final, dataset.corpus, chunks, show_progress, log, reference
-            ),
-            answers.write_answers, answers.read_answers,
-        )  # fmt: skip
-        chunks.clear()
+        from rankwise.experiment import answers
 
-    _remove_stale(out_dir, set(runs), records is not None, config.rewrite is not None)
-    metrics, per_query = evaluate_stages(config, dataset, runs, done.timing)
+        gold = answers.gold_for(dataset, info)
+        records = chain.generate(gold)
+
+    _remove_stale(out_dir, set(chain.runs), records is not None, config.rewrite is not None)
+    metrics, per_query = evaluate_stages(config, dataset, chain.runs, done.timing)
     if records is not None:
-        sentences = answers.numbers_sentences(generate_config)
-        scored, per_question = answers.qa_metrics(records, gold, dataset.corpus, sentences)
+        sentences = answers.numbers_sentences(config.generate)
+        scored, per_query["generate"] = answers.qa_metrics(records, gold, dataset.corpus, sentences)
         metrics["generate"] = {
             "type": "generate",
             "answers": "answers.jsonl",
             "questions": len(records),
-            "from": last,
+            "from": chain.last,
             **scored,
             "timing": dict(done.timing["generate"]),
         }
-        per_query["generate"] = per_question
     result = {
         "experiment": config.name,
         "dataset": info,
         "config_key": config_key,
-        "rankwise": version,
+        "rankwise": chain.version,
         "counts": {**dataset.stats(), "corpus_fingerprint": fingerprint},
-        "final_stage": last,
+        "final_stage": chain.last,
         "stages": metrics,
         "latency_s": {name: entry.get("total_s") for name, entry in done.timing.items()},
         "warnings": list(dataset.warnings),
