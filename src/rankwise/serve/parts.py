@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rankwise.build import build_generator, build_reranker, interpolation_weight
-from rankwise.config.experiment import dump_config, load_config
+from rankwise.config.experiment import ExperimentConfig, dump_config, load_config
 from rankwise.errors import RankwiseError
 from rankwise.experiment import stages as experiment_stages
 from rankwise.experiment.ask_parts import add_models, open_indexes, preload
@@ -28,7 +28,7 @@ from rankwise.experiment.datasets import SOURCES, resolve_dataset
 from rankwise.experiment.pipeline import FusedRetriever, Pipeline
 from rankwise.retrieve.rewrite import full_history
 from rankwise.retrieve.store import corpus_fingerprint
-from rankwise.types import Query, Run
+from rankwise.types import Document, Query, Run
 
 Log = Callable[[str], None]
 SERVED_REWRITES = ("last_turn", "full_history")
@@ -154,25 +154,7 @@ def from_config(
         )
     source = resolve_dataset(names[0])
     corpus = SOURCES[source.source](source, config.data).corpus
-    fingerprint = corpus_fingerprint(corpus)
-    index_root = out_root / ".indexes"
-    built: list[Any] = []
-    for name, section in config.retrieve.items():
-        retriever, info = experiment_stages.open_index(section, corpus, fingerprint, index_root, False)
-        log(f"{name}: index {info['index']} ({info['index_dir']})")
-        built.append(FixedDepth(retriever, section.k))
-    if len(built) == 1:
-        retriever, depth = built[0], next(iter(config.retrieve.values())).k
-    else:
-        fuse = config.fuse
-        assert fuse is not None  # the config model requires one for several retrievers
-        options: dict[str, Any] = {}
-        if fuse.weights is not None:
-            options["weights"] = [fuse.weights.get(name, 1.0) for name in config.retrieve]
-        if fuse.method == "rrf":
-            options["k"] = fuse.k
-        retriever = FusedRetriever(built, method=fuse.method, **options)
-        depth = fuse.depth or sum(s.k for s in config.retrieve.values())  # no depth: keep the whole union
+    retriever, depth = _first_stage(config, corpus, out_root / ".indexes", log)
     stages = [*config.ranking_stages()]
     models: dict[str, Any] = {name: _model_of(s) or s.kind for name, s in config.retrieve.items()}
 
@@ -181,26 +163,7 @@ def from_config(
         generator = preload(build_generator(config.generate, show_progress=False), log)
     rerank, rerank_depth, weight = None, None, 0.0
     if config.rerank is not None:
-
-        def refuse_training(message: str) -> None:
-            if message.startswith("training"):
-                raise RankwiseError(
-                    f"{path}: rerank.train asks for a cross-encoder that has not been trained under {out_root}; "
-                    f"run `rankwise run -e {path} -d {names[0]} --out {out_root}` first, or serve a trained model "
-                    "with -o rerank.train=null -o rerank.model=PATH"
-                )
-            log(message)
-
-        model, _ = experiment_stages.rerank_model(config.rerank, out_root / ".models", refuse_training)
-        section = (
-            config.rerank
-            if model == getattr(config.rerank, "model", None)
-            else config.rerank.model_copy(update={"model": model})
-        )
-        rerank = build_reranker(section, show_progress=False, share_with=generator)
-        rerank_depth = section.top_n
-        weight, _ = interpolation_weight(section, log)
-        models["rerank"] = model
+        rerank, rerank_depth, weight, models["rerank"] = _reranker(config, path, names[0], out_root, generator, log)
     if generator is not None:
         stages.append("generate")
         models["generate"] = _model_of(config.generate)
@@ -217,3 +180,50 @@ def from_config(
         "config_hash": content_hash(dump_config(config))[:16],
     }
     return served
+
+
+def _first_stage(config: ExperimentConfig, corpus: dict[str, Document], index_root: Path, log: Log) -> tuple[Any, int]:
+    """The config's retriever (its saved index, each cut at its k) or their fusion, and how deep it ranks."""
+    fingerprint = corpus_fingerprint(corpus)
+    built: list[Any] = []
+    for name, section in config.retrieve.items():
+        retriever, info = experiment_stages.open_index(section, corpus, fingerprint, index_root, False)
+        log(f"{name}: index {info['index']} ({info['index_dir']})")
+        built.append(FixedDepth(retriever, section.k))
+    if len(built) == 1:
+        return built[0], next(iter(config.retrieve.values())).k
+    fuse = config.fuse
+    assert fuse is not None  # the config model requires one for several retrievers
+    options: dict[str, Any] = {}
+    if fuse.weights is not None:
+        options["weights"] = [fuse.weights.get(name, 1.0) for name in config.retrieve]
+    if fuse.method == "rrf":
+        options["k"] = fuse.k
+    depth = fuse.depth or sum(s.k for s in config.retrieve.values())  # no depth: keep the whole union
+    return FusedRetriever(built, method=fuse.method, **options), depth
+
+
+def _reranker(
+    config: ExperimentConfig, path: Path, dataset: str, out_root: Path, generator: Any, log: Log
+) -> tuple[Any, int, float, str]:
+    """The config's reranker (a trained one from ``out_root``'s cache, never trained here), its depth, the
+    first-stage weight and the model it loaded."""
+    assert config.rerank is not None
+
+    def refuse_training(message: str) -> None:
+        if message.startswith("training"):
+            raise RankwiseError(
+                f"{path}: rerank.train asks for a cross-encoder that has not been trained under {out_root}; "
+                f"run `rankwise run -e {path} -d {dataset} --out {out_root}` first, or serve a trained model "
+                "with -o rerank.train=null -o rerank.model=PATH"
+            )
+        log(message)
+
+    model, _ = experiment_stages.rerank_model(config.rerank, out_root / ".models", refuse_training)
+    section = (
+        config.rerank
+        if model == getattr(config.rerank, "model", None)
+        else config.rerank.model_copy(update={"model": model})
+    )
+    weight, _ = interpolation_weight(section, log)
+    return build_reranker(section, show_progress=False, share_with=generator), section.top_n, weight, model
