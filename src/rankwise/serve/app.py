@@ -213,6 +213,15 @@ def create_app(
     if mcp_server is not None:
         app.router.routes.extend(mcp_app.routes)
 
+    _add_error_handlers(app)
+    _add_routes(app, service, api_key, mcp_server is not None)
+    return Gate(app, service, api_key, max_body_bytes)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every error as ``{"error": one line}`` with its status: 422 bad input, 501 not served, 502 the pipeline
+    failed, 503 overloaded (with Retry-After), 500 a crash (details in the server log only)."""
+
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, _validation_message(exc))
@@ -238,9 +247,13 @@ def create_app(
         logger.error("%s %s crashed", request.method, request.url.path, exc_info=exc)
         return _error(500, f"internal error ({type(exc).__name__}); the server log has the details")
 
+
+def _add_routes(app: FastAPI, service: Service, api_key: str | None, mcp: bool) -> None:
+    """The HTTP API (health, metrics, search, rerank, ask with optional SSE streaming) and the page."""
+
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        return {**service.health(), "auth": api_key is not None, "mcp": "/mcp" if mcp_server is not None else None}
+        return {**service.health(), "auth": api_key is not None, "mcp": "/mcp" if mcp else None}
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
@@ -287,8 +300,6 @@ def create_app(
     @app.get("/", response_class=HTMLResponse)
     async def page() -> HTMLResponse:
         return HTMLResponse(PAGE.read_text(encoding="utf-8"))
-
-    return Gate(app, service, api_key, max_body_bytes)
 
 
 def _event(name: str, data: dict[str, Any]) -> str:
