@@ -264,11 +264,13 @@ def build_reranker(config: Any, show_progress: bool = True, share_with: Any = No
     local = isinstance(config, LLMRerankConfig) and config.engine.kind == "local"  # a Ray reranker: its own copies
     if local and share_with is not None and config.gguf_file is None:
         from rankwise.generate.local import LocalGenerator
-        from rankwise.rerank.llm import LLMReranker
+        from rankwise.rerank.llm import DEFAULT_TEMPLATE, LLMReranker
 
         if isinstance(share_with, LocalGenerator) and share_with.model_name == config.model:
             model, tokenizer = share_with.model_and_tokenizer()
-            return LLMReranker(model=model, tokenizer=tokenizer, show_progress=show_progress)
+            prompt = config.model_dump(include={"system_prompt", "max_passage_tokens", "batch_size", "max_tokens"})
+            template = config.template or DEFAULT_TEMPLATE  # the section's prompt settings hold for a shared model
+            return LLMReranker(model, tokenizer, template=template, **prompt, show_progress=show_progress)
     return RERANKERS[config.kind](config, show_progress)
 
 

@@ -123,3 +123,21 @@ def test_bundled_smollm2_prefers_the_relevant_passage():
         ]
     )
     assert relevant > unrelated
+
+
+def test_a_reranker_sharing_the_generators_model_keeps_its_own_prompt_settings(tokenizer):
+    """Regression: sharing the generator's weights used to drop the section's template, batch size and cuts."""
+    from rankwise.build import build_reranker
+    from rankwise.config.sections import LLMRerankConfig
+    from rankwise.generate.local import LocalGenerator
+
+    model = _tiny("llama", len(tokenizer))
+    generator = LocalGenerator.from_pretrained_objects(model, tokenizer, show_progress=False)
+    template = "Q: {question}\nP: {passage}\nRelevant? Answer True or False."
+    section = LLMRerankConfig(
+        model=generator.model_name, template=template, system_prompt="Judge.", max_passage_tokens=16, batch_size=3
+    )
+    reranker = build_reranker(section, show_progress=False, share_with=generator)
+    assert reranker.model is model  # one copy of the weights
+    assert (reranker.template, reranker.system_prompt) == (template, "Judge.")
+    assert (reranker.max_passage_tokens, reranker.batch_size, reranker.max_tokens) == (16, 3, section.max_tokens)
