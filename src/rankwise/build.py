@@ -87,7 +87,7 @@ def _bm25(config: BM25Config, progress: bool) -> Any:
 def _bm25_load(directory: Path, config: BM25Config | None, progress: bool) -> Any:
     from rankwise.retrieve.bm25 import BM25Retriever
 
-    return BM25Retriever.load(directory, show_progress=progress)
+    return BM25Retriever.load(directory, show_progress=progress, backend=config.backend if config else "auto")
 
 
 def _dense(config: DenseConfig, progress: bool) -> Any:
@@ -127,9 +127,7 @@ def _sparse_load(directory: Path, config: SparseConfig | None, progress: bool) -
 
     if config is None:
         return SparseRetriever.load(directory, show_progress=progress)
-    return SparseRetriever.load(
-        directory, batch_size=config.batch_size, trust_remote_code=config.trust_remote_code, show_progress=progress
-    )
+    return SparseRetriever.load(directory, **config.load_options(), show_progress=progress)
 
 
 # kind -> (build a fresh retriever, open a saved index); plain dict literal.

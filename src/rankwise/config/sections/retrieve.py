@@ -13,6 +13,8 @@ from pydantic import (
 from rankwise.config.defaults import DEFAULT_MODELS
 from rankwise.config.sections.base import DEFAULT_DENSE_MODEL, PRECISION_HELP, EngineConfig, Strict
 
+SPARSE_PRECISION_HELP = "fp32 | bf16 | auto (bf16 where native, else fp32); queries are encoded like the index"
+
 
 class BM25Config(Strict):
     kind: Literal["bm25"] = "bm25"
@@ -22,9 +24,13 @@ class BM25Config(Strict):
     method: str = "lucene"
     stopwords: str | None = "en"
     stemmer: str | None = "english"
+    backend: Literal["auto", "numpy", "numba"] = Field(
+        "auto", description="bm25s retrieval: numba (compiled, cached on disk) | numpy | auto (numba when installed)"
+    )
 
     def index_params(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"k"})
+        """What the saved index depends on (the search backend is not: both give the same runs)."""
+        return self.model_dump(exclude={"k", "backend"})
 
 
 class DenseConfig(Strict):
@@ -76,10 +82,15 @@ class SparseConfig(Strict):
     max_active_dims: PositiveInt | None = None
     max_seq_length: PositiveInt | None = None
     trust_remote_code: bool = False
+    precision: Literal["auto", "fp32", "bf16"] = Field("fp32", description=SPARSE_PRECISION_HELP)
     engine: EngineConfig = Field(default_factory=EngineConfig, description="where corpus encoding runs")
 
     def index_params(self) -> dict[str, Any]:
         return self.model_dump(exclude={"k", "batch_size", "engine"})
+
+    def load_options(self) -> dict[str, Any]:
+        """What opening a saved index takes from this section (the precision must be the index's own, or auto)."""
+        return {"batch_size": self.batch_size, "trust_remote_code": self.trust_remote_code, "precision": self.precision}
 
 
 # name -> config class of each retriever kind (the experiment's factory table uses the same keys).
