@@ -2,7 +2,8 @@
 same SciFact texts, in one process, alternating rounds (issue 22).
 
     RANKWISE_DATA=../shared/datasets python benchmarks/speed.py [--precisions auto,int8] [--queries 20]
-        [--depth 20] [--docs 300] [--rounds 2] [--max-length 128] [--stages cross-encoder,dense,bm25]
+        [--depth 20] [--docs 300] [--rounds 2] [--max-length 128] [--stages cross-encoder,dense,bm25,sparse]
+        [--bm25-k 100,1000] [--sparse-docs 200]
 
 - cross-encoder: (query, BM25 top-``depth`` passage) pairs of the first ``--queries`` SciFact test queries, scored
   by ``CrossEncoder.predict`` (batch 32, fp32) and by ``CrossEncoderReranker`` at each ``--precisions`` entry.
@@ -12,7 +13,8 @@ same SciFact texts, in one process, alternating rounds (issue 22).
 - dense: the judged documents of those queries plus others up to ``--docs`` documents (``--docs 0``: the whole
   corpus), encoded by ``SentenceTransformer.encode`` (batch 64, fp32) and ``DenseRetriever.encode`` (batch 64);
   queries are encoded the way each side encodes its documents. nDCG@10 is over that sub-corpus.
-- bm25: bm25s's compiled (numba) backend, when numba is installed; otherwise reported as skipped.
+- bm25, sparse: see ``benchmarks/_speed_sparse.py`` (all 1,109 SciFact queries through rankwise's BM25 on bm25s'
+  numba backend against bm25s' numpy default; splade-tiny at each precision against ``SparseEncoder`` fp32).
 
 Quality columns, each against the fp32 peer: Spearman of the scores (cross-encoder) or the minimum / mean cosine
 of the vectors (dense), nDCG@10 of both sides, recall@10 of rankwise's top-10 against fp32's top-10. Times are the
@@ -32,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+import _speed_sparse  # benchmarks/_speed_sparse.py: the bm25 and sparse rows
 from _timing import best_of  # benchmarks/_timing.py (scripts run as python benchmarks/X.py)
 
 
@@ -178,16 +181,19 @@ def dense(args: argparse.Namespace, dataset: Any, queries: dict) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("RANKWISE_DATA", "../shared/datasets")))
-    parser.add_argument("--stages", default="cross-encoder,dense,bm25")
+    parser.add_argument("--stages", default="cross-encoder,dense,bm25,sparse")
     parser.add_argument("--precisions", default="auto,int8", help="rankwise precisions to time (comma-separated)")
     parser.add_argument("--queries", type=int, default=20, help="first N judged SciFact test queries")
     parser.add_argument("--depth", type=int, default=20, help="BM25 passages per query for the cross-encoder")
     parser.add_argument("--docs", type=int, default=300, help="dense: documents to encode (0 = the whole corpus)")
     parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--bm25-k", default="100,1000", help="bm25: depths to time (comma-separated)")
+    parser.add_argument("--sparse-docs", type=int, default=200, help="sparse: documents to encode")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int)
     args = parser.parse_args()
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    args.bm25_k = [int(k) for k in args.bm25_k.split(",") if k.strip()]
     stages = {s.strip() for s in args.stages.split(",")}
 
     import torch
@@ -207,9 +213,13 @@ def main() -> None:
         rows += cross_encoder(args, dataset, queries, bm25.search(queries, k=args.depth))
     if "dense" in stages:
         rows += dense(args, dataset, queries)
+    if "sparse" in stages:
+        rows += _speed_sparse.sparse(args, dataset, queries)
     notes = []
-    if "bm25" in stages and importlib.util.find_spec("numba") is None:
-        notes.append("bm25: skipped, numba is not installed (bm25s backend='numba' needs it)")
+    if "bm25" in stages:
+        if importlib.util.find_spec("numba") is None:
+            notes.append("bm25: numba is not installed, so rankwise runs bm25s' numpy backend too")
+        rows += _speed_sparse.bm25(args, args.data / "scifact")
 
     cpu = cpu_model()
     print(
@@ -217,15 +227,15 @@ def main() -> None:
     )
     print(f"{'stage':14} {'rankwise':14} {'rate':>9} {'peer rate':>9} {'ratio':>6}  quality vs fp32 peer")
     for row in rows:
-        quality = (
-            f"Spearman {row['spearman']:.4f}"
-            if "spearman" in row
-            else f"cos min {row['min_cosine']:.4f} mean {row['mean_cosine']:.4f}"
-        )
-        quality += (
-            f", nDCG@10 {row['ndcg@10']:.4f} (peer {row['peer_ndcg@10']:.4f}), "
-            f"recall@10 vs fp32 {row['recall@10_vs_fp32']:.3f}"
-        )
+        if "quality" in row:
+            quality = row["quality"]
+        elif "spearman" in row:
+            quality = f"Spearman {row['spearman']:.4f}"
+        else:
+            quality = f"cos min {row['min_cosine']:.4f} mean {row['mean_cosine']:.4f}"
+        quality += f", nDCG@10 {row['ndcg@10']:.4f} (peer {row['peer_ndcg@10']:.4f})"
+        if "recall@10_vs_fp32" in row:
+            quality += f", recall@10 vs fp32 {row['recall@10_vs_fp32']:.3f}"
         print(
             f"{row['stage']:14} {row['rankwise']:14} {row['rankwise_rate']:9.1f} {row['peer_rate']:9.1f} "
             f"{row['ratio']:5.2f}x  {quality}  [{row['size']} {row['unit'].split('/')[0]}]"
