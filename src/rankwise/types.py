@@ -36,7 +36,8 @@ class Dataset:
     """A loaded collection: corpus, queries and (possibly empty) relevance judgements.
 
     ``warnings`` holds counted, human-readable notes about records that were skipped on load
-    (empty queries, qrels naming unknown ids, ...): skipping is never silent.
+    (empty queries, qrels naming unknown ids, ...): skipping is never silent. ``answers``: the gold answer
+    strings of each query, for open-domain QA data (scored by answer recall@k rather than judgements).
     """
 
     name: str
@@ -44,6 +45,7 @@ class Dataset:
     queries: dict[str, Query]
     qrels: Qrels = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    answers: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def judged_queries(self) -> dict[str, Query]:
         """The queries that have at least one judgement, in load order."""

@@ -129,8 +129,11 @@ def ask(
 
 
 def rag(
-    dataset: Annotated[str, typer.Option("--dataset", help="hotpotqa | mtrag")],
-    path: Annotated[Path, typer.Argument(help="HotpotQA JSON file/directory, or the MT-RAG directory.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="hotpotqa | mtrag | open-qa")],
+    path: Annotated[
+        Path,
+        typer.Argument(help="HotpotQA JSON file/directory, the MT-RAG directory, or an open-domain QA question file."),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output directory: one experiment folder per data set under it.")],
     retriever: Annotated[str, typer.Option("--retriever", help="bm25 | dense | hybrid (RRF of both)")] = "bm25",
     dense_model: Annotated[str | None, typer.Option("--dense-model", help="Dense encoder name or path.")] = None,
@@ -142,6 +145,9 @@ def rag(
     k: KOpt = 5,
     candidates: Annotated[int, typer.Option("--candidates", min=1, help="Documents retrieved and reranked.")] = 100,
     setting: Annotated[str, typer.Option("--setting", help="hotpotqa: distractor | open")] = "distractor",
+    corpus: Annotated[
+        Path | None, typer.Option("--corpus", help="open-qa: corpus.jsonl or psgs_w100.tsv (default: beside PATH).")
+    ] = None,
     rewrite: Annotated[
         str, typer.Option("--rewrite", help="mtrag: last_turn | full_history | llm | human (with --subset human)")
     ] = "last_turn",
@@ -196,10 +202,12 @@ def rag(
 
     from rankwise.data.mtrag import POOLED_NOTE
     from rankwise.experiment.ask_parts import generator_flags, rankrag_sections, reranker_section, retrieve_sections
-    from rankwise.experiment.rag import hotpotqa_experiment, mtrag_experiment, run_rag
+    from rankwise.experiment.rag import hotpotqa_experiment, mtrag_experiment, open_qa_experiment, run_rag
 
-    if dataset not in ("hotpotqa", "mtrag"):
-        raise RankwiseError(f"--dataset must be hotpotqa or mtrag, not '{dataset}'")
+    if dataset not in ("hotpotqa", "mtrag", "open-qa"):
+        raise RankwiseError(f"--dataset must be hotpotqa, mtrag or open-qa, not '{dataset}'")
+    if corpus is not None and dataset != "open-qa":
+        raise RankwiseError("--corpus applies to --dataset open-qa")
     if passages not in ("retrieved", "reference"):
         raise RankwiseError(f"--passages must be 'retrieved' or 'reference', not '{passages}'")
     console = Console(stderr=True)
@@ -227,6 +235,8 @@ def rag(
     out = out.resolve()
     if dataset == "hotpotqa":
         config, sources = hotpotqa_experiment(path, out.name, stages, setting, limit)
+    elif dataset == "open-qa":
+        config, sources = open_qa_experiment(path, out.name, stages, corpus, limit)
     else:
         stages["rewrite"] = _rewrite_section(
             rewrite, rewriter_model, rewrite_cache, generate, threads, rewriter_endpoint, rewriter_api_key_env
@@ -236,7 +246,7 @@ def rag(
             per_label_limit, limit,
         )  # fmt: skip
     summary, folders = run_rag(dataset, config, sources, out.parent, log=console.log)
-    if dataset == "hotpotqa":
+    if dataset in ("hotpotqa", "open-qa"):
         shown = {**summary["retrieval"], **summary.get("qa", {})}
     else:
         console.print(f"[bold]{POOLED_NOTE}[/bold]")

@@ -10,6 +10,8 @@
 - :func:`citation_precision` / :func:`citation_recall`: cited passages that are gold passages (``None`` when
   nothing was cited / nothing is gold, so averages can skip undefined items and say how many they skipped).
 - :func:`answer_in_text`, :func:`abstention_scores`, :func:`mean_defined`.
+- :func:`answer_recall`: open-domain retrieval's answer recall@k (DPR's top-k accuracy), named
+  ``AnswerRecall@k`` in experiment configs (:func:`parse_answer_recall`).
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = frozenset(string.punctuation)
 _SPECIAL = ("yes", "no", "noanswer")
+_ANSWER_RECALL = re.compile(r"^AnswerRecall@([1-9][0-9]*)$")
 
 
 def normalize_answer(text: str) -> str:
@@ -157,3 +160,26 @@ def mean_defined(values: Iterable[float | None]) -> tuple[float | None, int]:
     """``(mean of the values that are not None, how many there were)``; the mean is None when none are."""
     defined = [v for v in values if v is not None]
     return (sum(defined) / len(defined) if defined else None), len(defined)
+
+
+def parse_answer_recall(name: str) -> int | None:
+    """``k`` of a metric named ``AnswerRecall@k``; None for any other name."""
+    match = _ANSWER_RECALL.match(name)
+    return int(match.group(1)) if match else None
+
+
+def answer_recall(
+    ranked: Mapping[str, Sequence[str]], answers: Mapping[str, Sequence[str]], k: int, text: Callable[[str], str]
+) -> dict[str, float]:
+    """Per query with gold answers: 1.0 when a gold answer occurs (:func:`answer_in_text`, SQuAD normalisation)
+    in one of the first ``k`` doc ids of ``ranked[qid]`` (best first), else 0.0 (also when it retrieved nothing).
+
+    ``text`` maps a doc id to the text searched (title and passage). DPR's top-k retrieval accuracy.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, not {k}")
+    return {
+        qid: float(any(answer_in_text(golds, text(doc)) for doc in ranked.get(qid, ())[:k]))
+        for qid, golds in answers.items()
+        if golds
+    }

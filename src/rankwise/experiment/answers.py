@@ -6,6 +6,7 @@ as [1]..[k]) and the :class:`~rankwise.generate.answer.Answer` fields. QA metric
 :data:`GOLD` by the data set's source (a plain name -> loader table):
 
 - HotpotQA: the gold answer; the supporting paragraphs are the evidence (qrels); the supporting facts;
+- open-domain QA (``open-qa:FILE``): the gold answers of the question file; no evidence passages;
 - MT-RAG: the reference answers, the reference passages as evidence, answerable = ANSWERABLE or PARTIAL, and
   the answerability label (the means are also given per label, ``by_label``);
 - anything else (BEIR, SMART): no answer text; the judged relevant documents are the evidence.
@@ -95,10 +96,16 @@ def _gold_mtrag(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]:
     }
 
 
+def _gold_open_qa(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]:
+    """Open-domain QA: the gold answers the data set carries (EM/F1 against any of them); no evidence passages."""
+    return {qid: Gold(tuple(golds), (), True) for qid, golds in dataset.answers.items() if qid in dataset.queries}
+
+
 # data set source/format -> gold loader (plain dict literal).
 GOLD: dict[str, Callable[[Dataset, Mapping[str, Any]], dict[str, Gold]]] = {
     "hotpotqa": _gold_hotpotqa,
     "mtrag": _gold_mtrag,
+    "open-qa": _gold_open_qa,
     "default": _gold_from_qrels,
 }
 
@@ -109,7 +116,9 @@ def gold_for(dataset: Dataset, info: Mapping[str, Any]) -> dict[str, Gold]:
         if info.get("source") in ("mtrag", "mtrag-answerability", "mtrag-tasks")
         else str(info.get("format") or "")
     )
-    if key != "mtrag" and info.get("source") == "files":
+    if info.get("source") == "open-qa":
+        key = "open-qa"
+    elif key != "mtrag" and info.get("source") == "files":
         key = info.get("format") or detect_format(info["path"])
     return GOLD.get(key, GOLD["default"])(dataset, info)
 

@@ -11,9 +11,12 @@
    measuring abstention (:func:`rankwise.data.mtrag.load_answerability_probe`); ``mtrag-tasks:<domain>`` —
    every MT-RAG-UN generation task of the domain, unjudged ones kept (``data.answerability`` picks labels,
    ``data.per_label_limit`` caps each label);
-2. a path to a data set directory or file (BEIR, SMART, HotpotQA);
-3. a folder name under ``$RANKWISE_DATA`` (``scifact``, ``cranfield``, ``hotpotqa-train100``);
-4. a BEIR data set name, downloaded (md5-checked, cached) by :func:`rankwise.data.download.ensure_beir`.
+2. ``open-qa:<file>`` — open-domain QA questions with gold answers (NQ-open, TriviaQA, PopQA or the generic
+   ``{"id", "question", "answers"}`` JSONL; :mod:`rankwise.data.open_qa`) over the corpus beside the file
+   (``corpus.jsonl`` or ``psgs_w100.tsv``) or ``data.corpus``; no judgements: scored by ``AnswerRecall@k``;
+3. a path to a data set directory or file (BEIR, SMART, HotpotQA);
+4. a folder name under ``$RANKWISE_DATA`` (``scifact``, ``cranfield``, ``hotpotqa-train100``);
+5. a BEIR data set name, downloaded (md5-checked, cached) by :func:`rankwise.data.download.ensure_beir`.
 
 The table of sources is a plain dict (:data:`SOURCES`): a new kind of data set plugs in with one entry.
 
@@ -40,6 +43,7 @@ from rankwise.data.mtrag import (
     load_human_retrieval,
     load_pooled_retrieval,
 )
+from rankwise.data.open_qa import QA_FORMATS, load_open_qa
 from rankwise.errors import RankwiseError
 from rankwise.types import Dataset
 
@@ -51,7 +55,8 @@ MTRAG_PREFIXES = {
     "mtrag-answerability": "mtrag-answerability",
     "mtrag-tasks": "mtrag-tasks",
 }
-KEEPS_UNJUDGED = ("mtrag-answerability", "mtrag-tasks")  # sources whose unjudged queries are kept (generation)
+OPEN_QA = "open-qa"
+KEEPS_UNJUDGED = ("mtrag-answerability", "mtrag-tasks", OPEN_QA)  # sources whose unjudged queries are kept (generation)
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,10 @@ def resolve_dataset(arg: str) -> DatasetSource:
         if root is None or not (root / "mtrag").is_dir():
             raise RankwiseError(f"-d {arg}: MT-RAG is read from $RANKWISE_DATA/mtrag; set RANKWISE_DATA")
         return DatasetSource(f"{prefix}-{domain}", MTRAG_PREFIXES[prefix], str(root / "mtrag"), domain)
+    if sep and prefix == OPEN_QA:
+        if not Path(domain).is_file():
+            raise RankwiseError(f"-d {arg}: {domain}: no such question file")
+        return DatasetSource(Path(domain).stem, OPEN_QA, domain)
     path = Path(arg)
     if path.exists():
         name = path.name if path.is_dir() else path.stem
@@ -156,6 +165,13 @@ def _load_mtrag_tasks(source: DatasetSource, config: DataConfig) -> Dataset:
     return Dataset(f"mtrag-tasks-{source.domain}-pooled", pooled.corpus, queries, qrels, [*pooled.warnings, note])
 
 
+def _load_open_qa(source: DatasetSource, config: DataConfig) -> Dataset:
+    fmt = config.format if config.format in QA_FORMATS else None
+    if config.format is not None and fmt is None:
+        raise RankwiseError(f"data.format '{config.format}' is not a QA file format ({', '.join(QA_FORMATS)})")
+    return load_open_qa(source.path, config.corpus, fmt)
+
+
 # source kind -> loader (plain dict literal; see the module docstring).
 SOURCES: dict[str, Callable[[DatasetSource, DataConfig], Dataset]] = {
     "files": _load_files,
@@ -164,6 +180,7 @@ SOURCES: dict[str, Callable[[DatasetSource, DataConfig], Dataset]] = {
     "mtrag-human": _load_mtrag_human,
     "mtrag-answerability": _load_mtrag_answerability,
     "mtrag-tasks": _load_mtrag_tasks,
+    OPEN_QA: _load_open_qa,
 }
 
 
@@ -174,6 +191,8 @@ def load_for_experiment(source: DatasetSource, config: DataConfig) -> Dataset:
         raise RankwiseError(
             f"data.answerability and data.per_label_limit apply to -d mtrag-tasks:DOMAIN, not {source.name}"
         )
+    if config.corpus is not None and source.source != OPEN_QA:
+        raise RankwiseError(f"data.corpus applies to -d open-qa:FILE, not {source.name}")
     dataset = SOURCES[source.source](source, config)
     queries = dict(dataset.queries) if source.source in KEEPS_UNJUDGED else dataset.judged_queries()
     if not queries:
@@ -181,4 +200,5 @@ def load_for_experiment(source: DatasetSource, config: DataConfig) -> Dataset:
     if config.max_queries is not None:
         queries = dict(list(queries.items())[: config.max_queries])
     qrels = {qid: dataset.qrels[qid] for qid in queries if qid in dataset.qrels}
-    return Dataset(dataset.name, dataset.corpus, queries, qrels, list(dataset.warnings))
+    answers = {qid: dataset.answers[qid] for qid in queries if qid in dataset.answers}
+    return Dataset(dataset.name, dataset.corpus, queries, qrels, list(dataset.warnings), answers)

@@ -9,6 +9,9 @@ adds what each data set needs and picks the data sources:
 - HotpotQA: paragraphs one sentence per line (what the sentence-numbered template cites), the ``distractor``
   setting (each question ranks its own paragraphs, with BM25/dense statistics from the whole file's corpus) or
   ``open`` (the whole corpus), and the R@2/R@5 the summary turns into "both gold paragraphs in the top 2/5";
+- open-domain QA (``open-qa:FILE``, :mod:`rankwise.data.open_qa`): questions with gold answers over a corpus,
+  no judgements: retrieval is scored by answer recall@5/20/100 (DPR's top-k accuracy), answers by EM/F1 against
+  any gold answer;
 - MT-RAG, one data set per domain, evaluated on pooled corpora (:mod:`rankwise.data.mtrag`): without a generator
   the judged tasks (``mtrag:<domain>``) or, with ``subset="human"``, the original tasks that have the benchmark's
   human rewrites (``mtrag-human:<domain>``); with one, the generation tasks of the chosen answerability labels
@@ -28,12 +31,13 @@ from pydantic import ValidationError
 from rankwise.config.experiment import DataConfig, EvaluateConfig, ExperimentConfig
 from rankwise.data import mtrag
 from rankwise.errors import RankwiseError
-from rankwise.experiment.datasets import DatasetSource
-from rankwise.experiment.rag_scores import hotpotqa_summary, mtrag_summary
+from rankwise.experiment.datasets import OPEN_QA, DatasetSource
+from rankwise.experiment.rag_scores import hotpotqa_summary, mtrag_summary, open_qa_summary
 from rankwise.experiment.runner import run_experiment
 
 HOTPOTQA_METRICS = ["nDCG@10", "R@2", "R@5", "R@10", "R@100"]
 MTRAG_METRICS = ["nDCG@10", "R@5", "R@10"]
+OPEN_QA_METRICS = ["AnswerRecall@5", "AnswerRecall@20", "AnswerRecall@100"]
 SETTINGS = ("distractor", "open")
 HOTPOT_PARAGRAPHS = 10  # a HotpotQA distractor question has (at most) 10 paragraphs: all of them are reranked
 
@@ -59,6 +63,22 @@ def hotpotqa_experiment(
     config = _config(name, {**stages, "rerank": rerank}, data, HOTPOTQA_METRICS)
     source = DatasetSource(path.name if path.is_dir() else path.stem, "files", str(path))
     return config, [source]
+
+
+def open_qa_experiment(
+    path: str | Path,
+    name: str,
+    stages: Mapping[str, Any],
+    corpus: str | Path | None = None,
+    limit: int | None = None,
+) -> tuple[ExperimentConfig, list[DatasetSource]]:
+    """Open-domain QA questions at ``path`` (NQ-open, TriviaQA, PopQA or QA JSONL) over ``corpus`` (default: the
+    ``corpus.jsonl`` or ``psgs_w100.tsv`` beside the file); ``limit``: the first N questions."""
+    path = Path(path)
+    if not path.is_file():
+        raise RankwiseError(f"{path}: no such question file")
+    data = DataConfig(corpus=None if corpus is None else str(corpus), max_queries=limit)
+    return _config(name, stages, data, OPEN_QA_METRICS), [DatasetSource(path.stem, OPEN_QA, str(path))]
 
 
 def mtrag_experiment(
@@ -112,6 +132,8 @@ def run_rag(
     show_progress: bool = True,
 ) -> tuple[dict[str, Any], list[Path]]:
     """Run ``config`` on ``sources`` into ``out_root/<name>/<dataset>/`` (indexes cached in ``out_root/.indexes``);
-    return the summary of ``dataset`` (``hotpotqa`` or ``mtrag``) and the output folders."""
+    return the summary of ``dataset`` (``hotpotqa``, ``open-qa`` or ``mtrag``) and the output folders."""
     folders = run_experiment(config, list(sources), out_root, show_progress=show_progress, log=log)
-    return (hotpotqa_summary(folders[0]) if dataset == "hotpotqa" else mtrag_summary(folders)), folders
+    if dataset == "hotpotqa":
+        return hotpotqa_summary(folders[0]), folders
+    return (open_qa_summary(folders[0]) if dataset == OPEN_QA else mtrag_summary(folders)), folders

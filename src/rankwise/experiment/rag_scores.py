@@ -3,10 +3,11 @@ prints from an experiment's output folders.
 
 - :func:`hotpot_scores`: HotpotQA's official answer precision/recall, supporting-fact and joint scores of one
   answer (the generate stage adds them to every HotpotQA question's scores);
-- :func:`hotpotqa_summary` / :func:`mtrag_summary`: the figures ``rankwise rag`` reports, read back from
-  ``metrics.json`` and ``per_query.json`` (nothing is recomputed from the answers): the share of questions with
-  both gold paragraphs in the top 2/5, QA means under their HotpotQA names, MT-RAG's pooled retrieval per domain
-  and over all domains, abstention per answerability label, and seconds per question of each stage.
+- :func:`hotpotqa_summary` / :func:`open_qa_summary` / :func:`mtrag_summary`: the figures ``rankwise rag``
+  reports, read back from ``metrics.json`` and ``per_query.json`` (nothing is recomputed from the answers): the
+  share of questions with both gold paragraphs in the top 2/5, open-domain answer recall@k, QA means under their
+  HotpotQA names, MT-RAG's pooled retrieval per domain and over all domains, abstention per answerability label,
+  and seconds per question of each stage.
 """
 
 from __future__ import annotations
@@ -109,6 +110,18 @@ def hotpotqa_summary(folder: Path) -> dict[str, Any]:
         qa["support_unit"] = "sentence" if "sp_sentence_f1" in qa else "paragraph"
         summary["questions"] = generate["questions"]
         summary["qa"] = qa
+    summary["latency_per_question_s"] = _latency(metrics, summary["questions"])
+    return summary
+
+
+def open_qa_summary(folder: Path) -> dict[str, Any]:
+    """Open-domain QA figures of one output folder: answer recall@k of the final ranking, EM/F1 when answered."""
+    metrics, _ = _read(folder)
+    final = metrics["stages"][metrics["final_stage"]]
+    summary: dict[str, Any] = {"questions": metrics["counts"]["queries"], "retrieval": dict(final["metrics"])}
+    generate = metrics["stages"].get("generate")
+    if generate is not None:
+        summary["qa"] = {name: generate["metrics"].get(name) for name in ("em", "f1", "answer_in_passages")}
     summary["latency_per_question_s"] = _latency(metrics, summary["questions"])
     return summary
 

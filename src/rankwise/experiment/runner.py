@@ -31,8 +31,10 @@ rewrites the same bytes, and a run killed mid-stage then restarted gives the sam
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from rankwise.config.experiment import ExperimentConfig, dump_config
 from rankwise.data import write_qrels
 from rankwise.data.files import atomic_write_text, write_json
 from rankwise.errors import RankwiseError
+from rankwise.evaluate.qa import answer_recall, parse_answer_recall
 from rankwise.evaluate.retrieval import evaluate, evaluate_per_query
 from rankwise.experiment.cache import CHUNKS, content_hash, qrels_digest, queries_digest
 from rankwise.experiment.chain import Chain, Ledgered, Log
@@ -47,7 +50,7 @@ from rankwise.experiment.datasets import DatasetSource, candidate_sets, load_for
 from rankwise.experiment.outputs import STAGING_SUFFIX
 from rankwise.experiment.tracking import track
 from rankwise.retrieve.store import corpus_fingerprint
-from rankwise.types import Dataset, Run
+from rankwise.types import Dataset, Document, Run, sort_run
 
 METRICS_FILE = "metrics.json"
 REPLACED = ".replaced"  # inside the staging folder: the previous output, for the moment of the swap
@@ -120,6 +123,8 @@ def run_dataset(
         data_key = content_hash(data_key, allowed)
     config_text = dump_config(config)
     config_key = content_hash(config_text, data_key, qrels_digest(dataset.qrels))
+    if dataset.answers:  # open-domain QA: the gold answers score the runs
+        config_key = content_hash(config_key, {qid: list(golds) for qid, golds in dataset.answers.items()})
 
     final_dir, out_dir = out_dir, _staging(out_dir)  # everything below writes into the staging folder
     atomic_write_text(out_dir / "config.yaml", config_text)
@@ -179,16 +184,29 @@ def run_dataset(
 def evaluate_stages(
     config: ExperimentConfig, dataset: Dataset, runs: dict[str, Run], timing: dict[str, dict[str, Any]]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """IR metrics, the nDCG@k / R@k sweep and per-query values of every ranking stage."""
-    names = config.evaluate.metrics
-    sweep_names = [f"{family}@{k}" for family in ("nDCG", "R") for k in config.evaluate.sweep]
+    """IR metrics, the nDCG@k / R@k sweep and per-query values of every ranking stage; ``AnswerRecall@k`` from
+    the gold answers (open-domain QA, whose data has no judgements: its sweep is of AnswerRecall@k)."""
+    answer_k = {name: k for name in config.evaluate.metrics if (k := parse_answer_recall(name)) is not None}
+    names = [name for name in config.evaluate.metrics if name not in answer_k]
+    judged = bool(dataset.qrels)
+    families = ("nDCG", "R") if judged else ("AnswerRecall",)
+    sweep_names = [f"{family}@{k}" for family in families for k in config.evaluate.sweep]
     missing = config.evaluate.missing
     metrics: dict[str, Any] = {}
     per_query: dict[str, Any] = {}
     for name, run in runs.items():
-        values = evaluate(run, dataset.qrels, names, missing=missing)  # judged queries the run lacks: see missing
-        swept = evaluate(run, dataset.qrels, sweep_names, missing=missing)
-        per_query[name] = evaluate_per_query(run, dataset.qrels, names, missing=missing)
+        values, per_query[name], swept = {}, {}, {}
+        if judged and names:
+            values = evaluate(run, dataset.qrels, names, missing=missing)  # judged queries a run lacks: see missing
+            per_query[name] = evaluate_per_query(run, dataset.qrels, names, missing=missing)
+        if judged:
+            swept = evaluate(run, dataset.qrels, sweep_names, missing=missing)
+        if answer_k or not judged:
+            answer_names = answer_k if judged else {**answer_k, **{n: int(n.split("@")[1]) for n in sweep_names}}
+            found = _answer_recall(run, dataset, answer_names)
+            per_query[name].update({n: found[n] for n in answer_k})
+            values.update({n: _mean(found[n]) for n in answer_k})
+            swept.update({n: _mean(found[n]) for n in sweep_names if n in found})
         queries = len(run)
         info = dict(timing[name])
         total = info.get("total_s")
@@ -200,12 +218,31 @@ def evaluate_stages(
             "queries": queries,
             "docs_per_query": round(sum(len(d) for d in run.values()) / max(queries, 1), 3),
             "metrics": values,
-            "sweep": {
-                family: {str(k): swept[f"{family}@{k}"] for k in config.evaluate.sweep} for family in ("nDCG", "R")
-            },
+            "sweep": {family: {str(k): swept[f"{family}@{k}"] for k in config.evaluate.sweep} for family in families},
             "timing": info,
         }
     return metrics, per_query
+
+
+def _answer_recall(run: Run, dataset: Dataset, cutoffs: dict[str, int]) -> dict[str, dict[str, float]]:
+    """``{metric name: {query id: 0/1}}`` for each ``AnswerRecall@k``; a data set without answers is an error."""
+    if not dataset.answers:
+        raise RankwiseError(
+            f"{dataset.name}: AnswerRecall@k needs gold answers (-d open-qa:FILE), and a data set without "
+            "judgements has nothing else to score"
+        )
+    ranked = {qid: list(docs) for qid, docs in sort_run(run).items()}
+    text = partial(_doc_text, dataset.corpus)
+    return {name: dict(sorted(answer_recall(ranked, dataset.answers, k, text).items())) for name, k in cutoffs.items()}
+
+
+def _doc_text(corpus: dict[str, Document], doc_id: str) -> str:
+    doc = corpus.get(doc_id)
+    return doc.contents if doc is not None else ""
+
+
+def _mean(values: dict[str, float]) -> float | None:
+    return math.fsum(values.values()) / len(values) if values else None
 
 
 def _staging(out_dir: Path) -> Path:

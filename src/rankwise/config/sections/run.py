@@ -16,7 +16,12 @@ from rankwise.errors import RankwiseError
 
 class DataConfig(Strict):
     split: str = "test"
-    format: Literal["beir", "smart", "hotpotqa"] | None = None
+    format: Literal["beir", "smart", "hotpotqa", "nq-open", "triviaqa", "popqa", "qa-jsonl"] | None = Field(
+        None, description="data set format; for open-domain QA (-d open-qa:FILE) the question file's format"
+    )
+    corpus: str | None = Field(
+        None, description="open-domain QA: the corpus (corpus.jsonl or psgs_w100.tsv); default: beside the file"
+    )
     max_queries: PositiveInt | None = Field(None, description="keep the first N judged queries (quick runs)")
     setting: Literal["open", "distractor"] = Field(
         "open", description="HotpotQA: open = rank the whole corpus; distractor = each question's own paragraphs"
@@ -42,10 +47,13 @@ class EvaluateConfig(Strict):
     @field_validator("metrics")
     @classmethod
     def _known_metrics(cls, names: list[str]) -> list[str]:
+        from rankwise.evaluate.qa import parse_answer_recall
         from rankwise.evaluate.retrieval import parse_measures
 
+        ir_names = [name for name in names if parse_answer_recall(name) is None]  # AnswerRecall@k: open QA
         try:
-            parse_measures(names)
+            if ir_names:
+                parse_measures(ir_names)
         except RankwiseError as exc:
             raise ValueError(str(exc)) from None
         return names
