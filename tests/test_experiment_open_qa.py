@@ -87,3 +87,18 @@ def test_bad_open_qa_arguments_are_one_line_errors(tmp_path, capsys):
     assert "questions.jsonl: no corpus beside it" in capsys.readouterr().err
     assert main(["rag", "--dataset", "hotpotqa", str(questions), "--corpus", "x", "--out", str(tmp_path / "o")])
     assert "--corpus applies to --dataset open-qa" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("body", "on_hotpotqa", "message"),
+    [
+        ("data: {format: beir}\n", False, "data.format 'beir' is not a QA file format"),
+        ("data: {corpus: x.jsonl}\n", True, "data.corpus applies to -d open-qa:FILE"),
+        ("evaluate: {metrics: [AnswerRecall@5]}\n", True, "AnswerRecall@k needs gold answers"),
+    ],
+)
+def test_open_qa_options_that_do_not_fit_are_one_line_errors(tmp_path, hotpotqa_file, body, on_hotpotqa, message):
+    (tmp_path / "e.yaml").write_text(f"name: e\nretrieve: {{bm25: {{k: 5}}}}\n{body}", encoding="utf-8")
+    dataset = str(hotpotqa_file) if on_hotpotqa else f"open-qa:{open_qa_files(tmp_path / 'data')}"
+    with pytest.raises(RankwiseError, match=message):
+        run_experiment(load_config(tmp_path / "e.yaml"), [dataset], tmp_path / "o", show_progress=False, log=print)

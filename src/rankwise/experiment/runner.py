@@ -114,6 +114,8 @@ def run_dataset(
     """Run the stages on one data set in its staging folder, score them, and swap the finished output in."""
     started = time.perf_counter()
     dataset = load_for_experiment(source, config.data)
+    if not dataset.answers and any(parse_answer_recall(name) for name in config.evaluate.metrics):
+        _require_answers(dataset)  # before any stage runs
     for warning in dataset.warnings:
         log(f"  warning: {warning}")
     fingerprint = corpus_fingerprint(dataset.corpus)
@@ -226,14 +228,18 @@ def evaluate_stages(
 
 def _answer_recall(run: Run, dataset: Dataset, cutoffs: dict[str, int]) -> dict[str, dict[str, float]]:
     """``{metric name: {query id: 0/1}}`` for each ``AnswerRecall@k``; a data set without answers is an error."""
+    _require_answers(dataset)
+    ranked = {qid: list(docs) for qid, docs in sort_run(run).items()}
+    text = partial(_doc_text, dataset.corpus)
+    return {name: dict(sorted(answer_recall(ranked, dataset.answers, k, text).items())) for name, k in cutoffs.items()}
+
+
+def _require_answers(dataset: Dataset) -> None:
     if not dataset.answers:
         raise RankwiseError(
             f"{dataset.name}: AnswerRecall@k needs gold answers (-d open-qa:FILE), and a data set without "
             "judgements has nothing else to score"
         )
-    ranked = {qid: list(docs) for qid, docs in sort_run(run).items()}
-    text = partial(_doc_text, dataset.corpus)
-    return {name: dict(sorted(answer_recall(ranked, dataset.answers, k, text).items())) for name, k in cutoffs.items()}
 
 
 def _doc_text(corpus: dict[str, Document], doc_id: str) -> str:
