@@ -282,33 +282,17 @@ def test_missing_tracking_library_names_the_extra(tmp_path, cranfield_dir, monke
     from rankwise.errors import MissingExtraError
 
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import fails as if not installed
+    monkeypatch.chdir(tmp_path)  # were it not refused, the default store ./mlruns lands here, not in the repo
     config = load_config(write_config(tmp_path, "name: t\nretrieve: {bm25: {}}\ntracking: {backend: mlflow}\n"))
     with pytest.raises(MissingExtraError, match=r"rankwise\[tracking\]"):
         run_experiment(config, [str(cranfield_dir)], tmp_path / "out", show_progress=False, log=quiet)
 
 
-def test_mlflow_tracking_logs_params_and_metrics(tmp_path, cranfield_dir, monkeypatch):
-    import sys
-    import types
+def test_mlflow_tracking_logs_params_and_metrics(tmp_path, cranfield_dir):
+    from mlflow.tracking import MlflowClient
 
-    calls: dict[str, object] = {}
-    fake = types.ModuleType("mlflow")
-    fake.set_tracking_uri = lambda uri: calls.setdefault("uri", uri)  # type: ignore[attr-defined]
-    fake.set_experiment = lambda name: calls.setdefault("experiment", name)  # type: ignore[attr-defined]
-    fake.log_params = lambda params: calls.setdefault("params", params)  # type: ignore[attr-defined]
-    fake.log_metrics = lambda metrics: calls.setdefault("metrics", metrics)  # type: ignore[attr-defined]
-    fake.log_artifacts = lambda path: calls.setdefault("artifacts", path)  # type: ignore[attr-defined]
-
-    class Run:
-        def __enter__(self) -> Run:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            calls["closed"] = True
-
-    fake.start_run = lambda run_name: Run()  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "mlflow", fake)
-    text = f"name: t\nretrieve: {{bm25: {{}}}}\ntracking: {{backend: mlflow, uri: '{(tmp_path / 'ml').as_uri()}'}}\n"
+    uri = (tmp_path / "ml").as_uri()
+    text = f"name: t\nretrieve: {{bm25: {{}}}}\ntracking: {{backend: mlflow, uri: '{uri}'}}\n"
     [out] = run_experiment(
         load_config(write_config(tmp_path, text)),
         [str(cranfield_dir)],
@@ -317,9 +301,12 @@ def test_mlflow_tracking_logs_params_and_metrics(tmp_path, cranfield_dir, monkey
         log=quiet,
     )
     metrics = load_output(out).metrics["stages"]["bm25"]["metrics"]
-    assert calls["metrics"]["bm25.nDCG_at_10"] == metrics["nDCG@10"]  # type: ignore[index]
-    assert calls["params"]["retrieve.bm25.k1"] == 1.5  # type: ignore[index]
-    assert calls["artifacts"] == str(out) and calls["closed"] is True
+    client = MlflowClient(tracking_uri=uri)
+    [run] = client.search_runs([client.get_experiment_by_name("rankwise").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == f"t/{cranfield_dir.name}"
+    assert run.data.metrics["bm25.nDCG_at_10"] == pytest.approx(metrics["nDCG@10"])
+    assert run.data.params["retrieve.bm25.k1"] == "1.5"
+    assert "metrics.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
 
 
 def test_outputs_are_refused_until_complete(tmp_path, cranfield_dir):

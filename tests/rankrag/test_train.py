@@ -19,7 +19,7 @@ from transformers import TrainerCallback
 
 from rankwise.config.rankrag_train import RankRAGTrainConfig, load_train_config
 from rankwise.errors import RankwiseError
-from rankwise.rankrag.train import train_rankrag
+from rankwise.rankrag.train import PRESET_FILE, train_rankrag
 from rankwise.rerank.llm import ranking_messages
 
 
@@ -419,3 +419,22 @@ def test_lora_on_the_last_layers_only(tiny_lm_dir: Path, tiny_blend: Path, tmp_p
     too_many = config_for(tiny_lm_dir, tiny_blend, tmp_path / "other", lora={"layers": 3})
     with pytest.raises(RankwiseError, match=r"lora\.layers: 3 is more than the model's 2 layers"):
         train_rankrag(too_many, show_progress=False)
+
+
+def test_training_run_is_tracked_with_the_model_marked_best_and_latest(
+    tiny_lm_dir: Path, tiny_blend: Path, tmp_path: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    config = config_for(tiny_lm_dir, tiny_blend, tmp_path / "run", tracking={"backend": "mlflow", "uri": uri})
+    metrics = train_rankrag(config, show_progress=False)
+    client = MlflowClient(tracking_uri=uri)
+    [run] = client.search_runs([client.get_experiment_by_name("rankwise").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.params["kind"] == "rankrag"
+    assert run.data.params["lora.r"] == "4" and run.data.params["max_steps"] == "2"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "loss")] == [1, 2]
+    assert run.data.metrics["last_loss"] == pytest.approx(metrics["last_loss"])
+    assert run.data.tags["rankwise.best"] == run.data.tags["rankwise.latest"] == "model"  # no dev metric: the final
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert {"model/model.safetensors", f"model/{PRESET_FILE}"} <= logged

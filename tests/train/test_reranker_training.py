@@ -262,3 +262,59 @@ def test_tune_interpolation_prefers_the_better_ranking():
     assert [w for w, v in by_weight.items() if v == 1.0] == ["0.0", "0.1", "0.2", "0.3", "0.4", "0.5"]
     trust_first_stage = tune_interpolation(bad, {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}, qrels)
     assert trust_first_stage["weight"] == 0.6  # the smallest weight at which the first stage takes over
+
+
+def _mlflow_run(uri: str, project: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    [run] = client.search_runs([client.get_experiment_by_name(project).experiment_id])
+    return client, run
+
+
+def test_training_run_is_tracked_in_mlflow_with_best_and_latest(toy_data, tiny_bert, tmp_path, monkeypatch):
+    from rankwise.train.reranker import train_reranker
+
+    monkeypatch.chdir(tmp_path)  # the default store is ./mlruns; this test gives its own URI
+    uri = (tmp_path / "mlruns").as_uri()
+    tracking = {"backend": "mlflow", "uri": uri, "project": "toy"}
+    config = _config(toy_data, tiny_bert, tmp_path / "out", epochs=2, tune_interpolation=False, tracking=tracking)
+    metrics = train_reranker(config, show_progress=False)
+
+    client, run = _mlflow_run(uri, "toy")
+    assert run.info.status == "FINISHED" and run.info.run_name == "reranker/out"
+    assert run.data.params["kind"] == "reranker" and run.data.params["loss"] == "bce"
+    assert run.data.params["negative_window"] == "[1, 10]" and run.data.params["tracking.backend"] == "mlflow"
+    log = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    losses = client.get_metric_history(run.info.run_id, "loss")  # every logging step, at its step
+    assert [(m.step, m.value) for m in losses] == [(row["step"], row["loss"]) for row in log if "loss" in row]
+    assert len(losses) >= 2
+    dev = client.get_metric_history(run.info.run_id, "eval_dev_ndcg_at_10")
+    assert [(m.step, m.value) for m in dev] == _dev_log(tmp_path / "out") and len(dev) >= 2
+    assert max(m.value for m in dev) == pytest.approx(metrics["best_dev_ndcg@10"])
+    assert run.data.metrics["best_dev_ndcg_at_10"] == pytest.approx(metrics["best_dev_ndcg@10"])  # final figures
+    assert run.data.metrics["examples"] == metrics["examples"]
+    assert run.data.tags["rankwise.best"] == run.data.tags["rankwise.latest"] == "model"  # load_best: one model
+    assert run.data.tags["rankwise.best_checkpoint"] == metrics["best_checkpoint"]
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
+    assert "model/model.safetensors" in logged
+    stored = Path(client.download_artifacts(run.info.run_id, "model/model.safetensors", str(tmp_path / "dl")))
+    assert stored.read_bytes() == (tmp_path / "out" / "model" / "model.safetensors").read_bytes()
+
+
+def test_sample_ratio_and_max_triples_pick_the_same_pairs_every_time(toy_data, tmp_path):
+    from rankwise.train.reranker import _prepare
+
+    def picked(**settings):
+        data = _prepare(_config(toy_data, tmp_path, tmp_path / "out", **settings))
+        return sorted((ex.query_id, ex.positive_id) for ex in data["examples"]), data["train_query_count"]
+
+    everything, queries = picked()
+    assert len(everything) == queries == 22  # 30 judged queries, 8 held out for dev, one positive each
+    capped, count = picked(max_triples=5)
+    assert len(capped) == count == 5 and set(capped) <= set(everything)
+    half, _ = picked(sample_ratio=0.5)
+    assert half == picked(sample_ratio=0.5)[0] and 5 <= len(half) <= 17 and set(half) <= set(everything)
+    assert half != picked(sample_ratio=0.5, seed=4)[0]  # the seed decides which pairs
+    three, _ = picked(sample_ratio=0.5, max_triples=3)
+    assert len(three) == 3 and set(three) <= set(half)  # the same draws, stopped after three kept

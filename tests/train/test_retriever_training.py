@@ -238,3 +238,85 @@ def test_ddp_with_two_cpu_processes_on_gloo(tiny: str, tmp_path: Path) -> None:
     assert summary["replicas_identical"] is True
     assert summary["head_sha256"]["initial"] != summary["head_sha256"]["final"]
     assert (out / "model" / "model.safetensors").is_file()
+
+
+def _tracked_run(tiny: str, passages: Path, tmp_path: Path, tracking: dict, **extra: object) -> dict:
+    from rankwise.train.retriever import train_retriever
+
+    settings = {"output_dir": str(tmp_path / "out"), "passages": str(passages), "model": tiny, "freeze_base": True}
+    settings |= {"num_negatives": 0, "dev_queries": 20, "batch_size": 8, "max_steps": 4, "eval_steps": 2}
+    settings |= {"lr_head": 0.01, "tracking": tracking, **extra}
+    return train_retriever(load_config(write_config(tmp_path / "c.yaml", **settings)), show_progress=False)
+
+
+def _wandb_records(path: Path) -> list:
+    """The records of an offline run's ``.wandb`` file (wandb >= 0.19 ships no Python reader): a 7-byte header,
+    then LevelDB-log framing (32 KiB blocks; per chunk a crc32c, a length and a FULL/FIRST/MIDDLE/LAST type) around
+    protobuf ``Record`` messages."""
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    data, block, pos, chunks, out = path.read_bytes(), 32768, 7, b"", []
+    assert data[:4] == b":W&B"
+    while pos + 7 <= len(data):
+        left = block - pos % block
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        if left < 7 or (kind == 0 and length == 0):  # block trailer or zero padding
+            pos += left
+            continue
+        chunks += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):  # FULL or LAST: a whole record
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunks)
+            out.append(record)
+            chunks = b""
+    return out
+
+
+def test_wandb_offline_run_holds_the_model_marked_best_and_latest(
+    tiny: str, passages: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import wandb
+
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    summary = _tracked_run(tiny, passages, tmp_path, {"backend": "wandb", "uri": str(tmp_path / "wb"), "project": "t"})
+    [run_dir] = (tmp_path / "wb" / "wandb").glob("offline-run-*")
+    [log] = run_dir.glob("run-*.wandb")
+    wandb.teardown()  # the wandb-core service writes the run file after finish(); it is complete once it stops
+    records = _wandb_records(log)
+    kinds = [record.WhichOneof("record_type") for record in records]
+    assert kinds[-1] == "exit" and records[-1].exit.exit_code == 0
+    artifacts = [record.artifact for record in records if record.WhichOneof("record_type") == "artifact"]
+    assert [(a.name, a.type, sorted(a.aliases)) for a in artifacts] == [
+        ("retriever-model", "model", ["best", "latest"])
+    ]
+    assert any(entry.path == "model.safetensors" for entry in artifacts[0].manifest.contents)
+    history = [record.history for record in records if record.WhichOneof("record_type") == "history"]
+    losses = {h.step.num: json.loads(i.value_json) for h in history for i in h.item if "loss" in (i.key, *i.nested_key)}
+    logged = [json.loads(line) for line in (tmp_path / "out" / "log.jsonl").read_text().splitlines()]
+    assert losses == {row["step"]: row["loss"] for row in logged if "loss" in row}
+    assert {1, 2, 3} <= set(losses) and summary["steps"] == 4  # one history row per logging step (logging_steps: 1)
+    [run] = [record.run for record in records if record.WhichOneof("record_type") == "run"]
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert config["kind"] == "retriever" and config["lr_head"] == 0.01 and run.project == "t"
+
+
+def test_mlflow_marks_a_best_checkpoint_apart_from_the_latest_model(tiny: str, passages: Path, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    summary = _tracked_run(tiny, passages, tmp_path, {"backend": "mlflow", "uri": uri}, load_best=False)
+    client = MlflowClient(tracking_uri=uri)
+    [run] = client.search_runs([client.get_experiment_by_name("rankwise").experiment_id])
+    tags = run.data.tags
+    assert tags["rankwise.latest"] == "model" and tags["rankwise.best"] == "best"
+    assert tags["rankwise.best_checkpoint"] == summary["best_checkpoint"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id)} == {"model", "best"}
+    best = {a.path for a in client.list_artifacts(run.info.run_id, "best")}
+    assert "best/model.safetensors" in best or any(p.startswith("best/") for p in best)
+    dev = client.get_metric_history(run.info.run_id, "eval_dev_ndcg_at_10")
+    assert [m.step for m in dev] == [2, 4]
+    assert run.data.metrics["after.dev_ndcg_at_10"] == pytest.approx(summary["after"]["dev_ndcg@10"])
+    assert run.data.params["freeze_base"] == "True" and run.data.params["kind"] == "retriever"

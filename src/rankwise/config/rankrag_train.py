@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rankwise.config.sections.run import TrackingConfig
 from rankwise.config.yaml_config import build, expand_setting, read_mapping
 
 PATH_KEYS = ("output_dir", "blend_path")
@@ -85,6 +86,7 @@ class RankRAGTrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     device: str | None = Field(None, description="'cpu' to force the CPU; default: what the Trainer picks")
     trust_remote_code: bool = False
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow / W&B run of this training")
 
     @model_validator(mode="after")
     def _check(self) -> RankRAGTrainConfig:

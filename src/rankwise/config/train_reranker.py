@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rankwise.config.defaults import Aggregate
+from rankwise.config.sections.run import TrackingConfig
 from rankwise.config.yaml_config import build, expand_setting, read_mapping
 
 LOSSES = ("bce", "softmax", "listnet", "lambda")
@@ -31,6 +32,10 @@ class RerankerTrainConfig(BaseModel):
     dev_queries: int = Field(50, ge=1, description="judged train queries held out for model selection")
     first_stage_run: str | None = Field(None, description="TREC run of the train queries; default: BM25")
     first_stage_depth: int = Field(100, ge=1)
+    sample_ratio: float = Field(
+        1.0, gt=0, le=1, description="keep each judged (query, positive) training pair with this probability (seeded)"
+    )
+    max_triples: int | None = Field(None, ge=1, description="train on at most this many (query, positive) pairs")
     num_negatives: int = Field(2, ge=1, description="negatives per positive (1:N)")
     negative_window: tuple[int, int] = Field((10, 100), description="1-based inclusive ranks to sample from")
     loss: Literal["bce", "softmax", "listnet", "lambda"] = "bce"
@@ -73,6 +78,7 @@ class RerankerTrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     device: str | None = Field(None, description="'cpu' to force the CPU; default: what the Trainer picks")
     trust_remote_code: bool = False
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow / W&B run of this training")
 
     @model_validator(mode="after")
     def _check(self) -> RerankerTrainConfig:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rankwise.config.sections.run import TrackingConfig
 from rankwise.config.yaml_config import build, read_mapping
 
 
@@ -28,6 +29,16 @@ class RetrieverTrainConfig(BaseModel):
     passages: str | None = Field(None, description="raw passages (.jsonl or blank-line text) -> pseudo queries")
     pseudo_queries: Literal["ict", "title"] = "ict"
     max_pairs: int | None = Field(None, ge=1, description="use at most this many training pairs (after dev)")
+    sample_ratio: float = Field(
+        1.0, gt=0, le=1, description="keep each triple / judged pair with this probability (seeded; read streamed)"
+    )
+    max_triples: int | None = Field(None, ge=1, description="stop reading after this many kept triples / pairs")
+    negative_pool: int | None = Field(
+        None,
+        ge=0,
+        description="data: read the BEIR files line by line (MS MARCO's 8.8M passages never held whole), keeping "
+        "the sampled pairs' texts and a seeded sample of this many other passages for BM25 negatives and dev",
+    )
     dev_split: str | None = Field(None, description="judged split for dev evaluation; default: hold out queries")
     dev_queries: int = Field(50, ge=0, description="training queries held out for dev evaluation (0: none)")
     dev_corpus_size: int = Field(1000, ge=0, description="dev corpus: relevant docs + others up to this (0: all)")
@@ -70,6 +81,7 @@ class RetrieverTrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     device: str | None = Field(None, description="'cpu' to force the CPU; default: what the Trainer picks")
     diagnostics_sample: int = Field(512, ge=2, description="corpus texts embedded for the isotropy diagnostics")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow / W&B run of this training")
 
     @model_validator(mode="after")
     def _check(self) -> RetrieverTrainConfig:
@@ -85,6 +97,8 @@ class RetrieverTrainConfig(BaseModel):
             raise ValueError("head_dim applies with head: true only")
         if self.dev_split and not self.data:
             raise ValueError("dev_split applies to data only")
+        if self.negative_pool is not None and (not self.data or self.dev_split):
+            raise ValueError("negative_pool applies to data without dev_split (dev queries are held out instead)")
         return self
 
     def path(self, name: str) -> Path | None:

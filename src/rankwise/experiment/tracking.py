@@ -1,8 +1,8 @@
 """Optional experiment tracking, off by default: MLflow (local file store) or Weights & Biases (offline mode).
 
 Both log the flattened resolved config as parameters and every stage's metrics as ``<stage>.<metric>``; the
-output folder's files are attached as artifacts (MLflow) or saved (W&B). Neither library is a dependency:
-choosing a backend without it installed raises :class:`~rankwise.errors.MissingExtraError`.
+output folder's files are attached as artifacts (MLflow) or saved (W&B). The backend is opened by
+:func:`rankwise.train.tracking_backend.open_run`, which the trainers share.
 """
 
 from __future__ import annotations
@@ -11,17 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from rankwise.config.experiment import ExperimentConfig
-from rankwise.errors import MissingExtraError
+from rankwise.train.tracking_backend import flatten, open_run
 
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists become their string form."""
-    if isinstance(value, dict):
-        out: dict[str, Any] = {}
-        for key, item in value.items():
-            out.update(flatten(item, f"{prefix}{key}."))
-        return out
-    return {prefix.rstrip("."): value if isinstance(value, int | float | str | bool) or value is None else str(value)}
+__all__ = ["flatten", "stage_metrics", "track"]
 
 
 def stage_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -39,32 +31,19 @@ def stage_metrics(metrics: dict[str, Any]) -> dict[str, float]:
 
 def track(config: ExperimentConfig, metrics: dict[str, Any], out_dir: Path) -> None:
     """Log one data set's run to the configured backend (nothing when ``tracking.backend`` is ``none``)."""
-    backend = config.tracking.backend
-    if backend == "none":
-        return
-    params = flatten(config.model_dump(mode="json"))
-    values = stage_metrics(metrics)
+    settings = config.tracking
     run_name = f"{config.name}/{metrics['dataset']['name']}"
-    if backend == "mlflow":
-        try:
-            import mlflow
-        except ImportError as exc:
-            raise MissingExtraError("mlflow", "tracking") from exc
-        mlflow.set_tracking_uri(config.tracking.uri or (Path.cwd() / "mlruns").as_uri())
-        mlflow.set_experiment(config.tracking.project)
-        with mlflow.start_run(run_name=run_name):
-            mlflow.log_params(params)
-            mlflow.log_metrics({k.replace("@", "_at_"): v for k, v in values.items()})
-            mlflow.log_artifacts(str(out_dir))
+    run = open_run(settings.backend, settings.uri, settings.project, run_name, flatten(config.model_dump(mode="json")))
+    if run is None:
         return
     try:
-        import wandb
-    except ImportError as exc:
-        raise MissingExtraError("wandb", "tracking") from exc
-    run = wandb.init(
-        project=config.tracking.project, name=run_name, config=params, mode="offline", dir=config.tracking.uri
-    )
-    run.log(values)
-    for path in sorted(out_dir.glob("*.json")):
-        run.save(str(path), base_path=str(out_dir), policy="now")
+        run.log_metrics(stage_metrics(metrics))
+        if run.backend == "mlflow":
+            run.client.log_artifacts(run.handle, str(out_dir))
+        else:
+            for path in sorted(out_dir.glob("*.json")):
+                run.handle.save(str(path), base_path=str(out_dir), policy="now")
+    except BaseException:
+        run.finish(failed=True)
+        raise
     run.finish()

@@ -40,12 +40,13 @@ from rankwise.data.files import atomic_dir, atomic_write_text
 from rankwise.errors import DataError, MissingExtraError, RankwiseError
 from rankwise.rankrag.answer_loss import answer_only_trainer
 from rankwise.rankrag.blend import build_blend, write_blend
+from rankwise.train.tracking import start_tracking
 
 logger = logging.getLogger(__name__)
 
 PRESET_FILE = "rankrag.json"  # in model/: the prompt settings it was trained with (read by the preset)
 BASE_FILE = "rankwise_base.json"  # in an adapter directory: the base model the adapter belongs to
-RESUME_IGNORED = {"threads", "resume", "device"}
+RESUME_IGNORED = {"threads", "resume", "device", "tracking"}
 
 
 def read_chat_rows(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
@@ -142,6 +143,8 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
     main = _is_main_process()
     atomic_write_text(out / "config.json", json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
     blend_file = stage2_blend(config, out, main)
+    tracker = start_tracking(config.tracking, "rankrag", config)  # logs every Trainer log; no dev metric: best = final
+    callbacks = [tracker.callback(), *(callbacks or [])]
 
     base, stage1_steps = config.model, 0
     if config.stage1 is not None:
@@ -198,6 +201,7 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
     }
     if main:
         atomic_write_text(finished, json.dumps(metrics, indent=2) + "\n")
+        tracker.finish(out / "model", metrics)
     return metrics
 
 

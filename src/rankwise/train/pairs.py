@@ -20,15 +20,17 @@ import hashlib
 import json
 import random
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 from rankwise.errors import DataError, RankwiseError
 from rankwise.retrieve.bm25 import BM25Retriever
 from rankwise.train.negatives import mine_negatives
 from rankwise.types import Dataset, Document, Query
 
+T = TypeVar("T")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
 
 
@@ -54,19 +56,39 @@ class PairSet:
         return judged
 
 
+def sample(items: Iterable[T], ratio: float = 1.0, cap: int | None = None, seed: int = 0) -> Iterator[T]:
+    """Keep each item with probability ``ratio`` (one seeded draw per item, in order: the same file, ratio and
+    seed keep the same items), stop after ``cap`` kept; lazy, so a file is read only as far as needed."""
+    rng = random.Random(seed)
+    kept = 0
+    for item in items:
+        if cap is not None and kept >= cap:
+            return
+        if ratio >= 1.0 or rng.random() < ratio:
+            kept += 1
+            yield item
+
+
 def text_id(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
-def from_dataset(dataset: Dataset, min_relevance: int = 1) -> PairSet:
-    """One pair per judged-relevant (query, document) of ``dataset`` (in qrels order)."""
-    pairs = []
-    for qid, judged in dataset.qrels.items():
-        if qid not in dataset.queries:
-            continue
-        for doc_id, grade in judged.items():
-            if grade >= min_relevance and doc_id in dataset.corpus:
-                pairs.append(Pair(qid, dataset.queries[qid].text, doc_id, dataset.corpus[doc_id].contents))
+def from_dataset(
+    dataset: Dataset, min_relevance: int = 1, ratio: float = 1.0, cap: int | None = None, seed: int = 0
+) -> PairSet:
+    """One pair per judged-relevant (query, document) of ``dataset`` (in qrels order); ``ratio``/``cap``/``seed``
+    sample them (:func:`sample`)."""
+    judged_pairs = (
+        (qid, doc_id)
+        for qid, judged in dataset.qrels.items()
+        if qid in dataset.queries
+        for doc_id, grade in judged.items()
+        if grade >= min_relevance and doc_id in dataset.corpus
+    )
+    pairs = [
+        Pair(qid, dataset.queries[qid].text, doc_id, dataset.corpus[doc_id].contents)
+        for qid, doc_id in sample(judged_pairs, ratio, cap, seed)
+    ]
     if not pairs:
         raise RankwiseError(f"data set '{dataset.name}' has no judged-relevant (query, document) pairs")
     corpus = {doc_id: doc.contents for doc_id, doc in dataset.corpus.items()}
@@ -92,13 +114,15 @@ def _iter_lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
-def read_triples(path: str | Path, limit: int | None = None) -> PairSet:
-    """Read MS MARCO-style triples (``.tsv`` or ``.jsonl``, see the module docstring); at most ``limit``."""
+def read_triples(path: str | Path, limit: int | None = None, ratio: float = 1.0, seed: int = 0) -> PairSet:
+    """Read MS MARCO-style triples (``.tsv`` or ``.jsonl``, see the module docstring), streamed: each line kept
+    with probability ``ratio`` (seeded, :func:`sample`), reading stops at ``limit`` pairs; only kept lines' texts
+    are held (MS MARCO's ``triples.train.small.tsv`` has 39.8M lines)."""
     path = Path(path)
     pairs: list[Pair] = []
     corpus: dict[str, str] = {}
     jsonl = path.suffix.lower() in (".jsonl", ".json")
-    for number, line in _iter_lines(path):
+    for number, line in sample(_iter_lines(path), ratio, seed=seed):
         if limit is not None and len(pairs) >= limit:
             break
         if jsonl:

@@ -41,6 +41,8 @@ from rankwise.rerank.cross_encoder import TRAINED_SETTINGS, CrossEncoderReranker
 from rankwise.retrieve.bm25 import BM25Retriever
 from rankwise.retrieve.fusion import fuse
 from rankwise.train.negatives import TrainingExample, bm25_windows, mine_negatives, write_examples
+from rankwise.train.pairs import sample
+from rankwise.train.tracking import start_tracking
 from rankwise.types import Document, Qrels, Query, Run
 
 logger = logging.getLogger(__name__)
@@ -235,6 +237,7 @@ def train_reranker(
     atomic_write_text(out / "config.json", json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
     write_examples(data["examples"], out / "examples.jsonl")
 
+    tracker = start_tracking(config.tracking, "reranker", config)
     set_seed(config.seed)
     model = load_cross_encoder(
         config.model, max_length=config.max_length, trust_remote_code=config.trust_remote_code, num_labels=1
@@ -255,7 +258,7 @@ def train_reranker(
         train_dataset=build_train_dataset(data["examples"], config.loss),
         loss=build_loss(model, config),
         evaluator=evaluator,
-        callbacks=[_JsonLogCallback(out / "log.jsonl"), *(callbacks or [])],
+        callbacks=[_JsonLogCallback(out / "log.jsonl"), tracker.callback(), *(callbacks or [])],
     )
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() and config.resume else None
     if last:
@@ -283,6 +286,7 @@ def train_reranker(
     if config.tune_interpolation:
         metrics["interpolation"] = _pick_interpolation(config, data, trainer.model, out, show_progress)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    tracker.finish(out / "model", metrics, state.best_model_checkpoint)  # load_best_model_at_end: final is best
     return metrics
 
 
@@ -307,6 +311,11 @@ def _prepare(config: RerankerTrainConfig) -> dict[str, Any]:
     if not dataset.qrels:
         raise RankwiseError(f"{config.data}: split '{config.train_split}' has no judgements to train on")
     train_ids, dev_ids = split_dev(dataset.qrels, dataset.queries, config.dev_queries, config.seed)
+    kept = None
+    if config.sample_ratio < 1 or config.max_triples is not None:  # (query, positive) pairs, seeded, before mining
+        judged = ((qid, doc_id) for qid in train_ids for doc_id, grade in dataset.qrels[qid].items() if grade > 0)
+        kept = set(sample(judged, config.sample_ratio, config.max_triples, config.seed))
+        train_ids = sorted({qid for qid, _ in kept})
     wanted = {qid: dataset.queries[qid] for qid in train_ids + dev_ids}
     if config.first_stage_run:
         run = read_run(config.first_stage_run)
@@ -331,7 +340,7 @@ def _prepare(config: RerankerTrainConfig) -> dict[str, Any]:
     )
     if not mined.examples:
         raise RankwiseError("no training example could be mined: " + "; ".join(mined.warnings))
-    examples = mined.examples
+    examples = [ex for ex in mined.examples if kept is None or (ex.query_id, ex.positive_id) in kept]
     if config.train_text == "bm25_window":
         examples = bm25_windows(examples, dataset.corpus)
     return {
@@ -352,9 +361,9 @@ def _check_resumable(config: RerankerTrainConfig, out: Path) -> None:
         return
     previous = json.loads(saved.read_text())
     current = config.model_dump(mode="json")
-    ignored = {"threads", "resume"}
-    defaults = {name: field.default for name, field in RerankerTrainConfig.model_fields.items()}
-    changed = sorted(k for k in current if k not in ignored and previous.get(k, defaults[k]) != current[k])
+    ignored = {"threads", "resume", "tracking"}
+    defaults = RerankerTrainConfig.model_construct().model_dump(mode="json")
+    changed = sorted(k for k in current if k not in ignored and previous.get(k, defaults.get(k)) != current[k])
     if changed:
         raise RankwiseError(
             f"{out} holds checkpoints of a run with different settings ({', '.join(changed)}): "

@@ -52,6 +52,7 @@ from rankwise.evaluate.retrieval import evaluate
 from rankwise.train.frozen_base import lookup_model
 from rankwise.train.retriever_data import prepare_data
 from rankwise.train.retriever_losses import build_loss, isotropy_stats
+from rankwise.train.tracking import start_tracking
 from rankwise.types import Qrels, Query
 
 logger = logging.getLogger(__name__)
@@ -226,13 +227,14 @@ def train_retriever(
         evaluator = DevRetrievalEvaluator(**data["dev"], batch_size=64)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1  # set by torchrun
     args = training_arguments(config, checkpoints, evaluator is not None, model_head, distributed, show_progress)
+    tracker = start_tracking(config.tracking, "retriever", config)
     trainer = SentenceTransformerTrainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_dict(data["columns"]),
         loss=build_loss(model, config, distributed),
         evaluator=evaluator,
-        callbacks=[_JsonLogCallback(out / "log.jsonl"), *(callbacks or [])],
+        callbacks=[_JsonLogCallback(out / "log.jsonl"), tracker.callback(), *(callbacks or [])],
     )
     main_process = trainer.is_world_process_zero()
     if main_process:
@@ -271,6 +273,8 @@ def train_retriever(
         with atomic_dir(out / "model") as tmp:
             full.save(str(tmp), safe_serialization=True)
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+        best = trainer.state.best_model_checkpoint
+        tracker.finish(out / "model", summary, best, final_is_best=config.load_best or best is None)
     return summary
 
 
@@ -289,8 +293,9 @@ def _check_resumable(config: RetrieverTrainConfig, out: Path) -> None:
         return
     previous = json.loads(saved.read_text(encoding="utf-8"))
     current = config.model_dump(mode="json")
-    ignored = {"threads", "resume", "max_steps", "epochs", "device"}
-    changed = sorted(k for k in current if k not in ignored and previous.get(k) != current[k])
+    ignored = {"threads", "resume", "max_steps", "epochs", "device", "tracking"}
+    defaults = RetrieverTrainConfig.model_construct().model_dump(mode="json")
+    changed = sorted(k for k in current if k not in ignored and previous.get(k, defaults.get(k)) != current[k])
     if changed:
         raise RankwiseError(
             f"{out} holds checkpoints of a run with different settings ({', '.join(changed)}): "

@@ -12,15 +12,22 @@ from rankwise.config.train_retriever import RetrieverTrainConfig
 from rankwise.data import load_dataset
 from rankwise.errors import RankwiseError
 from rankwise.train import pairs
+from rankwise.train.msmarco import stream_pairs
 from rankwise.train.pairs import Pair, PairSet
 from rankwise.types import Qrels, Query
 
 
 def load_pairs(config: RetrieverTrainConfig) -> PairSet:
+    if config.data and config.negative_pool is not None:
+        return stream_pairs(
+            config.path("data"), config.train_split, config.sample_ratio, config.max_triples, config.seed,
+            config.negative_pool,
+        )  # fmt: skip
     if config.data:
-        return pairs.from_dataset(load_dataset(config.path("data"), split=config.train_split))
+        dataset = load_dataset(config.path("data"), split=config.train_split)
+        return pairs.from_dataset(dataset, ratio=config.sample_ratio, cap=config.max_triples, seed=config.seed)
     if config.triples:
-        return pairs.read_triples(config.path("triples"))
+        return pairs.read_triples(config.path("triples"), config.max_triples, config.sample_ratio, config.seed)
     docs = pairs.read_passages(config.path("passages"))
     return pairs.pseudo_query_pairs(docs, mode=config.pseudo_queries, seed=config.seed)
 
