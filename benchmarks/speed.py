@@ -4,6 +4,8 @@ same SciFact texts, in one process, alternating rounds (issue 22).
     RANKWISE_DATA=../shared/datasets python benchmarks/speed.py [--precisions auto,int8] [--queries 20]
         [--depth 20] [--docs 300] [--rounds 2] [--max-length 128] [--stages cross-encoder,dense,bm25,sparse]
         [--bm25-k 100,1000] [--sparse-docs 200]
+    RANKWISE_DATA=../shared/datasets python benchmarks/speed.py --stages llm --precisions auto --queries 50 \
+        --llm-queries 10 --depth 20 --rounds 2
 
 - cross-encoder: (query, BM25 top-``depth`` passage) pairs of the first ``--queries`` SciFact test queries, scored
   by ``CrossEncoder.predict`` (batch 32, fp32) and by ``CrossEncoderReranker`` at each ``--precisions`` entry.
@@ -15,6 +17,9 @@ same SciFact texts, in one process, alternating rounds (issue 22).
   queries are encoded the way each side encodes its documents. nDCG@10 is over that sub-corpus.
 - bm25, sparse: see ``benchmarks/_speed_sparse.py`` (all 1,109 SciFact queries through rankwise's BM25 on bm25s'
   numba backend against bm25s' numpy default; splade-tiny at each precision against ``SparseEncoder`` fp32).
+- llm: SmolLM2 P(True) against the plain fp32 transformers loop (one pair per forward pass), timed on the first
+  ``--llm-queries`` queries' pairs, nDCG@10 over all ``--queries`` (see ``benchmarks/_speed_llm.py``). Not run
+  by default (minutes on two CPU cores).
 
 Quality columns, each against the fp32 peer: Spearman of the scores (cross-encoder) or the minimum / mean cosine
 of the vectors (dense), nDCG@10 of both sides, recall@10 of rankwise's top-10 against fp32's top-10. Times are the
@@ -35,6 +40,7 @@ from typing import Any
 import numpy as np
 
 import _speed_sparse  # benchmarks/_speed_sparse.py: the bm25 and sparse rows
+from _speed_llm import llm  # benchmarks/_speed_llm.py
 from _timing import best_of  # benchmarks/_timing.py (scripts run as python benchmarks/X.py)
 
 
@@ -186,6 +192,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=20, help="first N judged SciFact test queries")
     parser.add_argument("--depth", type=int, default=20, help="BM25 passages per query for the cross-encoder")
     parser.add_argument("--docs", type=int, default=300, help="dense: documents to encode (0 = the whole corpus)")
+    parser.add_argument("--llm-queries", type=int, default=10, help="llm: time the first N queries' pairs")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--bm25-k", default="100,1000", help="bm25: depths to time (comma-separated)")
     parser.add_argument("--sparse-docs", type=int, default=200, help="sparse: documents to encode")
@@ -207,10 +214,14 @@ def main() -> None:
     dataset = load_dataset(args.data / "scifact", split="test")
     queries = dict(list(dataset.judged_queries().items())[: args.queries])
     rows: list[dict] = []
-    if "cross-encoder" in stages:
+    if stages & {"cross-encoder", "llm"}:
         bm25 = BM25Retriever(show_progress=False)
         bm25.index(dataset.corpus)
-        rows += cross_encoder(args, dataset, queries, bm25.search(queries, k=args.depth))
+        first_stage = bm25.search(queries, k=args.depth)
+    if "cross-encoder" in stages:
+        rows += cross_encoder(args, dataset, queries, first_stage)
+    if "llm" in stages:
+        rows += llm(args, dataset, queries, first_stage, (runs_from_scores, top10_recall))
     if "dense" in stages:
         rows += dense(args, dataset, queries)
     if "sparse" in stages:

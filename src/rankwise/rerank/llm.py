@@ -81,6 +81,7 @@ class LLMReranker(Reranker):
         device: str | None = None,
         trust_remote_code: bool = False,
         show_progress: bool = True,
+        share_prefix: bool = True,
     ) -> None:
         from rankwise.config.models import load_causal_lm
 
@@ -103,8 +104,9 @@ class LLMReranker(Reranker):
         self.false_id = self._single_token(false_token)
         self.max_passage_tokens = max_passage_tokens
         self.batch_size, self.max_tokens = batch_size, max_tokens
-        self.show_progress = show_progress
+        self.show_progress, self.share_prefix = show_progress, share_prefix
         self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        self._head = self._fp32_head()
 
     def _single_token(self, word: str) -> int:
         ids = self.tokenizer.encode(word, add_special_tokens=False)
@@ -126,48 +128,109 @@ class LLMReranker(Reranker):
     def score(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
         if not pairs:
             return []
-        passages = self.truncate([passage for _, passage in pairs])
-        prompts = [self.prompt(question, passage) for (question, _), passage in zip(pairs, passages, strict=True)]
+        unique = list(dict.fromkeys((question, passage) for question, passage in pairs))  # each pair scored once
+        passages = self.truncate([passage for _, passage in unique])
+        prompts = [self.prompt(question, passage) for (question, _), passage in zip(unique, passages, strict=True)]
         encoded = self.tokenizer(prompts, add_special_tokens=not self.use_chat_template)["input_ids"]
-        return self.score_token_ids(encoded)
+        scores = dict(zip(unique, self.score_token_ids(encoded), strict=True))
+        return [scores[(question, passage)] for question, passage in pairs]
 
     def score_token_ids(self, encoded: Sequence[Sequence[int]]) -> list[float]:
-        """Scores for already tokenised prompts, batched longest first under the ``max_tokens`` budget."""
+        """Scores for already tokenised prompts, batched longest first under the ``max_tokens`` budget.
+
+        The token prefix all prompts share (the chat header and the template's start) runs once; its KV cache is
+        repeated over each batch, which then feeds only the rest of every prompt (``share_prefix``).
+        """
         import numpy as np
         import torch
 
+        shared = shared_prefix_length(encoded) if self.share_prefix and len(encoded) > 1 else 0
         lengths = np.array([len(ids) for ids in encoded])
         order = np.argsort(-lengths, kind="stable")
         scores = np.empty(len(encoded), dtype=np.float64)
-        pad_id = self.tokenizer.pad_token_id
-        device = next(self.model.parameters()).device
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode(), progress(len(encoded), self.show_progress, "LLM reranking") as advance:
+                prefix = self._prefix_cache(encoded[0][:shared]) if shared else None
                 start = 0
                 while start < len(order):
                     width = int(lengths[order[start]])
                     size = max(1, min(self.batch_size, self.max_tokens // max(width, 1)))
                     batch = order[start : start + size]
-                    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-                    mask = torch.zeros((len(batch), width), dtype=torch.long)
-                    for row, i in enumerate(batch):  # left padding: the prompt ends at the last column
-                        ids = encoded[i]
-                        input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-                        mask[row, width - len(ids) :] = 1
-                    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-                    kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._keeps_logits else {}
-                    logits = self.model(
-                        input_ids=input_ids.to(device),
-                        attention_mask=mask.to(device),
-                        position_ids=positions.to(device),
-                        **kwargs,
-                    ).logits[:, -1, :]
-                    margin = (logits[:, self.true_id] - logits[:, self.false_id]).float()
+                    margin = self._margins([encoded[i][shared:] for i in batch], prefix, shared)
                     scores[batch] = torch.sigmoid(margin).cpu().numpy()
                     start += size
                     advance(len(batch))
         finally:
             self.model.train(was_training)
         return scores.tolist()
+
+    def _prefix_cache(self, prefix: Sequence[int]) -> Any:
+        import torch
+
+        device = next(self.model.parameters()).device
+        ids = torch.tensor([list(prefix)], dtype=torch.long, device=device)
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._keeps_logits else {}
+        return self.model(input_ids=ids, use_cache=True, **kwargs).past_key_values
+
+    def _margins(self, rows: Sequence[Sequence[int]], prefix: Any, shared: int) -> Any:
+        """``logit[True] - logit[False]`` (fp32) of the next token after each row, left padded into one batch; after
+        a ``prefix`` cache of ``shared`` tokens the padding sits between the prefix and the row, masked out."""
+        import copy
+
+        import torch
+
+        device = next(self.model.parameters()).device
+        width = max(len(ids) for ids in rows)
+        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for row, ids in enumerate(rows):  # left padding: the prompt ends at the last column
+            input_ids[row, width - len(ids) :] = torch.tensor(list(ids), dtype=torch.long)
+            mask[row, width - len(ids) :] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0) + shared
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._keeps_logits else {}
+        if prefix is not None:
+            cache = copy.deepcopy(prefix)  # the forward pass appends to the cache it is given
+            cache.batch_repeat_interleave(len(rows))
+            mask = torch.cat([torch.ones((len(rows), shared), dtype=torch.long), mask], dim=1)
+            kwargs.update(past_key_values=cache, use_cache=True)
+        inputs = {
+            "input_ids": input_ids.to(device),
+            "attention_mask": mask.to(device),
+            "position_ids": positions.to(device),
+        }
+        if self._head is None:
+            logits = self.model(**inputs, **kwargs).logits[:, -1, :]
+            return logits[:, self.true_id].float() - logits[:, self.false_id].float()
+        kwargs.pop("logits_to_keep", None)
+        hidden = self._head[0](**inputs, **kwargs).last_hidden_state[:, -1, :]
+        return hidden.float() @ self._head[1] + self._head[2]
+
+    def _fp32_head(self) -> tuple[Any, Any, Any] | None:
+        """For a model in reduced precision: ``(its base model, w, b)`` with ``margin = hidden @ w + b`` in fp32
+        (the True row minus the False row of the output layer), so that the last step, where bf16 would round
+        logits of ~20 to steps of 0.125, stays exact. None (use the logits) for fp32 models and for output layers
+        that do more than a linear map (a logit scale or soft-capping)."""
+        import torch
+
+        head, base = self.model.get_output_embeddings(), getattr(self.model, self.model.base_model_prefix, None)
+        config = self.model.config
+        special = any(getattr(config, key, None) for key in ("final_logit_softcapping", "logit_scale"))
+        if next(self.model.parameters()).dtype == torch.float32 or not isinstance(head, torch.nn.Linear):
+            return None
+        if base is None or special:
+            return None
+        weight = (head.weight[self.true_id] - head.weight[self.false_id]).detach().float()
+        bias = 0.0 if head.bias is None else float(head.bias[self.true_id] - head.bias[self.false_id])
+        return base, weight, bias
+
+
+def shared_prefix_length(encoded: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens all prompts share, leaving at least one token of every prompt to feed."""
+    shortest = min(len(ids) for ids in encoded)
+    common = 0
+    first = encoded[0]
+    while common < shortest - 1 and all(ids[common] == first[common] for ids in encoded):
+        common += 1
+    return common
