@@ -7,7 +7,10 @@ underflow. Passages are cut to ``max_passage_tokens`` first, so a long passage n
 The messages come from :func:`ranking_messages`, which RankRAG training uses too, so both see the same prompt.
 
 Prompts are batched with left padding (the next-token logits are then at the last position of every row) and
-explicit position ids, so a padded row scores the same as the prompt alone. Models load from a hub name, a
+explicit position ids, so a padded row scores the same as the prompt alone. Speed without changing the scores:
+identical (question, passage) pairs are scored once; the token prefix every prompt shares (chat header, template
+start) runs once and its KV cache is reused by every batch; a model loaded in bf16 (``precision: auto`` where bf16
+is native) keeps the last step, the True-minus-False margin of the output layer, in fp32. Models load from a hub name, a
 local checkpoint or a GGUF file (``"smollm2"`` = the bundled SmolLM2-135M-Instruct, the offline default).
 """
 
