@@ -149,7 +149,7 @@ def test_rag_mtrag_retrieval_only_says_pooled(data_root, tmp_path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--dataset", "squad"], "--dataset must be hotpotqa or mtrag"),
+        (["--dataset", "squad"], "--dataset must be hotpotqa, mtrag or open-qa"),
         (["--dataset", "hotpotqa", "--retriever", "magic", "--generator", "none"], "--retriever must be one of"),
         (["--dataset", "hotpotqa", "--reranker", "cross-encoder", "--generator", "none"], "needs --reranker-model"),
         (["--dataset", "hotpotqa", "--generator", "http://127.0.0.1:9/v1"], "needs the served model"),
