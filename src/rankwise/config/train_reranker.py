@@ -17,7 +17,12 @@ from rankwise.config.sections.run import TrackingConfig
 from rankwise.config.yaml_config import build, expand_setting, read_mapping
 
 LOSSES = ("bce", "softmax", "listnet", "lambda")
-PATH_KEYS = ("data", "output_dir", "first_stage_run")  # these may name environment variables: ${RANKWISE_DATA}
+PATH_KEYS = (
+    "data",
+    "output_dir",
+    "first_stage_run",
+    "mtrag_dir",
+)  # these may name environment variables: ${RANKWISE_DATA}
 
 
 class RerankerTrainConfig(BaseModel):
@@ -25,7 +30,10 @@ class RerankerTrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    data: str = Field(description="data set to train on (a BEIR directory such as SciFact)")
+    data: str = Field(
+        description="data set to train on: a BEIR directory such as SciFact, or MT-RAG tasks split by "
+        "conversation: 'mtrag:all' or 'mtrag:clapnq,fiqa' (see the MT-RAG block below)"
+    )
     output_dir: str = Field(description="where checkpoints/, model/, metrics.json and log.jsonl go")
     model: str = Field("minilm", description="start point: 'minilm' (bundled MiniLM body), a hub name or a path")
     train_split: str = "train"
@@ -80,6 +88,18 @@ class RerankerTrainConfig(BaseModel):
     trust_remote_code: bool = False
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow / W&B run of this training")
 
+    # MT-RAG tasks (data: mtrag:...): conversation-level train/test split (rankwise.train.mtrag_data).
+    mtrag_dir: str | None = Field(None, description="the MT-RAG directory (default: $RANKWISE_DATA/mtrag)")
+    split_by: Literal["conversation"] = Field(
+        "conversation", description="MT-RAG: held-out tasks are whole conversations (none on both sides)"
+    )
+    test_fraction: float = Field(
+        0.3, gt=0, lt=1, description="MT-RAG: share of each domain's conversations held out (heldout.json)"
+    )
+    query: Literal["last_turn", "full_history"] = Field(
+        "last_turn", description="MT-RAG: the query text, as rewrite.strategy (last user turn / all user turns)"
+    )
+
     @model_validator(mode="after")
     def _check(self) -> RerankerTrainConfig:
         start, end = self.negative_window
@@ -87,6 +107,11 @@ class RerankerTrainConfig(BaseModel):
             raise ValueError(f"negative_window must be [start, end] with 1 <= start <= end, got {start}-{end}")
         if self.in_batch_negatives and self.loss != "softmax":
             raise ValueError("in_batch_negatives applies to loss: softmax only")
+        mtrag_only = {"mtrag_dir": None, "test_fraction": 0.3, "query": "last_turn"}
+        if not self.data.startswith("mtrag:"):
+            changed = [key for key, default in mtrag_only.items() if getattr(self, key) != default]
+            if changed:
+                raise ValueError(f"{changed[0]} applies to data: mtrag:... only")
         return self
 
 

@@ -43,6 +43,7 @@ from rankwise.data.mtrag import (
     load_human_retrieval,
     load_pooled_retrieval,
 )
+from rankwise.data.mtrag_split import read_heldout_tasks
 from rankwise.data.open_qa import QA_FORMATS, load_open_qa
 from rankwise.errors import RankwiseError
 from rankwise.types import Dataset
@@ -185,8 +186,8 @@ SOURCES: dict[str, Callable[[DatasetSource, DataConfig], Dataset]] = {
 
 
 def load_for_experiment(source: DatasetSource, config: DataConfig) -> Dataset:
-    """Load the data set and keep its judged queries (all queries for :data:`KEEPS_UNJUDGED` sources; the first
-    ``max_queries`` when set) and their qrels."""
+    """Load the data set and keep its judged queries (all queries for :data:`KEEPS_UNJUDGED` sources; those of
+    ``tasks_file`` when set; the first ``max_queries`` when set) and their qrels."""
     if (config.answerability is not None or config.per_label_limit is not None) and source.source != "mtrag-tasks":
         raise RankwiseError(
             f"data.answerability and data.per_label_limit apply to -d mtrag-tasks:DOMAIN, not {source.name}"
@@ -195,6 +196,11 @@ def load_for_experiment(source: DatasetSource, config: DataConfig) -> Dataset:
         raise RankwiseError(f"data.corpus applies to -d open-qa:FILE, not {source.name}")
     dataset = SOURCES[source.source](source, config)
     queries = dict(dataset.queries) if source.source in KEEPS_UNJUDGED else dataset.judged_queries()
+    if config.tasks_file is not None:
+        listed = read_heldout_tasks(config.tasks_file)
+        queries = {qid: query for qid, query in queries.items() if qid in listed}
+        if not queries:
+            raise RankwiseError(f"data.tasks_file {config.tasks_file}: none of its tasks is a query of {source.name}")
     if not queries:
         raise RankwiseError(f"{source.path}: no judged queries in split '{config.split}'; nothing to evaluate")
     if config.max_queries is not None:

@@ -35,11 +35,13 @@ from transformers import TrainerCallback
 from rankwise.config.train_reranker import RerankerTrainConfig
 from rankwise.data import load_dataset, read_run
 from rankwise.data.files import atomic_dir, atomic_write_text
+from rankwise.data.mtrag_split import HELDOUT_FILE, write_heldout
 from rankwise.errors import RankwiseError
 from rankwise.evaluate.retrieval import evaluate
 from rankwise.rerank.cross_encoder import TRAINED_SETTINGS, CrossEncoderReranker, load_cross_encoder
 from rankwise.retrieve.bm25 import BM25Retriever
 from rankwise.retrieve.fusion import fuse
+from rankwise.train.mtrag_data import mtrag_domains, mtrag_training_data
 from rankwise.train.negatives import TrainingExample, bm25_windows, mine_negatives, write_examples
 from rankwise.train.pairs import sample
 from rankwise.train.tracking import start_tracking
@@ -236,6 +238,8 @@ def train_reranker(
     data = _prepare(config)
     atomic_write_text(out / "config.json", json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
     write_examples(data["examples"], out / "examples.jsonl")
+    if data["heldout"] is not None:
+        write_heldout(out / HELDOUT_FILE, data["heldout"])
 
     tracker = start_tracking(config.tracking, "reranker", config)
     set_seed(config.seed)
@@ -283,6 +287,8 @@ def train_reranker(
         "mining_warnings": data["warnings"],
         "model_dir": str(out / "model"),
     }
+    if data["heldout"] is not None:
+        metrics["heldout"] = {d: len(ids) for d, ids in data["heldout"]["tasks"].items()}
     if config.tune_interpolation:
         metrics["interpolation"] = _pick_interpolation(config, data, trainer.model, out, show_progress)
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
@@ -307,7 +313,15 @@ def tune_interpolation(reranked: Run, first_stage: Run, qrels: Qrels) -> dict[st
 
 
 def _prepare(config: RerankerTrainConfig) -> dict[str, Any]:
-    dataset = load_dataset(config.data, split=config.train_split)
+    heldout, run = None, None
+    if mtrag_domains(config.data) is not None:  # train conversations only; their BM25 run in each domain's pool
+        mtrag = mtrag_training_data(
+            config.data, config.mtrag_dir, config.test_fraction, config.seed, config.query, config.first_stage_depth
+        )
+        dataset, heldout = mtrag.dataset, mtrag.heldout
+        run = mtrag.run
+    else:
+        dataset = load_dataset(config.data, split=config.train_split)
     if not dataset.qrels:
         raise RankwiseError(f"{config.data}: split '{config.train_split}' has no judgements to train on")
     train_ids, dev_ids = split_dev(dataset.qrels, dataset.queries, config.dev_queries, config.seed)
@@ -324,7 +338,7 @@ def _prepare(config: RerankerTrainConfig) -> dict[str, Any]:
             raise RankwiseError(
                 f"{config.first_stage_run}: no ranking for {len(missing)} training queries, e.g. {missing[:3]}"
             )
-    else:
+    elif run is None:
         bm25 = BM25Retriever(show_progress=False)
         bm25.index(dataset.corpus)
         run = bm25.search(wanted, k=config.first_stage_depth)
@@ -351,6 +365,7 @@ def _prepare(config: RerankerTrainConfig) -> dict[str, Any]:
         "dev_queries": {qid: dataset.queries[qid] for qid in dev_ids},
         "dev_run": {qid: run[qid] for qid in dev_ids if qid in run},
         "dev_qrels": {qid: dataset.qrels[qid] for qid in dev_ids},
+        "heldout": heldout,
     }
 
 

@@ -35,6 +35,11 @@ class DataConfig(Strict):
     per_label_limit: PositiveInt | None = Field(
         None, description="MT-RAG generation tasks: keep the first N tasks of each answerability label"
     )
+    tasks_file: str | None = Field(
+        None,
+        description="keep only the tasks listed in this heldout.json (written by `rankwise train reranker` on "
+        "data: mtrag:...): evaluate on the held-out conversations",
+    )
 
 
 class EvaluateConfig(Strict):
