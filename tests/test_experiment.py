@@ -282,6 +282,7 @@ def test_missing_tracking_library_names_the_extra(tmp_path, cranfield_dir, monke
     from rankwise.errors import MissingExtraError
 
     monkeypatch.setitem(sys.modules, "mlflow", None)  # import fails as if not installed
+    cranfield_dir = cranfield_dir.resolve()  # RANKWISE_DATA may be relative (CI: ../shared/datasets)
     monkeypatch.chdir(tmp_path)  # were it not refused, the default store ./mlruns lands here, not in the repo
     config = load_config(write_config(tmp_path, "name: t\nretrieve: {bm25: {}}\ntracking: {backend: mlflow}\n"))
     with pytest.raises(MissingExtraError, match=r"rankwise\[tracking\]"):
