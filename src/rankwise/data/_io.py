@@ -71,6 +71,24 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield number, record
 
 
+def iter_jsonl_streamed(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """:func:`iter_jsonl` one line at a time, never the whole file (corpora too big to hold: MS MARCO, Wikipedia)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    with path.open(encoding="utf-8-sig") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=number) from None
+            if not isinstance(record, dict):
+                raise DataError(path, f"expected a JSON object, found {type(record).__name__}", line=number)
+            yield number, record
+
+
 def iter_json_records(path: str | Path) -> Iterator[tuple[int, Any]]:
     """Yield ``(line_number, item)`` for each item of a top-level JSON array, or each line of a JSONL file.
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rankwise.data._io import iter_jsonl_streamed
 from rankwise.data.files import atomic_write_bytes, sha256_file, write_json
 from rankwise.engine import Shard
 from rankwise.errors import DataError, IndexStoreError, RankwiseError
@@ -73,21 +74,14 @@ def texts_digest(ids: Sequence[str], texts: Sequence[str]) -> str:
 def iter_corpus_jsonl(path: str | Path) -> Iterator[tuple[str, str]]:
     """Stream ``(doc_id, title + " " + text)`` from a BEIR ``corpus.jsonl`` one line at a time."""
     path = Path(path)
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=number) from None
-            if not isinstance(record, dict) or not isinstance(record.get("_id"), str):
-                raise DataError(path, "expected an object with a string '_id'", line=number)
-            title = record.get("title") or ""
-            text = record.get("text") or ""
-            if not isinstance(title, str) or not isinstance(text, str):
-                raise DataError(path, "fields 'title' and 'text' must be strings", line=number)
-            yield record["_id"], f"{title} {text}".strip() if title else text
+    for number, record in iter_jsonl_streamed(path):
+        if not isinstance(record.get("_id"), str):
+            raise DataError(path, "expected an object with a string '_id'", line=number)
+        title = record.get("title") or ""
+        text = record.get("text") or ""
+        if not isinstance(title, str) or not isinstance(text, str):
+            raise DataError(path, "fields 'title' and 'text' must be strings", line=number)
+        yield record["_id"], f"{title} {text}".strip() if title else text
 
 
 def _read_json(path: Path) -> Any:

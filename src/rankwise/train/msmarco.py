@@ -16,31 +16,22 @@ whole corpus. Give ``pool`` in the millions (and the memory) to come closer to f
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Iterator
 from pathlib import Path
 
+from rankwise.data._io import iter_jsonl_streamed
 from rankwise.errors import DataError
 from rankwise.train.pairs import Pair, PairSet, sample
 from rankwise.types import Document
 
 
 def _records(path: Path) -> Iterator[tuple[int, dict]]:
-    """``(line number, object)`` per non-blank line of a JSONL file, read line by line (never whole)."""
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"malformed JSON: {exc.msg}", number) from None
-            if not isinstance(record, dict) or "_id" not in record:
-                raise DataError(path, "expected a JSON object with an '_id'", number)
-            yield number, record
+    """``(line number, object)`` per non-blank line of a BEIR JSONL file, read line by line (never whole)."""
+    for number, record in iter_jsonl_streamed(path):
+        if "_id" not in record:
+            raise DataError(path, "expected a JSON object with an '_id'", number)
+        yield number, record
 
 
 def _judged(path: Path) -> Iterator[tuple[str, str]]:
