@@ -5,8 +5,9 @@ every pair is tokenised once up front, pairs are sorted by their *token* count (
 count), and a batch holds as many pairs as fit a token budget (``max_tokens``), so short pairs run in large
 batches and long ones in small, with almost no padding. ``benchmarks/rerank.py`` measures the gain.
 
-``precision`` (:mod:`rankwise.config.precision`): ``fp32`` (the default), ``bf16`` (the model cast to bfloat16;
-1.8x fp32 for MiniLM on an AVX512-BF16 CPU, Spearman 0.9997 with the fp32 scores), ``int8`` (an int8 ONNX export run
+``precision`` (:mod:`rankwise.config.precision`): ``fp32`` (the default), ``bf16`` (the model cast to bfloat16
+but its head kept in float32, see :func:`keep_head_fp32`; 1.8x fp32 for MiniLM on an AVX512-BF16 CPU, Spearman
+0.9997 with the fp32 scores), ``int8`` (an int8 ONNX export run
 by onnxruntime, cached, :mod:`rankwise.config.onnx_int8`) or ``auto`` (bf16 where native, else fp32).
 ``benchmarks/speed.py`` measures each against ``CrossEncoder.predict``.
 
@@ -144,7 +145,7 @@ class CrossEncoderReranker(Reranker):
 
             if not loaded_here:
                 model = copy.deepcopy(model)
-            model.model.to(torch.bfloat16)
+            keep_head_fp32(model.model.to(torch.bfloat16))
         elif self.precision_choice.precision == "int8":
             from rankwise.config.onnx_int8 import Int8Session
 
@@ -245,6 +246,31 @@ class CrossEncoderReranker(Reranker):
         finally:
             hf_model.train(was_training)
         return scores.tolist()
+
+
+HEAD_MODULES = ("pooler", "classifier")
+
+
+def keep_head_fp32(model: Any) -> Any:
+    """Put ``model``'s pooler and classifier (the modules so named) back in float32, their inputs cast up to it.
+
+    A bfloat16 head returns logits with 8 significant bits: a trained SciFact cross-encoder's logits around 2.5
+    came back in steps of 1/64, so different documents tied (two queries' top documents both scored exactly
+    0.92303919 after the sigmoid) and the ranking among them fell to the first stage's order. The head is a few
+    thousand multiply-adds per pair against millions in the body, so float32 there costs nothing measurable.
+    """
+    import torch
+
+    def upcast(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        def up(value: Any) -> Any:
+            return value.float() if torch.is_tensor(value) and value.is_floating_point() else value
+
+        return tuple(up(a) for a in args), {key: up(value) for key, value in kwargs.items()}
+
+    for name, module in model.named_modules():
+        if name.rsplit(".", 1)[-1] in HEAD_MODULES:
+            module.float().register_forward_pre_hook(upcast, with_kwargs=True)
+    return model
 
 
 def _int8_export(model: CrossEncoder, model_dir: str | None, cache_dir: str | Path | None) -> Path:
