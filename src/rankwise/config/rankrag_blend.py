@@ -1,9 +1,10 @@
 """Settings of the RankRAG instruction blend (``rankwise rankrag build-blend``): a pydantic model read from YAML.
 
-The blend mixes four tasks (see :mod:`rankwise.rankrag.blend`): ``context_qa`` and ``rag_qa`` (answering) and
-``ranking`` and ``rag_ranking`` (ranking). ``size`` examples in all, ``round(size * ranking_fraction)`` of them
-ranking ones; inside each group the tasks share by ``task_weights``. Each source is a section that may be left
-out (or set to ``null``); ``cap`` bounds how many examples it gives in all.
+The blend mixes up to five tasks (see :mod:`rankwise.rankrag.blend`): ``context_qa``, ``rag_qa`` and, when a
+source lists it, ``retrieved_qa`` (answering), and ``ranking`` and ``rag_ranking`` (ranking). ``size`` examples in
+all, ``round(size * ranking_fraction)`` of them ranking ones; inside each group the tasks share by
+``task_weights``. Each source is a section that may be left out (or set to ``null``); ``cap`` bounds how many
+examples it gives in all.
 
 Unknown keys are errors naming the key, the file and its line. Paths may use environment variables
 (``path: ${RANKWISE_DATA}/scifact``). ``--set`` overrides take dotted keys (``--set scifact.cap=500``).
@@ -23,8 +24,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from rankwise.config.yaml_config import build, read_mapping
 from rankwise.config.yaml_keys import expand_path
 
-Task = Literal["context_qa", "rag_qa", "ranking", "rag_ranking"]
-QA_TASKS: tuple[str, ...] = ("context_qa", "rag_qa")
+Task = Literal["context_qa", "rag_qa", "retrieved_qa", "ranking", "rag_ranking"]
+QA_TASKS: tuple[str, ...] = ("context_qa", "rag_qa", "retrieved_qa")
 RANKING_TASKS: tuple[str, ...] = ("ranking", "rag_ranking")
 TASKS: tuple[str, ...] = QA_TASKS + RANKING_TASKS
 
@@ -45,7 +46,10 @@ class HotpotQASource(_Source):
     path: str = Field("${RANKWISE_DATA}/hotpotqa-train100/hotpotqa_train.json", description="HotpotQA JSON file")
     heldout: int = Field(50, ge=0, description="questions held out for evaluation (never in the blend)")
     split_seed: int = Field(0, description="seed of the question split (hotpotqa_split)")
-    tasks: list[Task] = Field(list(TASKS), description="tasks built from this source")
+    tasks: list[Task] = Field(
+        ["context_qa", "rag_qa", "ranking", "rag_ranking"],
+        description="tasks built from this source (retrieved_qa too when asked: the generator curriculum's last stage)",
+    )
 
 
 class MTRAGSource(_Source):
@@ -101,7 +105,7 @@ class BlendConfig(BaseModel):
     ranking_fraction: float = Field(0.1, ge=0.0, le=1.0, description="share of ranking + rag_ranking examples")
     seed: int = Field(0, description="seed of every sampling and shuffling step")
     task_weights: dict[Task, float] = Field(
-        {"context_qa": 1.0, "rag_qa": 1.0, "ranking": 1.0, "rag_ranking": 1.0},
+        {"context_qa": 1.0, "rag_qa": 1.0, "retrieved_qa": 1.0, "ranking": 1.0, "rag_ranking": 1.0},
         description="relative shares of the tasks inside the QA group and inside the ranking group",
     )
     tokenizer: str = Field("smollm2", description="tokenizer of the model to train (passage truncation, token counts)")

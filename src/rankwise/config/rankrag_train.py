@@ -52,6 +52,23 @@ class StageOne(BaseModel):
     limit: int | None = Field(None, ge=1, description="first N examples only")
 
 
+class Curriculum(BaseModel):
+    """The generator curriculum (:mod:`rankwise.rankrag.curriculum`): QA passages from gold alone (until
+    ``gold_until`` of the examples seen), gold mixed with BM25 negatives (until ``mixed_until``), then as retrieved.
+    The blend needs all three QA tasks: list ``retrieved_qa`` in the sources' tasks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    gold_until: float = Field(0.3, gt=0, lt=1, description="share of training on gold passages alone")
+    mixed_until: float = Field(0.7, gt=0, le=1, description="end of the gold + retrieved stage (share of training)")
+
+    @model_validator(mode="after")
+    def _order(self) -> Curriculum:
+        if self.mixed_until <= self.gold_until:
+            raise ValueError(f"mixed_until ({self.mixed_until}) must be after gold_until ({self.gold_until})")
+        return self
+
+
 class RankRAGTrainConfig(BaseModel):
     """One RankRAG training run (LoRA on a causal LM). Paths are as given (relative to the working directory)."""
 
@@ -62,6 +79,7 @@ class RankRAGTrainConfig(BaseModel):
     blend_path: str | None = Field(None, description="Stage-II blend JSONL (rankwise rankrag build-blend)")
     blend: dict[str, Any] | None = Field(None, description="a BlendConfig section: build the blend on the fly")
     stage1: StageOne | None = None
+    curriculum: Curriculum | None = Field(None, description="generator curriculum over Stage II (null: plain blend)")
     max_steps: int = Field(60, ge=1, description="Stage-II optimizer steps (the training budget)")
     batch_size: int = Field(8, ge=1, description="sequences per device per step")
     gradient_accumulation_steps: int = Field(1, ge=1)

@@ -1,11 +1,14 @@
 """The RankRAG instruction blend (arXiv 2407.02485, Stage II): QA and a fraction of ranking data, as chats.
 
-Four tasks, each example a conversational prompt-completion pair (trl's format; the loss goes on the completion):
+Five tasks, each example a conversational prompt-completion pair (trl's format; the loss goes on the completion):
 
 - ``context_qa``: question + gold passages → answer with ``[n]`` citations (HotpotQA supporting paragraphs,
   MT-RAG reference passages, a user's QA JSONL), in the generator's prompt (:mod:`rankwise.generate.prompts`);
 - ``rag_qa``: gold passage(s) + BM25 hard negatives, shuffled, to ``contexts`` passages → answer citing the gold
   positions (MT-RAG UNANSWERABLE tasks over BM25 passages → the abstention string);
+- ``retrieved_qa`` (only where a source lists it): BM25's top ``contexts`` passages as retrieved, gold not forced
+  in → answer citing the gold ones among them (a question whose gold BM25 misses gives none): the last stage of
+  the generator curriculum (:mod:`rankwise.rankrag.curriculum`);
 - ``ranking``: (question, passage) → "True"/"False" in exactly the prompt :class:`rankwise.rerank.llm.LLMReranker`
   scores (:func:`rankwise.rerank.llm.ranking_messages`, passage cut to ``max_passage_tokens`` the same way);
 - ``rag_ranking``: question + ``contexts`` numbered passages → the numbers of the relevant ones.
@@ -43,7 +46,7 @@ from rankwise.rankrag.sources import READERS, Candidate
 
 __all__ = ["build_blend", "hotpotqa_split", "read_blend", "write_blend"]
 
-TASK_TAGS = {"context_qa": "cqa", "rag_qa": "rqa", "ranking": "rank", "rag_ranking": "rrank"}
+TASK_TAGS = {"context_qa": "cqa", "rag_qa": "rqa", "retrieved_qa": "tqa", "ranking": "rank", "rag_ranking": "rrank"}
 
 
 def normalise_question(text: str) -> str:

@@ -129,6 +129,12 @@ class Formatter:
         self.over_budget[kind] += 1
         return example
 
+    def retrieved(self, ranked: Sequence[Document], gold_ids: set[str]) -> tuple[list[Document], list[int]]:
+        """The first ``contexts`` of ``ranked`` (a retriever's order; gold passages not forced in) and the 1-based
+        positions of the gold ones among them."""
+        shown = list(ranked[: self.contexts])
+        return shown, [i for i, doc in enumerate(shown, start=1) if doc.id in gold_ids]
+
     def mix(
         self, gold: Sequence[Document], negatives: Sequence[Document], variant: int, *salt: object
     ) -> tuple[list[Document], list[int]]:

@@ -92,6 +92,10 @@ def hotpotqa(source: Any, fmt: Formatter, notes: list[str]) -> tuple[list[Candid
         add = _adder(out, fmt, source.tasks, "hotpotqa", e.id, e.question)
         add("context_qa", e.id, context_qa)
         add("rag_qa", e.id, rag_qa)
+        shown, cited = fmt.retrieved([corpus[d] for d in ranked.get(e.id, [])], gold_ids)
+        if cited:  # retrieval found a gold paragraph: an answer can be grounded in what was retrieved
+            marks = sentences([shown[i - 1] for i in cited])
+            add("retrieved_qa", e.id, partial(_qa_maker, fmt, e.question, shown, e.answer, cited, marks, ()))
         add("rag_ranking", e.id, rag_ranking)
         distractors = [corpus[d] for d in paragraphs[e.id] if d not in gold_ids]
         picked = fmt.rng("hotpotqa-neg", e.id).sample(distractors, min(len(gold), len(distractors)))
@@ -143,6 +147,9 @@ def mtrag(source: Any, fmt: Formatter, notes: list[str]) -> list[Candidate]:
                 add("context_qa", t.id, context_qa)
                 add("rag_qa", t.id, rag_qa)
                 add("rag_ranking", t.id, rag_ranking)
+                shown, cited = fmt.retrieved([pool[d] for d in ranked.get(t.id, [])], gold_ids)
+                if cited:
+                    add("retrieved_qa", t.id, partial(_qa_maker, fmt, t.question, shown, answer, cited, (), t.history))
             elif t.answerability == "UNANSWERABLE" and source.unanswerable and negatives:
 
                 def abstain(variant: int, t: Any = t, neg: list[Document] = negatives) -> Any:
@@ -274,6 +281,10 @@ def triples(source: Any, fmt: Formatter, notes: list[str]) -> list[Candidate]:
         add("ranking", f"{qid}-pos", _ranking_maker(fmt, query, positive, True), "True")
         add("ranking", f"{qid}-neg", _ranking_maker(fmt, query, negative, False), "False")
     return out
+
+
+def _qa_maker(fmt: Formatter, question: str, shown: list, answer: str, cited: list, marks: Any, history: Any) -> Any:
+    return fmt.qa(question, shown, answer, cited, marks, history)
 
 
 def _ranking_maker(fmt: Formatter, question: str, passage: str, relevant: bool) -> Callable[[], Any]:

@@ -35,11 +35,12 @@ from typing import Any
 
 from rankwise.config.models import load_causal_lm, load_tokenizer, resolve_dtype, resolve_model, save_causal_lm
 from rankwise.config.rankrag_train import RankRAGTrainConfig, blend_config
-from rankwise.data._io import iter_jsonl
 from rankwise.data.files import atomic_dir, atomic_write_text
-from rankwise.errors import DataError, MissingExtraError, RankwiseError
+from rankwise.errors import MissingExtraError, RankwiseError
 from rankwise.rankrag.answer_loss import answer_only_trainer
 from rankwise.rankrag.blend import build_blend, write_blend
+from rankwise.rankrag.curriculum import apply_curriculum
+from rankwise.rankrag.sft_data import load_sft_dataset
 from rankwise.train.tracking import start_tracking
 
 logger = logging.getLogger(__name__)
@@ -47,49 +48,6 @@ logger = logging.getLogger(__name__)
 PRESET_FILE = "rankrag.json"  # in model/: the prompt settings it was trained with (read by the preset)
 BASE_FILE = "rankwise_base.json"  # in an adapter directory: the base model the adapter belongs to
 RESUME_IGNORED = {"threads", "resume", "device", "tracking"}
-
-
-def read_chat_rows(path: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
-    """Rows of a JSONL training file, each reduced to trl's columns: ``messages`` or ``prompt`` + ``completion``.
-
-    Every row must use the same format; the first bad line is named in the error.
-    """
-    rows: list[dict[str, Any]] = []
-    columns: tuple[str, ...] | None = None
-    for line, record in iter_jsonl(path):
-        keys = ("messages",) if "messages" in record else ("prompt", "completion")
-        missing = [k for k in keys if k not in record]
-        if missing:
-            raise DataError(path, f"expected 'messages' or 'prompt' + 'completion'; missing {missing}", line)
-        if columns is None:
-            columns = keys
-        elif keys != columns:
-            raise DataError(path, f"mixes formats: {list(keys)} here, {list(columns)} on earlier lines", line)
-        for key in keys:
-            value = record[key]
-            ok = isinstance(value, str) or (
-                isinstance(value, list) and all(isinstance(m, dict) and "role" in m and "content" in m for m in value)
-            )
-            if not ok:
-                raise DataError(path, f"'{key}' must be a string or a list of {{role, content}} messages", line)
-        rows.append({k: record[k] for k in keys})
-        if limit is not None and len(rows) >= limit:
-            break
-    if not rows:
-        raise DataError(path, "no training examples")
-    return rows
-
-
-def load_sft_dataset(source: str | Path, split: str = "train", limit: int | None = None) -> Any:
-    """A ``datasets.Dataset`` from a JSONL file (see :func:`read_chat_rows`) or a Hugging Face dataset name."""
-    from datasets import Dataset, load_dataset
-
-    if Path(source).is_file():
-        return Dataset.from_list(read_chat_rows(source, limit))
-    if str(source).endswith(".jsonl"):
-        raise DataError(source, "training file not found")
-    dataset = load_dataset(str(source), split=split)
-    return dataset.select(range(min(limit, len(dataset)))) if limit else dataset
 
 
 def stage2_blend(config: RankRAGTrainConfig, out: Path, is_main: bool = True) -> Path:
@@ -161,11 +119,11 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
         base = str(stage1_out / "model")
 
     set_seed(config.seed)
-    dataset = load_sft_dataset(blend_file)
+    dataset = load_sft_dataset(blend_file, keep_task=config.curriculum is not None)
     settings = preset_settings(config)
     trainer, tokenizer = _fit(
         config, base, dataset, out, config.max_steps, config.learning_rate,
-        [preset_callback(settings), *(callbacks or [])], show_progress,
+        [preset_callback(settings), *(callbacks or [])], show_progress, config.curriculum,
     )  # fmt: skip
     state = trainer.state
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
@@ -199,6 +157,8 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
         "resumed_from": trainer.resumed_from,
         "model_dir": str(out / "model"),
     }
+    if getattr(trainer, "curriculum", None):
+        metrics["curriculum"] = trainer.curriculum
     if main:
         atomic_write_text(finished, json.dumps(metrics, indent=2) + "\n")
         tracker.finish(out / "model", metrics)
@@ -214,6 +174,7 @@ def _fit(
     learning_rate: float,
     callbacks: list | None,
     show_progress: bool = True,
+    curriculum: Any = None,
 ) -> tuple[Any, Any]:
     """LoRA-tune ``base`` on ``dataset`` for ``max_steps`` with checkpoints in ``out/checkpoints`` (resumed)."""
     import torch
@@ -248,6 +209,7 @@ def _fit(
         use_cpu=config.device == "cpu",
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
+        train_sampling_strategy="random" if curriculum is None else "sequential",  # the curriculum's order
     )
     lora = LoraConfig(
         task_type="CAUSAL_LM",
@@ -272,6 +234,8 @@ def _fit(
             "max_length or cut passages harder (blend: max_passage_words / max_passage_tokens)",
             len(dataset) - trainer.examples_trained, len(dataset), config.max_length,
         )  # fmt: skip
+    if curriculum is not None:
+        trainer.curriculum = apply_curriculum(trainer, curriculum.gold_until, curriculum.mixed_until, config.seed, out)
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() and config.resume else None
     if last:
         logger.info("resuming from %s", last)
