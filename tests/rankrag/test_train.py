@@ -413,3 +413,15 @@ def test_training_run_is_tracked_with_the_model_marked_best_and_latest(
     assert run.data.tags["rankwise.best"] == run.data.tags["rankwise.latest"] == "model"  # no dev metric: the final
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "model")}
     assert {"model/model.safetensors", f"model/{PRESET_FILE}"} <= logged
+
+
+def test_device_cpu_keeps_the_base_model_off_the_gpu(tiny_lm_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A causal LM goes to the GPU when no device is named; `device: cpu` must keep the training base on the CPU
+    # ("meta" stands in for the GPU this test has not got).
+    import rankwise.config.models as models
+    from rankwise.rankrag.train import load_base
+
+    monkeypatch.setattr(models, "default_device", lambda: "meta")
+    config = RankRAGTrainConfig(output_dir="o", model=str(tiny_lm_dir), blend_path="b.jsonl", device="cpu")
+    model, _ = load_base(str(tiny_lm_dir), config.model_copy(update={"dtype": "float32"}))
+    assert next(model.parameters()).device.type == "cpu"

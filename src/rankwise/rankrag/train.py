@@ -273,7 +273,9 @@ def load_base(name: str, config: RankRAGTrainConfig) -> tuple[Any, Any]:
     import torch
 
     if not config.qlora:
-        model, tokenizer = load_causal_lm(name, dtype=config.dtype, trust_remote_code=config.trust_remote_code)
+        model, tokenizer = load_causal_lm(
+            name, dtype=config.dtype, trust_remote_code=config.trust_remote_code, device=config.device
+        )  # device None: the GPU where there is one (the Trainer's choice too); "cpu" keeps it off the GPU
         model.train()
         return model, tokenizer
     # QLoRA: untested here (no GPU on this project's machines); follows peft's documented recipe.
