@@ -91,6 +91,7 @@ def test_the_trainer_reads_gold_then_mixed_then_retrieved(tiny_lm_dir: Path, tmp
         (0, 0, 4, 0),
     ]
     assert metrics["curriculum"]["first_retrieved_step"] == 3 and metrics["steps"] == 3
+    assert metrics["curriculum"]["repeated"] == {}  # 4 of the 6 examples of each phase: none seen twice
 
 
 def test_retrieved_qa_examples_show_what_bm25_ranked(data_root: Path) -> None:
@@ -108,3 +109,23 @@ def test_retrieved_qa_examples_show_what_bm25_ranked(data_root: Path) -> None:
         assert "[" in example["completion"][-1]["content"]  # cites the gold paragraph(s) retrieval found
     default = from_mapping({"size": 300, "ranking_fraction": 0.0, "hotpotqa": {"path": path}})
     assert "retrieved_qa" not in Counter(e["task"] for e in build_blend(default, load_tokenizer("smollm2"))[0])
+
+
+def test_a_phase_short_of_examples_repeats_them_and_says_so(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    from rankwise.rankrag.curriculum import apply_curriculum
+
+    tasks = ["context_qa"] * 4 + ["rag_qa"] * 2 + ["retrieved_qa"] * 4 + ["ranking"] * 2
+    args = SimpleNamespace(per_device_train_batch_size=4, gradient_accumulation_steps=1, world_size=1, max_steps=6)
+    trainer = SimpleNamespace(
+        args=args, train_dataset=Dataset.from_list([{"task": t, "n": i} for i, t in enumerate(tasks)])
+    )
+    summary = apply_curriculum(trainer, 0.3, 0.7, 0, tmp_path)
+    # 24 examples: ranking at 5, 11, 17, 23 (1 in 6); gold while i < 7.2, mixed while i < 16.8, then retrieved
+    assert len(trainer.train_dataset) == 24
+    assert summary["examples"] == {"gold": 7, "ranking": 4, "mixed": 8, "retrieved": 5}
+    assert summary["repeated"] == {"gold": 3, "ranking": 2, "mixed": 6, "retrieved": 1}
+    assert len((tmp_path / "curriculum.jsonl").read_text().splitlines()) == 6

@@ -85,16 +85,10 @@ def apply_curriculum(trainer: Any, gold_until: float, mixed_until: float, seed: 
     trainer.train_dataset = dataset.select(order)
     steps = step_mix(phases, per_step)
     atomic_write_text(out / MIX_FILE, "".join(json.dumps(step) + "\n" for step in steps))
-    counts = Counter(phases)
-    available = Counter(dataset["task"])
-    repeated = {
-        phase: counts[phase] - available[PHASE_TASKS.get(phase, "")]
-        for phase in PHASE_TASKS
-        if counts[phase] > available[PHASE_TASKS[phase]]
-    }
-    ranking_available = sum(available[t] for t in RANKING_TASKS)
-    if counts["ranking"] > ranking_available:
-        repeated["ranking"] = counts["ranking"] - ranking_available
+    counts, available = Counter(phases), Counter(dataset["task"])
+    have = {phase: available[task] for phase, task in PHASE_TASKS.items()}
+    have["ranking"] = sum(available[task] for task in RANKING_TASKS)
+    repeated = {phase: n - have[phase] for phase, n in counts.items() if n > have[phase]}
     return {
         "gold_until": gold_until,
         "mixed_until": mixed_until,
