@@ -29,40 +29,23 @@ TEXTS = [
 QUESTIONS = ["does aspirin prevent heart attacks", "vitamin D and bone fractures", "circadian genes in the liver"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared 2-core machine: one thread is faster and steadier
-    yield
-    torch.set_num_threads(threads)
-
-
-def _hardware(monkeypatch: pytest.MonkeyPatch, torch_says: bool, flags: tuple[str, ...]) -> None:
-    """Pretend to be a CPU whose oneDNN check says ``torch_says`` and whose /proc/cpuinfo has ``flags``."""
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: torch_says)
-    monkeypatch.setattr(precision_module, "cpu_flags", lambda: flags)
-    monkeypatch.setattr(precision_module.platform, "machine", lambda: "x86_64")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ------------------------------------------------------------------------------------------------ auto
 
 
-def test_auto_never_picks_emulated_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    _hardware(monkeypatch, torch_says=False, flags=("avx2",))  # an AVX2-only EPYC: oneDNN would emulate bf16
+def test_auto_never_picks_emulated_bf16(pretend_cpu) -> None:
+    pretend_cpu(torch_says=False, flags=("avx2",))  # an AVX2-only EPYC: oneDNN would emulate bf16
     assert choose_precision("auto", "dense").precision == "fp32"
-    _hardware(monkeypatch, torch_says=True, flags=("avx2", "avx512f"))  # AVX-512 without BF16: still emulated
+    pretend_cpu(torch_says=True, flags=("avx2", "avx512f"))  # AVX-512 without BF16: still emulated
     choice = choose_precision("auto", "cross-encoder")
     assert choice.precision == "fp32" and "avx512_bf16" in choice.reason
     assert native_bf16("cpu")[0] is False
 
 
-def test_auto_picks_bf16_where_native_and_records_why(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    _hardware(monkeypatch, torch_says=True, flags=("avx2", "avx512f", "avx512_vnni", "avx512_bf16"))
+def test_auto_picks_bf16_where_native_and_records_why(caplog, pretend_cpu) -> None:
+    pretend_cpu(torch_says=True, flags=("avx2", "avx512f", "avx512_vnni", "avx512_bf16"))
     with caplog.at_level("INFO", logger="rankwise.config.precision"):
         choice = choose_precision("auto", "dense")
     assert choice.precision == "bf16"
@@ -71,8 +54,10 @@ def test_auto_picks_bf16_where_native_and_records_why(monkeypatch: pytest.Monkey
     assert record["requested"] == "auto" and record["cpu_flags"] == ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]
 
 
-def test_explicit_precisions_are_kept_and_bad_ones_refused(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
-    _hardware(monkeypatch, torch_says=False, flags=("avx2",))
+def test_explicit_precisions_are_kept_and_bad_ones_refused(
+    monkeypatch: pytest.MonkeyPatch, caplog, pretend_cpu
+) -> None:
+    pretend_cpu(torch_says=False, flags=("avx2",))
     with caplog.at_level("WARNING", logger="rankwise.config.precision"):
         assert choose_precision("bf16", "dense").precision == "bf16"  # as asked, with a warning
     assert "emulated" in caplog.text
@@ -210,11 +195,11 @@ def test_dense_vectors_within_tolerance_of_fp32(tiny_encoder: str, precision: st
 
 
 def test_dense_index_records_its_precision_and_searches_the_same_way(
-    tiny_encoder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_encoder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pretend_cpu
 ) -> None:
     from rankwise.retrieve.dense import DenseRetriever
 
-    _hardware(monkeypatch, torch_says=True, flags=("avx2", "avx512_bf16"))
+    pretend_cpu(torch_says=True, flags=("avx2", "avx512_bf16"))
     retriever = DenseRetriever(tiny_encoder, show_progress=False, precision="auto")
     assert retriever.precision == "bf16"
     retriever.index(_corpus())
@@ -227,7 +212,7 @@ def test_dense_index_records_its_precision_and_searches_the_same_way(
         params["precision_choice"]["requested"] == "auto" and "avx512_bf16" in params["precision_choice"]["cpu_flags"]
     )
 
-    _hardware(monkeypatch, torch_says=False, flags=("avx2",))  # searched elsewhere: still bf16, like the documents
+    pretend_cpu(torch_says=False, flags=("avx2",))  # searched elsewhere: still bf16, like the documents
     loaded = DenseRetriever.load(tmp_path / "idx", show_progress=False)
     assert loaded.precision == "bf16" and loaded.search(queries, k=3) == expected
     assert DenseRetriever.load(tmp_path / "idx", precision="auto").precision == "bf16"
@@ -266,13 +251,13 @@ def test_an_engine_worker_loads_the_encoder_in_the_index_precision(tiny_encoder:
 # --------------------------------------------------------------------------------------- config and CLI
 
 
-def test_sections_carry_precision_to_the_built_stages(tiny_cross_encoder_dir: Path, monkeypatch) -> None:
+def test_sections_carry_precision_to_the_built_stages(tiny_cross_encoder_dir: Path, monkeypatch, pretend_cpu) -> None:
     from pydantic import ValidationError
 
     from rankwise.build import build_reranker, build_retriever, llm_dtype
     from rankwise.config.sections import CrossEncoderConfig, DenseConfig, LLMRerankConfig, LocalGenerateConfig
 
-    _hardware(monkeypatch, torch_says=False, flags=("avx2",))
+    pretend_cpu(torch_says=False, flags=("avx2",))
     assert DenseConfig().precision == "fp32" and CrossEncoderConfig().precision == "fp32"
     assert build_retriever(DenseConfig(precision="auto"), show_progress=False).precision == "fp32"
     section = CrossEncoderConfig(model=str(tiny_cross_encoder_dir), precision="bf16")

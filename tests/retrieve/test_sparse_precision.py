@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from scipy.stats import spearmanr
 
 from rankwise.build import build_retriever, open_retriever
-from rankwise.config import precision as precision_module
 from rankwise.config.sections import SparseConfig
 from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.retrieve.sparse import SparseRetriever
@@ -35,24 +34,7 @@ QUERIES = {
 CORPUS = {f"d{i}": Document(f"d{i}", text, "") for i, text in enumerate(TEXTS)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a shared 2-core machine: one thread is faster and steadier
-    yield
-    torch.set_num_threads(threads)
-
-
-def _hardware(monkeypatch: pytest.MonkeyPatch, torch_says: bool, flags: tuple[str, ...]) -> None:
-    """Pretend to be a CPU whose oneDNN check says ``torch_says`` and whose /proc/cpuinfo has ``flags``."""
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: torch_says)
-    monkeypatch.setattr(precision_module, "cpu_flags", lambda: flags)
-    monkeypatch.setattr(precision_module.platform, "machine", lambda: "x86_64")
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_bf16_scores_within_tolerance_of_fp32() -> None:
@@ -75,12 +57,12 @@ def test_bf16_scores_within_tolerance_of_fp32() -> None:
         assert spearmanr([ours[qid][d] for d in shared], [theirs[qid][d] for d in shared])[0] > 0.95
 
 
-def test_auto_never_picks_emulated_bf16_for_splade(monkeypatch: pytest.MonkeyPatch) -> None:
-    _hardware(monkeypatch, torch_says=False, flags=("avx2",))  # an AVX2-only CPU: bf16 would be emulated
+def test_auto_never_picks_emulated_bf16_for_splade(pretend_cpu) -> None:
+    pretend_cpu(torch_says=False, flags=("avx2",))  # an AVX2-only CPU: bf16 would be emulated
     assert SparseRetriever(show_progress=False, precision="auto").precision == "fp32"
-    _hardware(monkeypatch, torch_says=True, flags=("avx2", "avx512f"))  # AVX-512 without BF16: still emulated
+    pretend_cpu(torch_says=True, flags=("avx2", "avx512f"))  # AVX-512 without BF16: still emulated
     assert build_retriever(SparseConfig(precision="auto"), show_progress=False).precision == "fp32"
-    _hardware(monkeypatch, torch_says=True, flags=("avx2", "avx512f", "avx512_bf16"))
+    pretend_cpu(torch_says=True, flags=("avx2", "avx512f", "avx512_bf16"))
     assert build_retriever(SparseConfig(precision="auto"), show_progress=False).precision == "bf16"
 
 
@@ -93,9 +75,9 @@ def test_bad_precisions_are_refused() -> None:
 
 
 def test_index_records_its_precision_and_queries_are_encoded_the_same_way(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pretend_cpu
 ) -> None:
-    _hardware(monkeypatch, torch_says=True, flags=("avx2", "avx512_bf16"))
+    pretend_cpu(torch_says=True, flags=("avx2", "avx512_bf16"))
     retriever = SparseRetriever(show_progress=False, precision="auto")
     retriever.index(CORPUS)
     expected = retriever.search(QUERIES, k=3)
@@ -105,7 +87,7 @@ def test_index_records_its_precision_and_queries_are_encoded_the_same_way(
     assert params["precision"] == "bf16" and params["precision_choice"]["requested"] == "auto"
     assert "avx512_bf16" in params["precision_choice"]["cpu_flags"]
 
-    _hardware(monkeypatch, torch_says=False, flags=("avx2",))  # searched elsewhere: still bf16, like the documents
+    pretend_cpu(torch_says=False, flags=("avx2",))  # searched elsewhere: still bf16, like the documents
     loaded = open_retriever(tmp_path / "idx", SparseConfig(precision="auto"), show_progress=False)
     assert loaded.precision == "bf16" and loaded.search(QUERIES, k=3) == expected
     assert loaded.precision_record["requested"] == "auto"  # how the documents were encoded, kept

@@ -8,7 +8,7 @@ problem.
 from __future__ import annotations
 
 import json
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,21 @@ def read_lines(path: str | Path) -> list[str]:
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, object)`` for each non-blank line of a JSONL file."""
-    for number, line in enumerate(read_lines(path), start=1):
+    yield from _records(path, enumerate(read_lines(path), start=1))
+
+
+def iter_jsonl_streamed(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """:func:`iter_jsonl` one line at a time, never the whole file (corpora too big to hold: MS MARCO, Wikipedia)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found")
+    with path.open(encoding="utf-8-sig") as handle:
+        yield from _records(path, enumerate(handle, start=1))
+
+
+def _records(path: str | Path, lines: Iterable[tuple[int, str]]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The JSON object of each non-blank numbered line; a malformed line or a non-object is a DataError naming it."""
+    for number, line in lines:
         if not line.strip():
             continue
         try:
@@ -69,24 +83,6 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         if not isinstance(record, dict):
             raise DataError(path, f"expected a JSON object, found {type(record).__name__}", line=number)
         yield number, record
-
-
-def iter_jsonl_streamed(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """:func:`iter_jsonl` one line at a time, never the whole file (corpora too big to hold: MS MARCO, Wikipedia)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(path, "file not found")
-    with path.open(encoding="utf-8-sig") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, f"malformed JSON: {exc.msg} (column {exc.colno})", line=number) from None
-            if not isinstance(record, dict):
-                raise DataError(path, f"expected a JSON object, found {type(record).__name__}", line=number)
-            yield number, record
 
 
 def iter_json_records(path: str | Path) -> Iterator[tuple[int, Any]]:
