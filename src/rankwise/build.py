@@ -308,14 +308,14 @@ def unregister_reranker(kind: str) -> None:
 
 def interpolation_weight(config: Any, log: Callable[[str], None] | None = None) -> tuple[float, str | None]:
     """The first-stage weight of a rerank section: its number, or for ``auto`` the weight ``rankwise train
-    reranker`` stored with the cross-encoder (then also the window fold it was picked with; a different fold here
-    is reported through ``log``)."""
+    reranker`` (or ``rankrag train``) stored with the model (then also the window fold it was picked with; a
+    different fold here is reported through ``log``)."""
     if config.interpolate != "auto":
         return config.interpolate or 0.0, None
     from rankwise.rerank.cross_encoder import trained_pick
 
-    weight, picked_windows = trained_pick(str(config.model))  # config loading allows 'auto' for cross-encoders only
-    if picked_windows != config.windows and log is not None:
+    weight, picked_windows = trained_pick(str(config.model))  # config loading allows 'auto' for trained kinds only
+    if picked_windows != getattr(config, "windows", "first") and log is not None:
         log(
             f"warning: that weight was picked with --windows {picked_windows}, this run uses --windows {config.windows}"
         )

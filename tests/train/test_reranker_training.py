@@ -249,7 +249,7 @@ def test_cli_train_reranker(toy_data, tiny_bert, tmp_path):
 
 
 def test_tune_interpolation_prefers_the_better_ranking():
-    from rankwise.train.reranker import tune_interpolation
+    from rankwise.train.dev import tune_interpolation
 
     qrels = {"q": {"a": 1}}
     good = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}  # relevant doc first

@@ -71,7 +71,7 @@ def rerank(
         typer.Option(
             "--interpolate",
             help="Weight in [0,1] of the first-stage score (min-max fused); 0 = none; 'auto' = the weight "
-            "`rankwise train reranker` picked on its dev split for --model.",
+            "`rankwise train reranker` (or `rankrag train`) picked on its dev split for --model.",
         ),
     ] = None,
     metrics: Annotated[
@@ -179,8 +179,10 @@ def _section(
         raise RankwiseError(f"--top-n must be at least 1, not {top_n}")
     weight: str | float | None = interpolate
     if interpolate is not None and interpolate.strip().lower() == "auto":
-        if kind != "cross-encoder" or model is None:
-            raise RankwiseError("--interpolate auto needs --reranker cross-encoder and a trained --model directory")
+        if kind not in ("cross-encoder", "rankrag") or model is None:
+            raise RankwiseError(
+                "--interpolate auto needs --reranker cross-encoder or rankrag and a trained --model directory"
+            )
         weight = "auto"
     elif interpolate is not None:
         try:

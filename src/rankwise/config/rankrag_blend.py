@@ -67,6 +67,13 @@ class SciFactSource(_Source):
     negative_window: tuple[int, int] = Field((10, 100), description="1-based BM25 ranks negatives come from")
     num_negatives: int = Field(1, ge=1, description="negatives (False examples) per positive (True example)")
     tasks: list[Task] = Field(["ranking", "rag_ranking"], description="tasks built from this source")
+    dev_queries: int = Field(
+        0,
+        ge=0,
+        description="judged train queries kept out of the blend; `rankwise rankrag train` picks the first-stage "
+        "weight for `interpolate: auto` on them (50 with dev_seed 42 = the queries `train reranker` holds out)",
+    )
+    dev_seed: int = Field(42, description="seed of the dev split (the cross-encoder trainer's default seed)")
 
     @field_validator("split")
     @classmethod

@@ -105,6 +105,12 @@ class RankRAGTrainConfig(BaseModel):
     device: str | None = Field(None, description="'cpu' to force the CPU; default: what the Trainer picks")
     trust_remote_code: bool = False
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="MLflow / W&B run of this training")
+    tune_interpolation: bool = Field(
+        True,
+        description="after training, pick the first-stage weight for `rerank: {kind: rankrag, interpolate: auto}` "
+        "on the blend's SciFact dev queries (scifact.dev_queries > 0; otherwise nothing to pick on)",
+    )
+    interpolation_depth: int = Field(20, ge=1, description="BM25 depth the dev pick reranks (the study's depth)")
 
     @model_validator(mode="after")
     def _check(self) -> RankRAGTrainConfig:

@@ -67,6 +67,7 @@ def build_blend(
     candidates: list[Candidate] = []
     heldout_ids: dict[str, set[str]] = {}
     heldout_texts: dict[str, str] = {}
+    dev_ids: dict[str, set[str]] = {}  # held out for picking settings after training (scifact.dev_queries)
     for name, source in config.sources().items():
         if name == "hotpotqa":
             found, heldout = rankrag_sources.hotpotqa(source, fmt, notes)
@@ -78,8 +79,12 @@ def build_blend(
             test = scifact_test_queries(source.path)
             heldout_ids["scifact"] = set(test)
             heldout_texts.update({normalise_question(q): f"SciFact test query {i}" for i, q in test.items()})
+            dev = rankrag_sources.scifact_dev_queries(source)
+            dev_ids["scifact"] = set(dev)
+            heldout_texts.update({normalise_question(q.text): f"SciFact dev query {i}" for i, q in dev.items()})
         candidates.extend(found)
-    candidates, dropped = refuse_heldout(candidates, heldout_ids, heldout_texts)
+    guarded = {name: ids | dev_ids.get(name, set()) for name, ids in heldout_ids.items()}
+    candidates, dropped = refuse_heldout(candidates, guarded, heldout_texts)
     notes.extend(dropped)
     picked, shrink_note = mix(candidates, config)
     notes.extend([shrink_note] if shrink_note else [])
@@ -94,6 +99,7 @@ def build_blend(
             "even with passages and history cut to a few words; a trainer with that max_length cuts their end"
         )
     summary["heldout"] = {name: len(ids) for name, ids in heldout_ids.items()}
+    summary["dev"] = {name: len(ids) for name, ids in dev_ids.items() if ids}
     summary["notes"] = notes
     summary["seconds"] = round(time.perf_counter() - start, 2)
     return examples, summary

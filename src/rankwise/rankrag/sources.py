@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from rankwise.data._io import iter_jsonl, read_lines, require_str
-from rankwise.data.beir import load_beir
+from rankwise.data.beir import QUERIES_FILE, load_beir, read_queries
 from rankwise.data.hotpotqa import hotpotqa_inputs, hotpotqa_split
 from rankwise.data.mtrag import load_generation_tasks, pooled_corpus
+from rankwise.data.trec import read_qrels
 from rankwise.errors import DataError
 from rankwise.rankrag.format import Formatter, Messages
 from rankwise.retrieve.bm25 import BM25Retriever
+from rankwise.train.dev import split_dev
 from rankwise.train.negatives import mine_negatives
 from rankwise.types import Document, Query
 
@@ -164,17 +166,40 @@ def mtrag(source: Any, fmt: Formatter, notes: list[str]) -> list[Candidate]:
     return out
 
 
+def scifact_dev(data: Any, source: Any) -> list[str]:
+    """The judged SciFact train queries ``dev_queries`` holds out of the blend (see :func:`split_dev`)."""
+    return split_dev(data.qrels, data.queries, source.dev_queries, source.dev_seed)[1] if source.dev_queries else []
+
+
+def scifact_dev_queries(source: Any) -> dict[str, Query]:
+    """The dev queries of ``source`` (empty without ``dev_queries``), read from its train split."""
+    if not source.dev_queries:
+        return {}
+    queries, _ = read_queries(Path(source.path) / QUERIES_FILE)  # no corpus: the blend's guard needs only these
+    qrels = read_qrels(Path(source.path) / "qrels" / "train.tsv", beir_directory=True)
+    dev = split_dev(qrels, queries, source.dev_queries, source.dev_seed)[1]
+    return {qid: queries[qid] for qid in dev}
+
+
+def scifact_train_queries(data: Any, source: Any) -> dict[str, Query]:
+    """The judged SciFact train queries the blend may use: all but the dev ones."""
+    dev = set(scifact_dev(data, source))
+    return {qid: q for qid, q in data.judged_queries().items() if qid not in dev}
+
+
 def scifact(source: Any, fmt: Formatter, notes: list[str]) -> list[Candidate]:
     """SciFact ``qrels/train.tsv``: ranking pairs (positive True, BM25-mined negatives False) and rag_ranking."""
     data = load_beir(source.path, split="train")
-    queries = data.judged_queries()
+    queries = scifact_train_queries(data, source)
+    if source.dev_queries:
+        notes.append(f"scifact: {source.dev_queries} judged train queries held out as dev (seed {source.dev_seed})")
     corpus = data.corpus
     ranked = bm25_negatives(corpus, queries, source.negative_window[1])
     run = {q: {d: float(-rank) for rank, d in enumerate(ids)} for q, ids in ranked.items()}  # BM25 order kept
     mined = mine_negatives(
         queries,
         run,
-        data.qrels,
+        {qid: data.qrels[qid] for qid in queries},  # the dev queries are out of the blend, not "skipped"
         corpus,
         num_negatives=source.num_negatives,
         window=source.negative_window,

@@ -96,8 +96,12 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
     _check_resumable(config, out)
     finished = out / "metrics.json"
     if config.resume and finished.is_file() and (out / "model").is_dir():
-        logger.info("%s: already trained, nothing to do", out)
-        return {**json.loads(finished.read_text(encoding="utf-8")), "already_done": True}
+        logger.info("%s: already trained", out)
+        done = {**json.loads(finished.read_text(encoding="utf-8")), "already_done": True}
+        if "interpolation" not in done and _picked(config, out, show_progress, done):  # trained before the pick
+            kept = {key: value for key, value in done.items() if key != "already_done"}
+            atomic_write_text(finished, json.dumps(kept, indent=2) + "\n")
+        return done
     main = _is_main_process()
     atomic_write_text(out / "config.json", json.dumps(config.model_dump(mode="json"), indent=2) + "\n")
     blend_file = stage2_blend(config, out, main)
@@ -160,9 +164,20 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
     if getattr(trainer, "curriculum", None):
         metrics["curriculum"] = trainer.curriculum
     if main:
+        _picked(config, out, show_progress, metrics)
         atomic_write_text(finished, json.dumps(metrics, indent=2) + "\n")
         tracker.finish(out / "model", metrics)
     return metrics
+
+
+def _picked(config: RankRAGTrainConfig, out: Path, show_progress: bool, metrics: dict[str, Any]) -> bool:
+    """Pick the ``interpolate: auto`` weight on dev (:mod:`rankwise.rankrag.pick`) into ``metrics``, if configured."""
+    from rankwise.rankrag.pick import dev_source, pick_interpolation
+
+    if dev_source(config) is None:
+        return False
+    metrics["interpolation"] = pick_interpolation(config, out / "model", show_progress)
+    return True
 
 
 def _fit(

@@ -61,7 +61,8 @@ def trained_pick(model: str) -> tuple[float, str]:
     path = Path(model) / TRAINED_SETTINGS
     if not path.is_file():
         raise RankwiseError(
-            f"--interpolate auto needs a model written by `rankwise train reranker` ({path} does not exist); "
+            f"interpolate auto needs a model written by `rankwise train reranker` or `rankwise rankrag train` "
+            f"with a dev split ({path} does not exist); "
             "pass a weight in [0, 1] instead"
         )
     try:

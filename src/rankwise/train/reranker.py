@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from rankwise.errors import RankwiseError
 from rankwise.evaluate.retrieval import evaluate
 from rankwise.rerank.cross_encoder import TRAINED_SETTINGS, CrossEncoderReranker, load_cross_encoder
 from rankwise.retrieve.bm25 import BM25Retriever
-from rankwise.retrieve.fusion import fuse
+from rankwise.train.dev import split_dev, tune_interpolation
 from rankwise.train.mtrag_data import mtrag_domains, mtrag_training_data
 from rankwise.train.negatives import TrainingExample, bm25_windows, mine_negatives, write_examples
 from rankwise.train.pairs import sample
@@ -50,15 +49,6 @@ from rankwise.types import Document, Qrels, Query, Run
 logger = logging.getLogger(__name__)
 
 DEV_METRIC = "eval_dev_ndcg@10"
-
-
-def split_dev(qrels: Qrels, queries: dict[str, Query], count: int, seed: int) -> tuple[list[str], list[str]]:
-    """Judged query ids split into (train, dev): ``count`` dev ids drawn with ``seed``, both lists sorted."""
-    judged = sorted(qid for qid in qrels if qid in queries and any(g > 0 for g in qrels[qid].values()))
-    if count >= len(judged):
-        raise RankwiseError(f"dev_queries={count} leaves no training query ({len(judged)} judged queries)")
-    dev = set(random.Random(seed).sample(judged, count)) if count > 0 else set()
-    return [q for q in judged if q not in dev], sorted(dev)
 
 
 def build_train_dataset(examples: list[TrainingExample], loss: str) -> Any:
@@ -294,22 +284,6 @@ def train_reranker(
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     tracker.finish(out / "model", metrics, state.best_model_checkpoint)  # load_best_model_at_end: final is best
     return metrics
-
-
-def tune_interpolation(reranked: Run, first_stage: Run, qrels: Qrels) -> dict[str, Any]:
-    """The first-stage weight (0, 0.1, ..., 0.9) whose min-max fusion with ``reranked`` has the best nDCG@10.
-
-    The fusion is the one ``rankwise rerank --interpolate W`` applies, over the reranked documents only.
-    Ties go to the smaller weight (trust the reranker more).
-    """
-    cut = {qid: {doc: first_stage[qid][doc] for doc in docs} for qid, docs in reranked.items()}
-    by_weight: dict[str, float] = {}
-    for tenth in range(10):
-        weight = tenth / 10
-        fused = reranked if weight == 0 else fuse([reranked, cut], method="weighted", weights=[1 - weight, weight])
-        by_weight[f"{weight:.1f}"] = evaluate(fused, qrels, ["nDCG@10"])["nDCG@10"]
-    best = max(by_weight, key=lambda w: (by_weight[w], -float(w)))
-    return {"weight": float(best), "dev_ndcg@10": by_weight[best], "dev_ndcg@10_by_weight": by_weight}
 
 
 def _prepare(config: RerankerTrainConfig) -> dict[str, Any]:

@@ -19,8 +19,9 @@ class RerankCommon(Strict):
     top_n: PositiveInt = Field(100, description="rerank the top N of the previous ranking (the rest is dropped)")
     interpolate: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] | None = Field(
         None,
-        description="weight of the first-stage score, min-max fused with the reranker's; 'auto' (cross-encoder) = "
-        "the weight `rankwise train reranker` picked on its dev split, stored with the model",
+        description="weight of the first-stage score, min-max fused with the reranker's; 'auto' (cross-encoder, "
+        "rankrag) = the weight `rankwise train reranker` / `rankrag train` picked on its dev split, stored with "
+        "the model",
     )
     checkpoint_every: PositiveInt | None = Field(
         None,
@@ -30,9 +31,11 @@ class RerankCommon(Strict):
 
     @field_validator("interpolate")
     @classmethod
-    def _auto_needs_a_trained_cross_encoder(cls, value: Any) -> Any:
-        if value == "auto" and cls.model_fields["kind"].default != "cross-encoder":
-            raise ValueError("'auto' reads the weight stored with a trained cross-encoder; give a number in [0, 1]")
+    def _auto_needs_a_trained_model(cls, value: Any) -> Any:
+        if value == "auto" and cls.model_fields["kind"].default not in ("cross-encoder", "rankrag"):
+            raise ValueError(
+                "'auto' reads the weight stored with a trained cross-encoder or RankRAG model; give a number in [0, 1]"
+            )
         return value
 
 
