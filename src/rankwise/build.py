@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import create_model
 
 from rankwise.config.experiment import register_section
+from rankwise.config.precision import llm_dtype
 from rankwise.config.sections import (
     BM25Config,
     CrossEncoderConfig,
@@ -204,19 +205,10 @@ def _llm(config: LLMRerankConfig, progress: bool) -> Any:
         batch_size=config.batch_size,
         max_tokens=config.max_tokens,
         dtype=llm_dtype(config, "llm reranker"),
+        device=config.device,
         trust_remote_code=config.trust_remote_code,
         show_progress=progress,
     )
-
-
-def llm_dtype(config: LLMRerankConfig | LocalGenerateConfig, stage: str) -> str:
-    """The torch dtype an LLM stage loads in: its ``precision`` when set (``auto`` resolved and logged by
-    :func:`~rankwise.config.precision.choose_precision`), else its ``dtype``."""
-    if config.precision is None:
-        return config.dtype
-    from rankwise.config.precision import choose_precision
-
-    return {"fp32": "float32", "bf16": "bfloat16"}[choose_precision(config.precision, stage).precision]
 
 
 def _http(config: HTTPRerankConfig, progress: bool) -> Any:
@@ -235,6 +227,7 @@ def _rankrag(config: RankRAGRerankConfig, progress: bool) -> Any:
         config.model,
         dtype=config.dtype,
         threads=config.threads,
+        device=config.device,
         rerank_batch_size=config.batch_size,
         show_progress=progress,
         **{name: value for name, value in prompt.items() if value is not None},  # None: as the model was trained
@@ -372,7 +365,7 @@ def build_generator(config: Any, show_progress: bool = True) -> Any:
         if config.max_passage_words is not None:
             options["max_passage_words"] = config.max_passage_words
         return load_rankrag(
-            config.model, config.dtype, config.threads, show_progress=show_progress, **options
+            config.model, config.dtype, config.threads, config.device, show_progress=show_progress, **options
         ).generator
     template = load_template(config.template)
     if config.max_passage_words is not None:
@@ -391,7 +384,7 @@ def build_generator(config: Any, show_progress: bool = True) -> Any:
 
     return LocalGenerator(
         config.model, gguf_file=config.gguf_file, batch_size=config.batch_size,
-        dtype=llm_dtype(config, "local generator"),
+        dtype=llm_dtype(config, "local generator"), device=config.device,
         threads=config.threads, max_input_tokens=config.max_input_tokens,
         trust_remote_code=config.trust_remote_code, show_progress=show_progress, **common,
     )  # fmt: skip

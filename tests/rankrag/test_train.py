@@ -327,7 +327,7 @@ generate: {{kind: rankrag, model: {model}, top_k: 2, max_new_tokens: 2, dtype: f
     assert len(answers) == 2
     metrics = json.loads((out / "metrics.json").read_text())
     assert "rerank" in metrics["stages"] and metrics["stages"]["generate"]["questions"] == 2
-    with pytest.raises(ConfigError, match="one model: give both the same model and dtype"):
+    with pytest.raises(ConfigError, match="one model: give both the same model, dtype and device"):
         load_config(config, ["generate.model=smollm2"])
 
 

@@ -67,7 +67,7 @@ def test_bf16_scores_stay_near_fp32(tokenizer) -> None:
 
 
 def test_auto_llm_precision_never_picks_emulated_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rankwise.build import llm_dtype
+    from rankwise.config.precision import llm_dtype
     from rankwise.config.sections.rerank import LLMRerankConfig
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -254,7 +254,8 @@ def test_an_engine_worker_loads_the_encoder_in_the_index_precision(tiny_encoder:
 def test_sections_carry_precision_to_the_built_stages(tiny_cross_encoder_dir: Path, monkeypatch, pretend_cpu) -> None:
     from pydantic import ValidationError
 
-    from rankwise.build import build_reranker, build_retriever, llm_dtype
+    from rankwise.build import build_reranker, build_retriever
+    from rankwise.config.precision import llm_dtype
     from rankwise.config.sections import CrossEncoderConfig, DenseConfig, LLMRerankConfig, LocalGenerateConfig
 
     pretend_cpu(torch_says=False, flags=("avx2",))

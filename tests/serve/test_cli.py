@@ -99,6 +99,12 @@ def test_a_config_whose_reranker_was_never_trained_is_refused(beir, tmp_path):
         (["--index", "{index}", "--corpus", "{corpus}", "--api-key-env", "RANKWISE_TEST_UNSET"], "RANKWISE_TEST_UNSET"),
         (["--index", "{index}", "--corpus", "{corpus}", "--reranker", "cross-encoder"], "needs --reranker-model"),
         (["--index", "{index}", "--corpus", "{corpus}", "--max-queue", "0"], "--max-queue"),
+        # beside --config a pipeline flag would be silently ignored: refused, naming it
+        (["--config", "x.yaml", "--reranker", "llm"], "--reranker goes with --index/--corpus"),
+        (["--config", "x.yaml", "--k", "3"], "--k goes with --index/--corpus"),
+        (["--config", "x.yaml", "--precision", "bf16"], "--precision goes with --index/--corpus"),
+        (["--index", "{index}", "--corpus", "{corpus}", "--device", "cpu"], "--device applies to a local model"),
+        (["--index", "{index}", "--corpus", "{corpus}", "--precision", "bf16"], "--precision applies to a local"),
     ],
 )
 def test_serve_flag_mistakes_are_one_line_errors(toy, capsys, args, message):

@@ -44,6 +44,18 @@ RankRAGOpt = Annotated[
         help="RankRAG preset: this one model (rankwise rankrag train's model/) reranks by P(True) and answers.",
     ),
 ]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        help="auto | fp32 | bf16 (| int8 for a cross-encoder) for the reranker and a local generator; "
+        "auto = bf16 where this machine runs it natively. Default: each model's own setting (fp32).",
+    ),
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", help="cpu | cuda | cuda:N for the local LLMs; default: the GPU where there is one."),
+]
 PassageWordsOpt = Annotated[
     int | None, typer.Option("--max-passage-words", min=1, help="Cut each passage to this many words in the prompt.")
 ]
@@ -78,6 +90,8 @@ def ask(
     max_passage_words: PassageWordsOpt = None,
     threads: ThreadsOpt = None,
     rankrag: RankRAGOpt = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Answer one question from an index: the answer with its numbered sources, and time per stage."""
@@ -95,7 +109,7 @@ def ask(
     add_models(
         parts, _stderr, rankrag=rankrag, reranker=reranker, reranker_model=reranker_model, generator=generator,
         model=generator_model, api_key_env=api_key_env, template=template, max_new_tokens=max_new_tokens,
-        max_passage_words=max_passage_words, threads=threads, batch_size=1,
+        max_passage_words=max_passage_words, threads=threads, batch_size=1, precision=precision, device=device,
     )  # fmt: skip
     pipeline = Pipeline(
         parts.retriever, parts.docs, generator=parts.generator, reranker=parts.reranker, k=k, candidates=candidates

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from rankwise.cli.generate import DeviceOpt, PrecisionOpt
 from rankwise.errors import MissingExtraError, RankwiseError
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Experiment config (YAML) to serve.")]
@@ -68,6 +69,12 @@ def register(app: typer.Typer) -> None:
     app.command("mcp")(mcp)
 
 
+# the pipeline flags' defaults (as in the signatures of serve and mcp below); None for the others
+FLAG_DEFAULTS: dict[str, Any] = {
+    "reranker": "none", "candidates": 50, "generator": "none", "k": 5, "template": "default", "max_new_tokens": 96,
+}  # fmt: skip
+
+
 def _served(
     config: Path | None, dataset: str | None, overrides: list[str] | None, out: Path,
     index: list[Path] | None, corpus: Path | None, **flags: Any,
@@ -80,6 +87,10 @@ def _served(
     if config is not None:
         if index or corpus is not None:
             raise RankwiseError("give either --config or --index/--corpus, not both")
+        given = sorted(name for name, value in flags.items() if value != FLAG_DEFAULTS.get(name))
+        if given:  # the config describes the pipeline; a flag beside it would be silently ignored
+            flag = "--" + given[0].replace("_", "-")
+            raise RankwiseError(f"{flag} goes with --index/--corpus; with --config set it in the config (or --set)")
         return from_config(config, dataset, overrides or [], out, log=log)
     if dataset is not None or overrides:
         raise RankwiseError("-d and --set go with --config")
@@ -116,6 +127,8 @@ def serve(
     max_new_tokens: MaxNewOpt = 96,
     max_passage_words: PassageWordsOpt = None,
     threads: ThreadsOpt = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
     host: Annotated[str, typer.Option("--host", help="Address to bind (127.0.0.1: this machine only).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
     api_key_env: Annotated[
@@ -154,7 +167,8 @@ def serve(
         config, dataset, overrides, out, index, corpus, format=format, reranker=reranker,
         reranker_model=reranker_model, candidates=candidates, generator=generator, generator_model=generator_model,
         generator_api_key_env=generator_api_key_env, rankrag=rankrag, k=k, template=template,
-        max_new_tokens=max_new_tokens, max_passage_words=max_passage_words, threads=threads,
+        max_new_tokens=max_new_tokens, max_passage_words=max_passage_words, threads=threads, precision=precision,
+        device=device,
     )  # fmt: skip
     app = create_app(Service(served, settings), api_key, max_body_bytes, mcp=mcp_mount, host=host)
     stages = " → ".join(served.info["stages"])
@@ -182,6 +196,8 @@ def mcp(
     max_new_tokens: MaxNewOpt = 96,
     max_passage_words: PassageWordsOpt = None,
     threads: ThreadsOpt = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Serve the pipeline's `search` and `ask` tools to an MCP client over stdin/stdout."""
     import asyncio
@@ -198,6 +214,7 @@ def mcp(
         config, dataset, overrides, out, index, corpus, format=format, reranker=reranker,
         reranker_model=reranker_model, candidates=candidates, generator=generator, generator_model=generator_model,
         generator_api_key_env=generator_api_key_env, rankrag=rankrag, k=k, template=template,
-        max_new_tokens=max_new_tokens, max_passage_words=max_passage_words, threads=threads,
+        max_new_tokens=max_new_tokens, max_passage_words=max_passage_words, threads=threads, precision=precision,
+        device=device,
     )  # fmt: skip
     asyncio.run(run_stdio(Service(served)))

@@ -142,9 +142,11 @@ class ExperimentConfig(Strict):
         if (
             isinstance(rerank, RankRAGRerankConfig)
             and isinstance(generate, RankRAGGenerateConfig)
-            and (rerank.model, rerank.dtype) != (generate.model, generate.dtype)
+            and (rerank.model, rerank.dtype, rerank.device) != (generate.model, generate.dtype, generate.device)
         ):
-            raise ValueError("rerank and generate of kind rankrag are one model: give both the same model and dtype")
+            raise ValueError(
+                "rerank and generate of kind rankrag are one model: give both the same model, dtype and device"
+            )
         return self
 
     def ranking_stages(self) -> list[str]:

@@ -141,3 +141,12 @@ def choose_precision(requested: str, stage: str, device: str | None = None) -> P
             choice = PrecisionChoice(stage, "auto", "fp32", f"{why}; int8 is never picked by auto (lower quality)")
     logger.info("%s", choice.describe())
     return choice
+
+
+def llm_dtype(config: Any, stage: str) -> str:
+    """The torch dtype an LLM section (reranker or generator) loads in: its ``precision`` when set (``auto``
+    resolved for the section's ``device`` and logged by :func:`choose_precision`), else its ``dtype``."""
+    if config.precision is None:
+        return config.dtype
+    choice = choose_precision(config.precision, stage, getattr(config, "device", None))
+    return {"fp32": "float32", "bf16": "bfloat16"}[choice.precision]

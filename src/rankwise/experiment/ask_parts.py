@@ -34,6 +34,7 @@ from rankwise.types import Document
 
 Log = Callable[[str], None]
 RETRIEVERS = ("bm25", "dense", "hybrid")
+RANKRAG_DTYPES = {"auto": "auto", "fp32": "float32", "bf16": "bfloat16"}  # --precision as a RankRAG model's dtype
 RERANKERS = ("none", "cross-encoder", "llm")
 # section field -> the flag that sets it (for errors)
 FLAGS = {"top_n": "--candidates", "top_k": "--k", "model": "--reranker-model/--generator-model"}
@@ -49,10 +50,12 @@ def generator_flags(
     threads: int | None,
     batch_size: int | None = 4,
     key_flag: str = "--api-key-env",
+    precision: str | None = None,
+    device: str | None = None,
     **extra: Any,
 ) -> Any:
     """The generate section ``--generator SPEC`` and its flags describe (None for ``none``); ``extra``: more
-    settings of the section (``top_k``, ``checkpoint_every``)."""
+    settings of the section (``top_k``, ``checkpoint_every``). ``precision``/``device`` reach a local model only."""
     if spec.lower() == "none":
         return None
     settings: dict[str, Any] = {"model": model, "template": template, "max_new_tokens": max_new_tokens, **extra}
@@ -64,7 +67,7 @@ def generator_flags(
     elif api_key_env is not None:
         raise RankwiseError(f"{key_flag} applies to an http(s) --generator only")
     else:
-        settings.update(threads=threads, batch_size=batch_size)
+        settings.update(threads=threads, batch_size=batch_size, precision=precision, device=device)
     return section(generator_section, FLAGS, spec, **settings)
 
 
@@ -80,8 +83,11 @@ def generator_section(spec: str, **settings: Any) -> Any:
     return LocalGenerateConfig(model=spec, **settings)
 
 
-def reranker_section(kind: str, model: str | None, top_n: int | None = None) -> Any:
-    """The rerank section ``--reranker KIND --reranker-model M`` describe (None for ``none``)."""
+def reranker_section(
+    kind: str, model: str | None, top_n: int | None = None, precision: str | None = None, device: str | None = None
+) -> Any:
+    """The rerank section ``--reranker KIND --reranker-model M`` describe (None for ``none``); ``--precision``
+    reaches both kinds, ``--device`` the LLM one (a cross-encoder goes where sentence-transformers puts it)."""
     if kind not in RERANKERS:
         raise RankwiseError(f"--reranker must be one of {', '.join(RERANKERS)}, not '{kind}'")
     if kind == "none":
@@ -89,10 +95,11 @@ def reranker_section(kind: str, model: str | None, top_n: int | None = None) -> 
             raise RankwiseError("--reranker-model needs a --reranker")
         return None
     if kind == "llm":
-        return section(LLMRerankConfig, FLAGS, model=model or "smollm2", top_n=top_n)
+        llm = {"precision": precision, "device": device}
+        return section(LLMRerankConfig, FLAGS, model=model or "smollm2", top_n=top_n, **llm)
     if model is None:
         raise RankwiseError("--reranker cross-encoder needs --reranker-model (a trained cross-encoder path or name)")
-    return section(CrossEncoderConfig, FLAGS, model=model, top_n=top_n)
+    return section(CrossEncoderConfig, FLAGS, model=model, top_n=top_n, precision=precision)
 
 
 def rankrag_sections(
@@ -104,9 +111,18 @@ def rankrag_sections(
         raise RankwiseError("--rankrag MODEL_DIR is both the reranker and the generator: drop --reranker/--generator")
     model = str(rankrag)
     top_n = answer.pop("top_n", None)
-    # both sections name the same model and dtype: build.py loads it once (rankwise.rankrag.preset.shared_model)
+    # both sections name the same model, dtype and device: build.py loads it once (rankwise.rankrag.preset.shared_model)
     generate = section(RankRAGGenerateConfig, FLAGS, model=model, threads=threads, **answer)
-    return generate, section(RankRAGRerankConfig, FLAGS, model=model, threads=threads, top_n=top_n)
+    shared = {"model": model, "threads": threads, "dtype": answer.get("dtype"), "device": answer.get("device")}
+    return generate, section(RankRAGRerankConfig, FLAGS, top_n=top_n, **shared)
+
+
+def _check_taken(precision: str | None, device: str | None, answer: Any, rerank: Any) -> None:
+    """Refuse ``--precision``/``--device`` when no stage built here takes them (nothing silently dropped)."""
+    fields = [set(type(part).model_fields) for part in (answer, rerank) if part is not None]
+    for flag, value, key in (("--precision", precision, "precision"), ("--device", device, "device")):
+        if value is not None and not any(key in names or (key == "precision" and "dtype" in names) for names in fields):
+            raise RankwiseError(f"{flag} applies to a local model: --reranker, a local --generator or --rankrag")
 
 
 def retrieve_sections(kind: str, dense_model: str | None, candidates: int) -> tuple[dict[str, Any], Any]:
@@ -171,15 +187,20 @@ def add_models(
     """``parts`` with the generator (``--generator`` and its flags in ``generate``, see :func:`generator_flags`)
     and the reranker built; ``llm`` on the same local model as the generator shares its weights (RankRAG style),
     as does ``--rankrag DIR`` (one model for both)."""
+    precision, device = generate.pop("precision", None), generate.pop("device", None)
     if rankrag is None:
-        answer = generator_flags(generator, **generate)
-        rerank = reranker_section(reranker, reranker_model, top_n)
+        answer = generator_flags(generator, precision=precision, device=device, **generate)
+        rerank = reranker_section(reranker, reranker_model, top_n, precision, device)
     else:
         if generate.pop("model", None) is not None or generate.pop("api_key_env", None) is not None:
             raise RankwiseError("--rankrag MODEL_DIR is the generator: drop --generator-model and the API key flag")
         generate.pop("key_flag", None)
         threads = generate.pop("threads", None)
+        if precision == "int8":
+            raise RankwiseError("--precision int8 applies to a cross-encoder; --rankrag takes auto, fp32 or bf16")
+        generate.update(dtype=RANKRAG_DTYPES.get(precision), device=device)
         answer, rerank = rankrag_sections(rankrag, reranker, generator, threads, top_n=top_n, **generate)
+    _check_taken(precision, device, answer, rerank)
     if answer is not None:
         parts.generator = preload(build_generator(answer, show_progress=False), log)
         parts.sections["generate"] = answer

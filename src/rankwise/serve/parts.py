@@ -101,6 +101,8 @@ def from_flags(
     max_new_tokens: int = 96,
     max_passage_words: int | None = None,
     threads: int | None = None,
+    precision: str | None = None,
+    device: str | None = None,
     log: Log = print,
 ) -> Served:
     """The pipeline ``rankwise ask`` builds from these flags (twice or more ``--index`` = an RRF hybrid;
@@ -114,7 +116,8 @@ def from_flags(
         parts, log, rankrag=rankrag, reranker=reranker, reranker_model=reranker_model, top_n=candidates,
         generator=generator, model=generator_model, api_key_env=generator_api_key_env,
         key_flag="--generator-api-key-env", template=template, max_new_tokens=max_new_tokens,
-        max_passage_words=max_passage_words, threads=threads, batch_size=None, top_k=k,
+        max_passage_words=max_passage_words, threads=threads, batch_size=None, top_k=k, precision=precision,
+        device=device,
     )  # fmt: skip
     sections = {**parts.sections, "candidates": candidates, "k": k}
     retrievers = getattr(parts.retriever, "retrievers", [parts.retriever])

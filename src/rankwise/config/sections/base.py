@@ -19,6 +19,7 @@ DEFAULT_DENSE_MODEL = DEFAULT_MODELS["dense"]
 # How a neural stage runs (rankwise.config.precision): auto = bf16 where the hardware runs it natively, else fp32.
 PRECISION_HELP = "fp32 | bf16 | int8 (onnxruntime, CPU) | auto (bf16 where native, else fp32); see config/precision.py"
 LLM_PRECISION_HELP = "fp32 | bf16 | auto (bf16 where native, else fp32); when set it replaces dtype"
+DEVICE_HELP = "cpu | cuda | cuda:N; default: the GPU where torch sees one (cpu keeps this LLM off it)"
 ANSWER_ENGINE_HELP = "where the generate stage answers (shards = its checkpoint_every chunks); ask/serve: in-process"
 
 
@@ -52,9 +53,10 @@ class EngineConfig(Strict):
 
 
 class RankRAGModel(Strict):
-    """The model both RankRAG stages load (one copy when they name the same model and dtype)."""
+    """The model both RankRAG stages load (one copy when they name the same model, dtype and device)."""
 
     kind: Literal["rankrag"] = "rankrag"
     model: str = Field("smollm2", description="a RankRAG model directory ('smollm2': the zero-shot base)")
     dtype: str = "auto"
+    device: str | None = Field(None, description=DEVICE_HELP)
     threads: PositiveInt | None = Field(None, description="torch CPU threads (a process-wide setting)")

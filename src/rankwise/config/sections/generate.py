@@ -12,7 +12,14 @@ from pydantic import (
 )
 
 from rankwise.config.defaults import DEFAULT_MODELS
-from rankwise.config.sections.base import ANSWER_ENGINE_HELP, LLM_PRECISION_HELP, EngineConfig, RankRAGModel, Strict
+from rankwise.config.sections.base import (
+    ANSWER_ENGINE_HELP,
+    DEVICE_HELP,
+    LLM_PRECISION_HELP,
+    EngineConfig,
+    RankRAGModel,
+    Strict,
+)
 
 
 class RewriteConfig(Strict):
@@ -72,6 +79,7 @@ class LocalGenerateConfig(_GenerateCommon):
     batch_size: PositiveInt = 4
     dtype: str = "float32"
     precision: Literal["auto", "fp32", "bf16"] | None = Field(None, description=LLM_PRECISION_HELP)
+    device: str | None = Field(None, description=DEVICE_HELP)
     threads: PositiveInt | None = Field(None, description="torch CPU threads (a process-wide setting)")
     max_input_tokens: PositiveInt | None = None
     trust_remote_code: bool = False

@@ -12,7 +12,14 @@ from pydantic import (
 )
 
 from rankwise.config.defaults import DEFAULT_MODELS, DEFAULT_STRIDE, DEFAULT_WORDS, Aggregate
-from rankwise.config.sections.base import LLM_PRECISION_HELP, PRECISION_HELP, EngineConfig, RankRAGModel, Strict
+from rankwise.config.sections.base import (
+    DEVICE_HELP,
+    LLM_PRECISION_HELP,
+    PRECISION_HELP,
+    EngineConfig,
+    RankRAGModel,
+    Strict,
+)
 
 
 class RerankCommon(Strict):
@@ -94,6 +101,7 @@ class LLMRerankConfig(RerankCommon):
     max_tokens: PositiveInt = 4096
     dtype: str = "float32"
     precision: Literal["auto", "fp32", "bf16"] | None = Field(None, description=LLM_PRECISION_HELP)
+    device: str | None = Field(None, description=DEVICE_HELP)
     trust_remote_code: bool = False
     engine: EngineConfig = Field(default_factory=EngineConfig, description="where scoring runs (shards of queries)")
 
