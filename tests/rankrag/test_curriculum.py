@@ -129,3 +129,43 @@ def test_a_phase_short_of_examples_repeats_them_and_says_so(tmp_path: Path) -> N
     assert summary["examples"] == {"gold": 7, "ranking": 4, "mixed": 8, "retrieved": 5}
     assert summary["repeated"] == {"gold": 3, "ranking": 2, "mixed": 6, "retrieved": 1}
     assert len((tmp_path / "curriculum.jsonl").read_text().splitlines()) == 6
+
+
+def test_sequential_puts_every_ranking_example_first_in_the_blends_proportions() -> None:
+    from rankwise.rankrag.curriculum import sequential_order
+
+    tasks = ["context_qa"] * 6 + ["ranking"] * 2 + ["rag_ranking"] * 2 + ["rag_qa"] * 6  # a quarter ranking
+    order, phases = sequential_order(tasks, 24, seed=3)
+    assert phases == ["ranking"] * 6 + ["qa"] * 18  # as many of each as the joint blend would show
+    assert all(tasks[i] in ("ranking", "rag_ranking") for i in order[:6])
+    assert all(tasks[i] in ("context_qa", "rag_qa") for i in order[6:])
+    assert sorted(order[:4]) == [6, 7, 8, 9] and sorted(order[6:18]) == [*range(6), *range(10, 16)]  # pools cycle
+    assert sequential_order(tasks, 24, seed=3) == (order, phases)
+    with pytest.raises(RankwiseError, match="ranking and QA examples"):
+        sequential_order(["context_qa", "rag_qa"], 4)
+    with pytest.raises(ValueError, match="give one of them"):
+        RankRAGTrainConfig(output_dir="o", blend_path="b", schedule="sequential", curriculum={})
+
+
+def test_the_trainer_reads_ranking_then_qa_when_sequential(tiny_lm_dir: Path, tmp_path: Path) -> None:
+    from transformers import AutoTokenizer
+
+    rows = [
+        {"id": f"{task}-{i}", "task": task, "prompt": [{"role": "user", "content": f"Question {i}?"}],
+         "completion": [{"role": "assistant", "content": f"{word} {i}"}]}
+        for task, word in (("ranking", "True"), ("context_qa", "Gold"))
+        for i in range(6)
+    ]  # fmt: skip
+    blend = tmp_path / "blend.jsonl"
+    blend.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    seen = SeenCompletions(AutoTokenizer.from_pretrained(tiny_lm_dir))
+    config = RankRAGTrainConfig(
+        output_dir=str(tmp_path / "run"), model=str(tiny_lm_dir), blend_path=str(blend), max_steps=3, batch_size=4,
+        warmup_ratio=0.0, dtype="float32", save_steps=3, logging_steps=1, lora={"r": 2, "alpha": 4, "dropout": 0.0},
+        schedule="sequential",
+    )  # fmt: skip
+    metrics = train_rankrag(config, show_progress=False, callbacks=[seen])
+    assert [answer.split()[0] for answer in seen.answers] == ["True"] * 6 + ["Gold"] * 6
+    mix = [json.loads(line) for line in (tmp_path / "run" / "curriculum.jsonl").read_text().splitlines()]
+    assert [(m["ranking"], m["qa"]) for m in mix] == [(4, 0), (2, 2), (0, 4)]
+    assert metrics["sequential"]["first_qa_step"] == 2 and metrics["sequential"]["repeated"] == {}

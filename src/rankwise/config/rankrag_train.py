@@ -80,6 +80,11 @@ class RankRAGTrainConfig(BaseModel):
     blend: dict[str, Any] | None = Field(None, description="a BlendConfig section: build the blend on the fly")
     stage1: StageOne | None = None
     curriculum: Curriculum | None = Field(None, description="generator curriculum over Stage II (null: plain blend)")
+    schedule: Literal["joint", "sequential"] = Field(
+        "joint",
+        description="joint: Stage II's tasks shuffled together (RankRAG); sequential: the ranking examples first, "
+        "then the QA ones (the ablation RankRAG compares with)",
+    )
     max_steps: int = Field(60, ge=1, description="Stage-II optimizer steps (the training budget)")
     batch_size: int = Field(8, ge=1, description="sequences per device per step")
     gradient_accumulation_steps: int = Field(1, ge=1)
@@ -116,6 +121,8 @@ class RankRAGTrainConfig(BaseModel):
     def _check(self) -> RankRAGTrainConfig:
         if (self.blend_path is None) == (self.blend is None):
             raise ValueError("give exactly one of blend_path (a blend JSONL) and blend (a BlendConfig section)")
+        if self.schedule == "sequential" and self.curriculum is not None:
+            raise ValueError("schedule: sequential and a curriculum each order Stage II; give one of them")
         return self
 
 

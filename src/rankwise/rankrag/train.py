@@ -30,6 +30,8 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ from rankwise.data.files import atomic_dir, atomic_write_text
 from rankwise.errors import MissingExtraError, RankwiseError
 from rankwise.rankrag.answer_loss import answer_only_trainer
 from rankwise.rankrag.blend import build_blend, write_blend
-from rankwise.rankrag.curriculum import apply_curriculum
+from rankwise.rankrag.curriculum import apply_curriculum, apply_sequential
 from rankwise.rankrag.sft_data import load_sft_dataset
 from rankwise.train.tracking import start_tracking
 
@@ -123,11 +125,12 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
         base = str(stage1_out / "model")
 
     set_seed(config.seed)
-    dataset = load_sft_dataset(blend_file, keep_task=config.curriculum is not None)
+    ordering = _ordering(config, out)
+    dataset = load_sft_dataset(blend_file, keep_task=ordering is not None)
     settings = preset_settings(config)
     trainer, tokenizer = _fit(
         config, base, dataset, out, config.max_steps, config.learning_rate,
-        [preset_callback(settings), *(callbacks or [])], show_progress, config.curriculum,
+        [preset_callback(settings), *(callbacks or [])], show_progress, ordering,
     )  # fmt: skip
     state = trainer.state
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
@@ -161,13 +164,23 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
         "resumed_from": trainer.resumed_from,
         "model_dir": str(out / "model"),
     }
-    if getattr(trainer, "curriculum", None):
-        metrics["curriculum"] = trainer.curriculum
+    if getattr(trainer, "order", None):
+        metrics["curriculum" if config.curriculum is not None else "sequential"] = trainer.order
     if main:
         _picked(config, out, show_progress, metrics)
         atomic_write_text(finished, json.dumps(metrics, indent=2) + "\n")
         tracker.finish(out / "model", metrics)
     return metrics
+
+
+def _ordering(config: RankRAGTrainConfig, out: Path) -> Callable[[Any], dict[str, Any]] | None:
+    """How Stage II orders its examples (:mod:`rankwise.rankrag.curriculum`); None = the trainer's shuffle."""
+    if config.curriculum is not None:
+        gold, mixed = config.curriculum.gold_until, config.curriculum.mixed_until
+        return partial(apply_curriculum, gold_until=gold, mixed_until=mixed, seed=config.seed, out=out)
+    if config.schedule == "sequential":
+        return partial(apply_sequential, seed=config.seed, out=out)
+    return None
 
 
 def _picked(config: RankRAGTrainConfig, out: Path, show_progress: bool, metrics: dict[str, Any]) -> bool:
@@ -189,7 +202,7 @@ def _fit(
     learning_rate: float,
     callbacks: list | None,
     show_progress: bool = True,
-    curriculum: Any = None,
+    ordering: Callable[[Any], dict[str, Any]] | None = None,
 ) -> tuple[Any, Any]:
     """LoRA-tune ``base`` on ``dataset`` for ``max_steps`` with checkpoints in ``out/checkpoints`` (resumed)."""
     import torch
@@ -224,7 +237,7 @@ def _fit(
         use_cpu=config.device == "cpu",
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
-        train_sampling_strategy="random" if curriculum is None else "sequential",  # the curriculum's order
+        train_sampling_strategy="random" if ordering is None else "sequential",  # the curriculum's order
     )
     lora = LoraConfig(
         task_type="CAUSAL_LM",
@@ -249,8 +262,8 @@ def _fit(
             "max_length or cut passages harder (blend: max_passage_words / max_passage_tokens)",
             len(dataset) - trainer.examples_trained, len(dataset), config.max_length,
         )  # fmt: skip
-    if curriculum is not None:
-        trainer.curriculum = apply_curriculum(trainer, curriculum.gold_until, curriculum.mixed_until, config.seed, out)
+    if ordering is not None:
+        trainer.order = ordering(trainer)
     last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() and config.resume else None
     if last:
         logger.info("resuming from %s", last)
