@@ -31,6 +31,13 @@ def _versus(paired: dict[str, Any] | None) -> str:
     return f"{paired['delta']:+.4f} (p {paired['p_permutation']:.2g}; {better} better, {worse} worse)"
 
 
+def _abstains(mtrag: dict[str, Any] | None) -> str:
+    if not mtrag:
+        return ""
+    seen = " (domain in the blend)" if mtrag.get("domain_in_blend") else ""
+    return f"{_fmt(mtrag.get('abstained_unanswerable'), 2)} / {_fmt(mtrag.get('abstained_answerable'), 2)}{seen}"
+
+
 def ordered(models: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Zero-shot first, then by ranking fraction (the sweep may train them in any order)."""
     return sorted(models, key=lambda m: -1.0 if m["fraction"] is None else m["fraction"])
@@ -40,13 +47,12 @@ def markdown_table(results: dict[str, Any]) -> str:
     """One row per model (zero-shot, then each fraction), plus BM25 alone for the ranking column."""
     header = (
         "| model | ranking fraction | steps | examples trained | train s | SciFact nDCG@10 | SciFact RR@10 "
-        "| vs BM25 | HotpotQA EM | F1 | SP-F1 | no-rerank EM | no-rerank F1 | no-rerank SP-F1 |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| vs BM25 | HotpotQA EM | F1 | SP-F1 | no-rerank EM | no-rerank F1 | no-rerank SP-F1 "
+        "| MT-RAG abstains: unanswerable / answerable |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     bm25 = results.get("bm25", {})
-    rows = [
-        f"| BM25 alone | – | – | – | – | {_fmt(bm25.get('nDCG@10'))} | {_fmt(bm25.get('RR@10'))} | |  |  |  |  |  |  |"
-    ]
+    rows = [f"| BM25 alone | – | – | – | – | {_fmt(bm25.get('nDCG@10'))} | {_fmt(bm25.get('RR@10'))} |" + " |" * 8]
     for model in ordered(results["models"]):
         ranking = model.get("ranking", {})
         qa = model.get("hotpotqa", {})
@@ -57,7 +63,8 @@ def markdown_table(results: dict[str, Any]) -> str:
             f"| {_fmt(model['train_seconds'], 0)} "
             f"| {_fmt(ranking.get('nDCG@10'))} | {_fmt(ranking.get('RR@10'))} | {_versus(ranking.get('vs_bm25'))} "
             f"| {_fmt(qa.get('em'))} | {_fmt(qa.get('f1'))} | {_fmt(qa.get('sp_paragraph_f1'))} "
-            f"| {_fmt(plain.get('em'))} | {_fmt(plain.get('f1'))} | {_fmt(plain.get('sp_paragraph_f1'))} |"
+            f"| {_fmt(plain.get('em'))} | {_fmt(plain.get('f1'))} | {_fmt(plain.get('sp_paragraph_f1'))} "
+            f"| {_abstains(model.get('mtrag'))} |"
         )
     heldout = results.get("hotpotqa_heldout", {})
     hotpotqa = (
@@ -72,7 +79,9 @@ def markdown_table(results: dict[str, Any]) -> str:
         f"{results['config']['eval']['scifact_queries']} test queries. {hotpotqa}"
         "vs BM25: the mean per-query nDCG@10 difference from BM25's own order, the paired randomisation test's "
         "two-sided p, and the queries where the model ranks better/worse. "
-        "Examples trained: blend examples trl kept (it drops those that max_length cuts before their answer).\n"
+        "Examples trained: blend examples trl kept (it drops those that max_length cuts before their answer). "
+        "MT-RAG: the share of UNANSWERABLE / ANSWERABLE generation tasks of eval.mtrag_domain the model abstains on "
+        "(pooled corpus; BM25, then the model reranks and answers).\n"
     )
     return header + "\n".join(rows) + "\n" + note
 

@@ -21,8 +21,8 @@ from rankwise.data.hotpotqa import hotpotqa_split, load_hotpotqa
 from rankwise.errors import RankwiseError
 from rankwise.evaluate.retrieval import evaluate, evaluate_per_query
 from rankwise.evaluate.stats import compare_paired
-from rankwise.experiment.rag import hotpotqa_experiment, run_rag
-from rankwise.experiment.rag_scores import hotpotqa_summary
+from rankwise.experiment.rag import hotpotqa_experiment, mtrag_experiment, run_rag
+from rankwise.experiment.rag_scores import hotpotqa_summary, mtrag_summary
 from rankwise.rankrag.preset import load_rankrag
 from rankwise.retrieve.bm25 import BM25Retriever
 
@@ -153,7 +153,54 @@ class Evaluator:
             parts["hotpotqa"] = self._hotpotqa(eval_dir / "hotpotqa", model, rerank=True)
             if no_rerank:
                 parts["hotpotqa_no_rerank"] = self._hotpotqa(eval_dir / "hotpotqa-no-rerank", model, False)
+        if self.settings.mtrag_domain is not None:
+            parts["mtrag"] = self._mtrag(eval_dir / "mtrag", model)
         return parts
+
+    def _stages(self, model: str, rerank: bool) -> dict[str, Any]:
+        """BM25, then (``rerank``) the model's P(True), then the model answering: the blend's prompt settings."""
+        blend, settings = self.blend, self.settings
+        common = {"model": model, "dtype": self.dtype, "threads": self.threads}
+        stages: dict[str, Any] = {"retrieve": {"bm25": BM25Config()}}
+        stages["generate"] = RankRAGGenerateConfig(
+            **common, top_k=settings.k, template=blend.qa_template, max_passage_words=blend.max_passage_words,
+            max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size, checkpoint_every=10,
+        )  # fmt: skip
+        if rerank:
+            stages["rerank"] = RankRAGRerankConfig(
+                **common, batch_size=settings.rerank_batch_size, max_passage_tokens=blend.max_passage_tokens,
+                ranking_template=blend.ranking_template, ranking_system_prompt=blend.ranking_system_prompt,
+            )  # fmt: skip
+        return stages
+
+    def _mtrag(self, out_dir: Path, model: str) -> dict[str, Any]:
+        """Abstention on MT-RAG: the first ``mtrag_per_label`` UNANSWERABLE and ANSWERABLE generation tasks of one
+        domain (pooled corpus), reranked and answered by ``model``; a finished folder of the same config is read
+        back. A blend whose MT-RAG source lists that domain trains on those tasks: then this measures fitting,
+        not generalisation."""
+        from rankwise.experiment.datasets import data_root
+
+        root = data_root()
+        if root is None or not (root / "mtrag").is_dir():
+            raise RankwiseError("eval.mtrag_domain: MT-RAG is read from $RANKWISE_DATA/mtrag; set RANKWISE_DATA")
+        labels = ["ANSWERABLE", "UNANSWERABLE"]
+        config, sources = mtrag_experiment(
+            root / "mtrag", out_dir.name, self._stages(model, rerank=True), domains=[self.settings.mtrag_domain],
+            answerability=labels, per_label_limit=self.settings.mtrag_per_label,
+        )  # fmt: skip
+        folder = out_dir / sources[0].name
+        if _finished(folder, config):
+            summary = mtrag_summary([folder])
+        else:
+            summary, _ = run_rag("mtrag", config, sources, out_dir.parent, log=_quiet, show_progress=self.show_progress)
+        generation = summary.get("generation", {})
+        result = {f"abstained_{label.lower()}": generation.get(f"abstention_rate_{label}") for label in labels}
+        result.update(tasks=summary["tasks"], domain=self.settings.mtrag_domain, f1=generation.get("f1"))
+        source = self.blend.mtrag
+        result["domain_in_blend"] = source is not None and (
+            source.domains is None or self.settings.mtrag_domain in source.domains
+        )  # then the blend trained on these very tasks: fitting, not generalisation
+        return result
 
     def _ranking(self, path: Path, model: str, shared: Any) -> dict[str, Any]:
         settings = {
@@ -190,25 +237,20 @@ class Evaluator:
         """HotpotQA (distractor setting) answered by ``model`` after it reranked BM25's order (or straight from
         BM25's order), run by the experiment runner into ``out_dir/<held-out file>/`` with the blend's prompt
         settings; a finished folder of the same config is read back without loading anything."""
-        blend, settings = self.blend, self.settings
-        common = {"model": model, "dtype": self.dtype, "threads": self.threads}
-        stages: dict[str, Any] = {"retrieve": {"bm25": BM25Config()}}
-        stages["generate"] = RankRAGGenerateConfig(
-            **common, top_k=settings.k, template=blend.qa_template, max_passage_words=blend.max_passage_words,
-            max_new_tokens=settings.max_new_tokens, batch_size=settings.batch_size, checkpoint_every=10,
-        )  # fmt: skip
-        if rerank:
-            stages["rerank"] = RankRAGRerankConfig(
-                **common, batch_size=settings.rerank_batch_size, max_passage_tokens=blend.max_passage_tokens,
-                ranking_template=blend.ranking_template, ranking_system_prompt=blend.ranking_system_prompt,
-            )  # fmt: skip
+        stages = self._stages(model, rerank)
         config, sources = hotpotqa_experiment(self._heldout_file()["file"], out_dir.name, stages)
         folder = out_dir / sources[0].name
-        done = folder / "metrics.json"
-        if done.is_file() and (folder / "config.yaml").read_text(encoding="utf-8") == dump_config(config):
+        if _finished(folder, config):
             return _qa_summary(hotpotqa_summary(folder))
         summary, _ = run_rag("hotpotqa", config, sources, out_dir.parent, log=_quiet, show_progress=self.show_progress)
         return _qa_summary(summary)
+
+
+def _finished(folder: Path, config: Any) -> bool:
+    """Whether ``folder`` holds a finished run of exactly ``config`` (then it is read back, not run again)."""
+    config_file = folder / "config.yaml"
+    done = (folder / "metrics.json").is_file() and config_file.is_file()
+    return done and config_file.read_text(encoding="utf-8") == dump_config(config)
 
 
 def _quiet(_: str) -> None:

@@ -50,6 +50,13 @@ class SweepEval(BaseModel):
         "${RANKWISE_DATA}/hotpotqa-train100/hotpotqa_train.json", description="HotpotQA file; null: skip answering"
     )
     hotpotqa_limit: int | None = Field(None, ge=1, description="first N held-out questions only")
+    mtrag_domain: str | None = Field(
+        None,
+        description="also answer this MT-RAG domain's first mtrag_per_label UNANSWERABLE and ANSWERABLE generation "
+        "tasks ($RANKWISE_DATA/mtrag, pooled corpus, BM25 then the model's P(True)) and report how often the model "
+        "abstains on each; null: skip",
+    )
+    mtrag_per_label: int = Field(20, ge=1, description="tasks of each label answered (file order)")
     k: int = Field(5, ge=1, description="passages given to the generator")
     max_new_tokens: int = Field(48, ge=1)
     batch_size: int = Field(4, ge=1, description="prompts per generation batch")
