@@ -46,6 +46,15 @@ def test_a_blend_without_retrieved_examples_is_refused_by_name() -> None:
         RankRAGTrainConfig(output_dir="o", blend_path="b", curriculum={"gold_until": 0.5, "mixed_until": 0.4})
 
 
+def _three_steps(model: Path, blend: Path, tmp_path: Path, **order: Any) -> RankRAGTrainConfig:
+    """Three steps of four examples on the tiny model, ordered by ``order`` (a curriculum or a schedule)."""
+    return RankRAGTrainConfig(
+        output_dir=str(tmp_path / "run"), model=str(model), blend_path=str(blend), max_steps=3, batch_size=4,
+        warmup_ratio=0.0, dtype="float32", save_steps=3, logging_steps=1, lora={"r": 2, "alpha": 4, "dropout": 0.0},
+        **order,
+    )  # fmt: skip
+
+
 class SeenCompletions(TrainerCallback):
     """The answers of every training example, in the order the trainer's data loader gives them."""
 
@@ -76,11 +85,7 @@ def test_the_trainer_reads_gold_then_mixed_then_retrieved(tiny_lm_dir: Path, tmp
     blend = tmp_path / "blend.jsonl"
     blend.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     seen = SeenCompletions(AutoTokenizer.from_pretrained(tiny_lm_dir))
-    config = RankRAGTrainConfig(
-        output_dir=str(tmp_path / "run"), model=str(tiny_lm_dir), blend_path=str(blend), max_steps=3, batch_size=4,
-        warmup_ratio=0.0, dtype="float32", save_steps=3, logging_steps=1, lora={"r": 2, "alpha": 4, "dropout": 0.0},
-        curriculum={"gold_until": 0.3, "mixed_until": 0.6},
-    )  # fmt: skip
+    config = _three_steps(tiny_lm_dir, blend, tmp_path, curriculum={"gold_until": 0.3, "mixed_until": 0.6})
     metrics = train_rankrag(config, show_progress=False, callbacks=[seen])
     words = [answer.split()[0] for answer in seen.answers]
     assert words == ["Gold"] * 4 + ["Mixed"] * 4 + ["Retrieved"] * 4
@@ -159,11 +164,7 @@ def test_the_trainer_reads_ranking_then_qa_when_sequential(tiny_lm_dir: Path, tm
     blend = tmp_path / "blend.jsonl"
     blend.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     seen = SeenCompletions(AutoTokenizer.from_pretrained(tiny_lm_dir))
-    config = RankRAGTrainConfig(
-        output_dir=str(tmp_path / "run"), model=str(tiny_lm_dir), blend_path=str(blend), max_steps=3, batch_size=4,
-        warmup_ratio=0.0, dtype="float32", save_steps=3, logging_steps=1, lora={"r": 2, "alpha": 4, "dropout": 0.0},
-        schedule="sequential",
-    )  # fmt: skip
+    config = _three_steps(tiny_lm_dir, blend, tmp_path, schedule="sequential")
     metrics = train_rankrag(config, show_progress=False, callbacks=[seen])
     assert [answer.split()[0] for answer in seen.answers] == ["True"] * 6 + ["Gold"] * 6
     mix = [json.loads(line) for line in (tmp_path / "run" / "curriculum.jsonl").read_text().splitlines()]
