@@ -167,8 +167,9 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
     if getattr(trainer, "order", None):
         metrics["curriculum" if config.curriculum is not None else "sequential"] = trainer.order
     if main:
-        _picked(config, out, show_progress, metrics)
-        atomic_write_text(finished, json.dumps(metrics, indent=2) + "\n")
+        atomic_write_text(finished, json.dumps(metrics, indent=2) + "\n")  # trained: a failed pick keeps that
+        if _picked(config, out, show_progress, metrics):
+            atomic_write_text(finished, json.dumps(metrics, indent=2) + "\n")
         tracker.finish(out / "model", metrics)
     return metrics
 
