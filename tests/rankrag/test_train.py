@@ -223,54 +223,6 @@ def test_trainer_runs_under_torchrun(tiny_lm_dir: Path, tiny_blend: Path, tmp_pa
     assert metrics["steps"] == 1 and (tmp_path / "ddp" / "model" / "model.safetensors").is_file()
 
 
-def tiny_eval(data_root: Path) -> str:
-    """The sweep/eval config's ``eval`` section: 2 SciFact queries at depth 3, 2 held-out HotpotQA questions."""
-    hotpotqa = data_root / "hotpotqa-train100" / "hotpotqa_train.json"
-    return (
-        f"eval:\n  scifact: {data_root}/scifact\n  scifact_queries: 2\n  depth: 3\n  hotpotqa: {hotpotqa}\n"
-        "  hotpotqa_limit: 2\n  max_new_tokens: 2\n"
-    )
-
-
-def test_sweep_writes_table_and_plot_and_skips_finished_work(
-    tiny_lm_dir: Path, data_root: Path, tmp_path: Path
-) -> None:
-    from rankwise.rankrag.sweep import load_sweep_config, run_sweep
-
-    config = tmp_path / "sweep.yaml"
-    config.write_text(
-        f"""output_dir: {tmp_path / "sweep"}
-fractions: [0.0, 1.0]
-train: {{model: {tiny_lm_dir}, max_steps: 1, batch_size: 2, dtype: float32, lora: {{r: 2, alpha: 4}}, threads: 1}}
-blend:
-  size: 6
-  tokenizer: {tiny_lm_dir}
-  hotpotqa: {{path: {data_root}/hotpotqa-train100/hotpotqa_train.json, heldout: 50, cap: 6}}
-{tiny_eval(data_root)}  no_rerank: [1.0]
-"""
-    )
-    settings = load_sweep_config(config)
-    results = run_sweep(settings, show_progress=False)
-    out = tmp_path / "sweep"
-    names = [m["name"] for m in results["models"]]
-    assert names == ["zero-shot", "fraction-0", "fraction-1"]
-    assert all(0 <= m["ranking"]["nDCG@10"] <= 1 for m in results["models"])
-    assert "hotpotqa_no_rerank" in results["models"][2] and "hotpotqa_no_rerank" not in results["models"][1]
-    assert results["models"][1]["steps"] == 1 and results["hotpotqa_heldout"]["questions"] == 2
-    blend0 = [json.loads(x) for x in (out / "fraction-0" / "train" / "blend.jsonl").read_text().splitlines()]
-    blend1 = [json.loads(x) for x in (out / "fraction-1" / "train" / "blend.jsonl").read_text().splitlines()]
-    assert not any(r["task"] in ("ranking", "rag_ranking") for r in blend0)
-    assert all(r["task"] in ("ranking", "rag_ranking") for r in blend1)
-    table = (out / "sweep.md").read_text()
-    assert "| fraction-1 | 1 | 1 | 6 / 6 |" in table and "BM25 alone" in table
-    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    cached = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name in ("ranking.json", "metrics.json")}
-    assert len(cached) >= 8
-    again = run_sweep(settings, show_progress=False)  # everything is done: nothing is retrained or re-evaluated
-    assert {p: p.stat().st_mtime_ns for p in cached} == cached
-    assert [m["ranking"] for m in again["models"]] == [m["ranking"] for m in results["models"]]
-
-
 def test_ask_with_the_rankrag_preset(trained: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from rankwise.cli import main
 
@@ -337,7 +289,7 @@ def test_examples_cut_before_their_answer_are_counted(tiny_lm_dir: Path, tiny_bl
 
 
 def test_eval_scores_a_trained_model_and_its_checkpoint_alike(
-    trained: dict[str, Any], tiny_lm_dir: Path, data_root: Path, tmp_path: Path
+    trained: dict[str, Any], tiny_lm_dir: Path, data_root: Path, tiny_eval: str, tmp_path: Path
 ) -> None:
     from rankwise.errors import RankwiseError
     from rankwise.rankrag.sweep import load_sweep_config, run_eval
@@ -347,7 +299,7 @@ def test_eval_scores_a_trained_model_and_its_checkpoint_alike(
         f"""output_dir: {tmp_path / "unused"}
 train: {{model: {tiny_lm_dir}, dtype: float32, threads: 1}}
 blend: {{tokenizer: {tiny_lm_dir}, hotpotqa: {{path: {data_root}/hotpotqa-train100/hotpotqa_train.json, heldout: 50}}}}
-{tiny_eval(data_root)}"""
+{tiny_eval}"""
     )
     settings = load_sweep_config(config)
     checkpoint = trained["out"] / "checkpoints" / "checkpoint-2"  # the last step's adapter, as the trainer saved it
