@@ -153,7 +153,7 @@ def test_cli_builds_hnsw_and_reports_recall(tmp_path: Path, minilm_path: str, ca
     params = json.loads((tmp_path / "i" / "manifest.json").read_text())["params"]
     assert params["index_kind"] == "hnsw" and 0.0 <= params["recall_at_10_vs_exact"] <= 1.0
     assert main(["index", str(data), "--kind", "bm25", "--faiss", "hnsw", "--out", str(tmp_path / "x")]) == 2
-    assert "--faiss and --work-dir apply to --kind dense only" in capsys.readouterr().err
+    assert "--faiss applies to --kind dense only" in capsys.readouterr().err
 
 
 def test_hnsw_stores_float16_by_default_at_half_the_size_and_the_same_ranking(

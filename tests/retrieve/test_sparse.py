@@ -110,3 +110,50 @@ def test_cli_sparse_index_fuses_with_bm25(subset: Dataset, tmp_path: Path) -> No
     assert main([*fused, "--queries", str(data), "--k", "10", "--out", str(tmp_path / "hybrid.trec")]) == 0
     singles = [read_run(tmp_path / "bm25.trec"), read_run(tmp_path / "sparse.trec")]
     assert read_run(tmp_path / "hybrid.trec") == rrf(singles, k=60, depth=10)
+
+
+class _StopAfter:
+    """A local engine killed after ``shards`` finished shards (what a Ctrl-C or an OOM kill leaves behind)."""
+
+    kind = "local"
+
+    def __init__(self, shards: int) -> None:
+        self.shards = shards
+
+    def map(self, recipe, shards, progress=None, keep=False):
+        from rankwise.engine import LocalEngine
+
+        for done, item in enumerate(LocalEngine().map(recipe, shards, progress)):
+            if done == self.shards:
+                raise KeyboardInterrupt
+            yield item
+
+
+def test_a_killed_sparse_index_resumes_from_its_finished_shards(
+    splade: SparseRetriever, subset: Dataset, tmp_path: Path
+) -> None:
+    work = tmp_path / "shards"
+    killed = SparseRetriever(max_seq_length=64, chunk_size=16, show_progress=False, engine=_StopAfter(2))
+    with pytest.raises(KeyboardInterrupt):
+        killed.index(subset.corpus, work_dir=work)
+    assert sorted(p.name for p in work.glob("sparse-*.npz")) == ["sparse-00000.npz", "sparse-00001.npz"]
+    encoded: list[int] = []
+
+    class Counting(_StopAfter):
+        def map(self, recipe, shards, progress=None, keep=False):
+            for shard, result in super().map(recipe, shards, progress, keep):
+                encoded.append(shard.index)
+                yield shard, result
+
+    resumed = SparseRetriever(max_seq_length=64, chunk_size=16, show_progress=False, engine=Counting(99))
+    resumed.index(subset.corpus, work_dir=work)
+    assert encoded == [2]  # 40 documents in shards of 16: only the third was left
+    assert resumed.search(subset.queries, k=10) == splade.search(subset.queries, k=10)
+    # a damaged shard is encoded again, not trusted; another model's shards are refused by name
+    (work / "sparse-00000.npz").write_bytes(b"not an npz")
+    encoded.clear()
+    resumed.index(subset.corpus, work_dir=work)
+    assert encoded == [0] and resumed.search(subset.queries, k=10) == splade.search(subset.queries, k=10)
+    other = SparseRetriever(max_seq_length=32, chunk_size=16, show_progress=False)
+    with pytest.raises(IndexStoreError, match="max_seq_length"):
+        other.index(subset.corpus, work_dir=work)

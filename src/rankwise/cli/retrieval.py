@@ -44,7 +44,9 @@ def index(
     faiss_kind: Annotated[str, typer.Option("--faiss", help="Dense FAISS index: exact | hnsw | ivf.")] = "exact",
     work_dir: Annotated[
         Path | None,
-        typer.Option("--work-dir", help="Dense: keep embedding shards here; a rerun resumes from finished shards."),
+        typer.Option(
+            "--work-dir", help="Dense/sparse: keep encoded shards here; a rerun resumes from the finished ones."
+        ),
     ] = None,
     shard_size: Annotated[int, typer.Option("--shard-size", help="Dense: documents per shard.")] = 10_000,
     dtype: Annotated[str, typer.Option("--dtype", help="Dense: shard dtype, float32 | float16.")] = "float32",
@@ -96,8 +98,10 @@ def index(
         raise RankwiseError(f"--dtype must be one of {', '.join(DTYPES)}, not '{dtype}'")
     if devices is not None:
         raise RankwiseError("--devices (a multi-process pool) was replaced by --engine ray --actors N")
-    if kind != "dense" and (faiss_kind != "exact" or work_dir is not None):
-        raise RankwiseError("--faiss and --work-dir apply to --kind dense only")
+    if kind != "dense" and faiss_kind != "exact":
+        raise RankwiseError("--faiss applies to --kind dense only")
+    if kind == "bm25" and work_dir is not None:
+        raise RankwiseError("--work-dir applies to --kind dense and --kind sparse only")
     engine_config = engine_section(engine, ray_address, actors)
     if kind == "bm25" and engine is not None:
         raise RankwiseError("--engine applies to --kind dense and --kind sparse only")
@@ -129,6 +133,8 @@ def index(
             queries = dict(list(loaded.queries.items())[:1000])
             recall = retriever.recall_vs_exact(queries, k=10)
             typer.echo(f"{faiss_kind} recall@10 vs exact search over {len(queries):,} queries: {recall:.4f}")
+    elif kind == "sparse":
+        retriever.index(loaded.corpus, work_dir=work_dir)
     else:
         retriever.index(loaded.corpus)
     retriever.save(out)

@@ -91,7 +91,7 @@ def _read_json(path: Path) -> Any:
         raise IndexStoreError(f"{path}: unreadable ({exc})") from exc
 
 
-def _check_plan(directory: Path, plan: dict[str, Any]) -> None:
+def check_plan(directory: Path, plan: dict[str, Any]) -> None:
     """Create ``encoding.json`` or make sure the existing one describes the same encoding."""
     path = directory / PLAN_FILE
     if not path.exists():
@@ -220,7 +220,7 @@ def encode_corpus(
     }
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    _check_plan(directory, plan)
+    check_plan(directory, plan)
     (directory / COMPLETE_FILE).unlink(missing_ok=True)
 
     engine = engine if engine is not None else LocalEngine()

@@ -14,8 +14,8 @@ returned (a document with score 0 is not a match); ties are ordered by doc id.
 Corpus encoding is cut into shards of ``chunk_size`` documents, run by an engine (:mod:`rankwise.engine`): in this
 process (the default), or one SPLADE model per Ray actor (``engine=RayEngine(...)``). Each shard is encoded on its
 own, by the same code whichever engine runs it, and the driver adds the shards' postings in document order, so the
-index is the same either way. (Unlike dense encoding, shards are not saved to disk: an interrupted sparse index
-is encoded again.)
+index is the same either way. With ``work_dir`` (``rankwise index --work-dir``) every finished shard is kept on
+disk (:mod:`rankwise.retrieve.sparse_shards`) and a rerun after a kill encodes only the missing ones.
 
 ``precision`` (fp32 | bf16 | auto: bf16 where this machine runs it natively, else fp32;
 :mod:`rankwise.config.precision`) is the dtype the SPLADE model runs in; the term weights are stored as float32
@@ -43,6 +43,8 @@ from rankwise.config.precision import choose_precision
 from rankwise.data.files import atomic_dir, read_json, write_json
 from rankwise.engine import LocalEngine, Progress, Shard
 from rankwise.errors import IndexStoreError, RankwiseError, loading_model
+from rankwise.retrieve.encode import texts_digest
+from rankwise.retrieve.sparse_shards import Postings, SparseShards
 from rankwise.retrieve.store import corpus_fingerprint, read_manifest, write_manifest
 from rankwise.types import Document, Query, Run
 
@@ -74,9 +76,6 @@ def _coo(tensor: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     values = tensor.values().float().cpu().numpy()
     keep = values > 0
     return indices[0][keep].astype(np.int64), indices[1][keep].astype(np.int64), values[keep].astype(np.float32)
-
-
-Postings = tuple[np.ndarray, np.ndarray, np.ndarray, int]  # rows (within the shard), terms, weights, vocabulary size
 
 
 def _encode_shard(retriever: SparseRetriever, texts: list[str], report: Callable[[int], None] | None) -> Postings:
@@ -180,8 +179,9 @@ class SparseRetriever:
             show_progress_bar=False,
         )
 
-    def index(self, corpus: Mapping[str, Document]) -> None:
-        """Encode ``corpus`` in shards of ``chunk_size`` documents on the engine, then build the inverted index."""
+    def index(self, corpus: Mapping[str, Document], work_dir: str | Path | None = None) -> None:
+        """Encode ``corpus`` in shards of ``chunk_size`` documents on the engine, then build the inverted index;
+        with ``work_dir`` each finished shard is kept there and a rerun encodes only the missing ones."""
         if not corpus:
             raise RankwiseError("cannot index an empty corpus")
         ids, texts = list(corpus), [doc.contents for doc in corpus.values()]
@@ -189,18 +189,28 @@ class SparseRetriever:
         engine = self.engine if self.engine is not None else LocalEngine()
         local = getattr(engine, "kind", "local") == "local"
         recipe = partial(_shard_worker, self if local else {name: getattr(self, a) for name, a in _SETTINGS.items()})
+        store = None if work_dir is None else SparseShards(work_dir, self._plan())
+        parts: dict[int, Postings] = {}
+        progress = Progress(len(texts), -(-len(texts) // size), "sparse encoding", "doc", enabled=self.show_progress)
 
         def shards() -> Iterator[Shard]:
             for index, start in enumerate(range(0, len(texts), size)):
                 end = min(start + size, len(texts))
                 name = f"sparse shard {index} (documents {ids[start]}..{ids[end - 1]})"
-                yield Shard(index, name, texts[start:end], end - start)
+                digest = texts_digest(ids[start:end], texts[start:end]) if store is not None else ""
+                shard = Shard(index, name, texts[start:end], end - start, digest)
+                done = store.load(index, digest) if store is not None else None
+                if done is None:
+                    yield shard
+                else:
+                    parts[index] = done
+                    progress.shard_reused(shard)
 
-        parts: dict[int, Postings] = {}
-        progress = Progress(len(texts), -(-len(texts) // size), "sparse encoding", "doc", enabled=self.show_progress)
         try:
             for shard, postings in engine.map(recipe, shards(), progress):
                 parts[shard.index] = postings
+                if store is not None:
+                    store.save(shard.index, shard.key, postings)
         finally:
             progress.close()
         order = sorted(parts)
@@ -209,6 +219,14 @@ class SparseRetriever:
         self._build(rows, np.concatenate([parts[i][1] for i in order]), np.concatenate([parts[i][2] for i in order]))
         self.doc_ids = ids
         self.fingerprint = corpus_fingerprint(corpus)
+
+    def _plan(self) -> dict[str, Any]:
+        """What a kept shard depends on (a resume under other settings is refused)."""
+        return {
+            "format_version": 1, "kind": KIND, "model": self.model_name, "precision": self.precision,
+            "shard_size": self.chunk_size, "max_active_dims": self.max_active_dims,
+            "max_seq_length": self.max_seq_length,
+        }  # fmt: skip
 
     def _build(self, rows: np.ndarray, terms: np.ndarray, weights: np.ndarray) -> None:
         order = np.lexsort((rows, terms))  # by term, then by document
