@@ -66,6 +66,13 @@ def test_version_prints_the_package_version(capsys: pytest.CaptureFixture) -> No
     assert capsys.readouterr().out == f"rankwise {rankwise.__version__}\n"
 
 
+def _default_sigint() -> None:
+    """In the child: SIGINT's default disposition. A test run started in the background of a shell without job
+    control (``nohup bash .ci/run &``) ignores SIGINT, every child inherits that, and Python keeps an ignored
+    SIGINT ignored: rankwise would never see the Ctrl-C this test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(
     ("argv", "said"),
     [
@@ -82,8 +89,9 @@ def test_ctrl_c_exits_130_and_says_what_stopped(argv: list[str], said: str, tmp_
     os.mkfifo(fifo)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rankwise", *argv, str(fifo)], env=env, stderr=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-m", "rankwise", *argv, str(fifo)], env=env, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint,
+    )  # fmt: skip
     writer = None
     try:
         deadline = time.monotonic() + 60
