@@ -74,7 +74,7 @@ def test_training_ends_by_picking_the_weight_on_dev(picked: dict[str, Any]) -> N
     pick = picked["metrics"]["interpolation"]
     assert pick["queries"] == 3 and pick["depth"] == 4 and 0 <= pick["bm25_dev_ndcg10"] <= 1
     by_weight = pick["dev_ndcg@10_by_weight"]
-    assert len(by_weight) == 10 and pick["dev_ndcg@10"] == max(by_weight.values())
+    assert len(by_weight) == 11 and pick["dev_ndcg@10"] == max(by_weight.values())
     assert by_weight[f"{pick['weight']:.1f}"] == pick["dev_ndcg@10"]
     model = picked["out"] / "model"
     section = RankRAGRerankConfig(model=str(model), interpolate="auto")

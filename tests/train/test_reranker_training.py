@@ -262,6 +262,10 @@ def test_tune_interpolation_prefers_the_better_ranking():
     assert [w for w, v in by_weight.items() if v == 1.0] == ["0.0", "0.1", "0.2", "0.3", "0.4", "0.5"]
     trust_first_stage = tune_interpolation(bad, {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}, qrels)
     assert trust_first_stage["weight"] == 0.6  # the smallest weight at which the first stage takes over
+    # a reranker that hurts at any share: only the first stage's own order (weight 1) keeps the relevant doc first
+    nearly_tied = {"q": {"a": 1.0, "b": 0.99, "c": 0.0}}
+    hurts = tune_interpolation({"q": {"b": 1.0, "c": 0.5, "a": 0.0}}, nearly_tied, qrels)
+    assert hurts["weight"] == 1.0 and hurts["dev_ndcg@10"] == 1.0 and hurts["dev_ndcg@10_by_weight"]["0.9"] < 1.0
 
 
 def _mlflow_run(uri: str, project: str):

@@ -26,16 +26,23 @@ def split_dev(qrels: Qrels, queries: dict[str, Query], count: int, seed: int) ->
 
 
 def tune_interpolation(reranked: Run, first_stage: Run, qrels: Qrels) -> dict[str, Any]:
-    """The first-stage weight (0, 0.1, ..., 0.9) whose min-max fusion with ``reranked`` has the best nDCG@10.
+    """The first-stage weight (0, 0.1, ..., 1) whose min-max fusion with ``reranked`` has the best nDCG@10.
 
-    The fusion is the one ``rankwise rerank --interpolate W`` applies, over the reranked documents only.
-    Ties go to the smaller weight (trust the reranker more).
+    The fusion is the one ``rankwise rerank --interpolate W`` applies, over the reranked documents only; 1 is the
+    first stage's own order (a reranker that only hurts on dev gets no say). Ties go to the smaller weight (trust
+    the reranker more).
     """
     cut = {qid: {doc: first_stage[qid][doc] for doc in docs} for qid, docs in reranked.items()}
     by_weight: dict[str, float] = {}
-    for tenth in range(10):
+    for tenth in range(11):
         weight = tenth / 10
-        fused = reranked if weight == 0 else fuse([reranked, cut], method="weighted", weights=[1 - weight, weight])
+        fused = (
+            reranked
+            if weight == 0
+            else cut
+            if weight == 1
+            else fuse([reranked, cut], method="weighted", weights=[1 - weight, weight])
+        )
         by_weight[f"{weight:.1f}"] = evaluate(fused, qrels, ["nDCG@10"])["nDCG@10"]
     best = max(by_weight, key=lambda w: (by_weight[w], -float(w)))
     return {"weight": float(best), "dev_ndcg@10": by_weight[best], "dev_ndcg@10_by_weight": by_weight}
