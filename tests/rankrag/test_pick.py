@@ -135,3 +135,34 @@ def test_auto_is_refused_where_no_trainer_picks(tmp_path: Path) -> None:
     untrained = RankRAGRerankConfig(model=str(tmp_path), interpolate="auto")  # no pick beside the weights
     with pytest.raises(RankwiseError, match="rankrag train"):
         interpolation_weight(untrained)
+
+
+def test_the_trained_model_is_freed_before_the_pick_loads_its_own(
+    picked: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pick loads the saved model afresh; the trainer's copy (and its optimizer) must be gone by then, or the
+    process holds both (session 15's 150-step run: 15-16 GB RSS during the pick)."""
+    import weakref
+
+    from transformers import TrainerCallback
+
+    from rankwise.rankrag import pick as pick_module
+    from rankwise.rankrag.train import train_rankrag
+
+    seen: list[weakref.ref] = []
+
+    class Watch(TrainerCallback):
+        def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+            seen.append(weakref.ref(model))
+
+    original = pick_module.pick_interpolation
+    alive_at_pick: list[bool] = []
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        alive_at_pick.append(seen[0]() is not None)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pick_module, "pick_interpolation", watched)
+    config = picked["config"].model_copy(update={"output_dir": str(tmp_path / "out")})
+    metrics = train_rankrag(config, show_progress=False, callbacks=[Watch()])
+    assert seen and alive_at_pick == [False] and "interpolation" in metrics

@@ -166,6 +166,10 @@ def train_rankrag(config: RankRAGTrainConfig, show_progress: bool = True, callba
     }
     if getattr(trainer, "order", None):
         metrics["curriculum" if config.curriculum is not None else "sequential"] = trainer.order
+    del trainer, state  # the pick loads the saved model afresh: free the trained copy and its optimizer first
+    from accelerate.utils import release_memory  # installed: the Trainer that just ran needs it
+
+    release_memory()  # accelerate's: collects the trainer's reference cycles, empties the device cache
     if main:
         atomic_write_text(finished, json.dumps(metrics, indent=2) + "\n")  # trained: a failed pick keeps that
         if _picked(config, out, show_progress, metrics):
