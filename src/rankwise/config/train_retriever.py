@@ -74,6 +74,12 @@ class RetrieverTrainConfig(BaseModel):
     weight_decay: float = Field(0.01, ge=0)
     eval_steps: int = Field(50, ge=1, description="dev evaluation and checkpoint interval (steps)")
     load_best: bool = Field(True, description="end with the checkpoint of best dev nDCG@10")
+    wise_ft: float | Literal["auto"] | None = Field(
+        None,
+        description="WiSE-FT: save (1 - a) * initial + a * trained weights; a number a in [0, 1], or auto: the "
+        "smallest a whose dev nDCG@10 is within wise_ft_tolerance of the best (null: the trained weights as they are)",
+    )
+    wise_ft_tolerance: float = Field(0.005, ge=0, description="wise_ft auto: dev nDCG@10 it may give up")
     logging_steps: int = Field(10, ge=1)
     save_total_limit: int = Field(2, ge=1)
     seed: int = 42
@@ -91,6 +97,10 @@ class RetrieverTrainConfig(BaseModel):
         start, end = self.negative_window
         if not 1 <= start <= end:
             raise ValueError(f"negative_window must be [start, end] with 1 <= start <= end, got {start}-{end}")
+        if isinstance(self.wise_ft, float) and not 0 <= self.wise_ft <= 1:
+            raise ValueError(f"wise_ft must be auto or a number in [0, 1], got {self.wise_ft}")
+        if self.wise_ft == "auto" and self.dev_queries == 0 and not self.dev_split:
+            raise ValueError("wise_ft: auto picks on the dev split; set dev_queries > 0 or dev_split")
         if self.freeze_base and not self.head:
             raise ValueError("freeze_base needs head: true (otherwise nothing is trained)")
         if self.head_dim is not None and not self.head:

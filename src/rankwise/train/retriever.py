@@ -14,7 +14,8 @@
    launched with ``torchrun`` (``gloo`` on CPU, NCCL on GPUs; ``gather_across_devices`` shares in-batch negatives
    across processes);
 4. evaluates dev nDCG@10 (exact search over the dev corpus, scored by rankwise/ir_measures) every
-   ``eval_steps``, checkpoints there, keeps the best, and writes ``<output_dir>/model`` (safetensors, loadable by
+   ``eval_steps``, checkpoints there, keeps the best (then, with ``wise_ft``, interpolates it with the initial
+   weights: :mod:`rankwise.train.weight_ensemble`), and writes ``<output_dir>/model`` (safetensors, loadable by
    :class:`rankwise.retrieve.dense.DenseRetriever`), ``summary.json`` (dev nDCG@10 and isotropy diagnostics —
    mean pairwise cosine and effective rank of the embedding covariance — before and after), ``config.json`` and
    ``log.jsonl``.
@@ -53,6 +54,7 @@ from rankwise.train.frozen_base import lookup_model
 from rankwise.train.retriever_data import prepare_data
 from rankwise.train.retriever_losses import build_loss, isotropy_stats
 from rankwise.train.tracking import start_tracking
+from rankwise.train.weight_ensemble import apply_wise_ft, snapshot
 from rankwise.types import Qrels, Query
 
 logger = logging.getLogger(__name__)
@@ -219,6 +221,7 @@ def train_retriever(
     set_seed(config.seed)
     full, head_index, inference_length = build_model(config)
     initial_head = head_digest(full, head_index)
+    initial_weights = snapshot(full) if config.wise_ft is not None else None
     model, model_head = full, head_index
     if config.freeze_base and config.cache_frozen_base and head_index is not None:
         model, model_head = lookup_model(full, head_index, _all_texts(data), show_progress=show_progress), 1
@@ -247,6 +250,16 @@ def train_retriever(
         logger.info("resuming from %s", last)
     trainer.train(resume_from_checkpoint=last)
     model = trainer.model  # the best checkpoint's weights when load_best; its head is shared with ``full``
+    wise_ft = None
+    if initial_weights is not None:
+        score = (lambda: evaluator(model)[evaluator.primary_metric]) if evaluator else None
+        wise_ft = apply_wise_ft(full, initial_weights, config.wise_ft, config.wise_ft_tolerance, score)
+        logger.info(
+            "WiSE-FT: alpha %s (%s); dev nDCG@10 by alpha: %s",
+            wise_ft["alpha"],
+            wise_ft["rule"],
+            json.dumps(wise_ft["dev_ndcg@10"]),
+        )
     after = {"isotropy": _embed_stats(model, data["diagnostic_texts"])}
     if evaluator:
         after["dev_ndcg@10"] = evaluator(model)[evaluator.primary_metric]
@@ -260,6 +273,7 @@ def train_retriever(
         "before": before,
         "after": after,
         "best_checkpoint": trainer.state.best_model_checkpoint,
+        "wise_ft": wise_ft,
         "resumed_from": last,
         "head_sha256": {"initial": initial_head, "final": head_digest(full, head_index)},
         "cached_frozen_base": model is not full,
@@ -293,7 +307,7 @@ def _check_resumable(config: RetrieverTrainConfig, out: Path) -> None:
         return
     previous = json.loads(saved.read_text(encoding="utf-8"))
     current = config.model_dump(mode="json")
-    ignored = {"threads", "resume", "max_steps", "epochs", "device", "tracking"}
+    ignored = {"threads", "resume", "max_steps", "epochs", "device", "tracking", "wise_ft", "wise_ft_tolerance"}
     defaults = RetrieverTrainConfig.model_construct().model_dump(mode="json")
     changed = sorted(k for k in current if k not in ignored and previous.get(k, defaults.get(k)) != current[k])
     if changed:
