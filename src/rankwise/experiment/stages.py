@@ -8,6 +8,7 @@ reranking and the timings an experiment records.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
@@ -108,8 +109,14 @@ def open_index(
         if retriever is not None and retriever.fingerprint == fingerprint:
             return retriever, {"index": "loaded", "index_dir": str(directory), "index_s": _since(started)}
     retriever = build_retriever(config, progress)
-    retriever.index(corpus)
+    if config.kind == "bm25":
+        retriever.index(corpus)
+    else:  # encoded shards stay beside the index until it is saved: a killed run resumes from the finished ones
+        shards = index_root / f"{directory.name}.shards"
+        retriever.index(corpus, work_dir=shards)
     retriever.save(directory)
+    if config.kind != "bm25":
+        shutil.rmtree(shards, ignore_errors=True)
     return retriever, {"index": "built", "index_dir": str(directory), "index_s": _since(started)}
 
 
