@@ -51,24 +51,9 @@ def toy_data(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory, minilm_path) -> Path:
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    out = tmp_path_factory.mktemp("tiny-bert")
-    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-        num_labels=1,
-    )
-    torch.manual_seed(0)
-    BertForSequenceClassification(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+def tiny_bert(tiny_cross_encoder_dir: Path) -> Path:
+    """The suite's 2-layer random BERT cross-encoder (tests/conftest.py)."""
+    return tiny_cross_encoder_dir
 
 
 def _config(toy_data: Path, model: Path, out: Path, **overrides) -> RerankerTrainConfig:
