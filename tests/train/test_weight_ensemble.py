@@ -95,7 +95,19 @@ def test_trained_head_is_saved_at_the_dev_picked_alpha(tiny: str, scifact_dir: P
     assert torch.equal(head.linear.weight, torch.eye(head.linear.weight.shape[0]))
 
     # the same finished run, picked on dev: it resumes at its last checkpoint and only the pick differs
-    auto = train_retriever(load_config(tmp_path / "c.yaml", {"wise_ft": "auto"}), show_progress=False)
+    import typer
+    from typer.testing import CliRunner
+
+    from rankwise.cli.train_retriever import register
+
+    group = typer.Typer()
+    register(group)
+    group.command("other")(lambda: None)
+    shown = CliRunner().invoke(group, ["retriever", "--config", str(tmp_path / "c.yaml"), "--set", "wise_ft=auto"])
+    assert shown.exit_code == 0, shown.output
+    auto = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert f"WiSE-FT alpha {auto['wise_ft']['alpha']} (smallest alpha" in shown.output
+    assert "dev nDCG@10 by alpha: 0.0 " in shown.output
     assert auto["wise_ft"]["dev_ndcg@10"] == curve
     assert auto["wise_ft"]["alpha"] == pick_alpha({float(a): v for a, v in curve.items()}, 0.005)
     assert auto["after"]["dev_ndcg@10"] == pytest.approx(curve[str(auto["wise_ft"]["alpha"])], abs=1e-4)

@@ -38,6 +38,12 @@ def retriever(
     before, after = summary["before"], summary["after"]
     if "dev_ndcg@10" in after:
         typer.echo(f"dev nDCG@10 {before['dev_ndcg@10']:.4f} -> {after['dev_ndcg@10']:.4f}")
+    if summary.get("wise_ft"):
+        wise = summary["wise_ft"]
+        curve = ", ".join(f"{alpha} {value:.4f}" for alpha, value in wise["dev_ndcg@10"].items())
+        typer.echo(
+            f"WiSE-FT alpha {wise['alpha']} ({wise['rule']})" + (f"; dev nDCG@10 by alpha: {curve}" if curve else "")
+        )
     for key in ("mean_pairwise_cosine", "effective_rank"):
         typer.echo(f"{key} {before['isotropy'][key]:.4f} -> {after['isotropy'][key]:.4f}")
     typer.echo(
