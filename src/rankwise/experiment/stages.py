@@ -111,11 +111,11 @@ def open_index(
     retriever = build_retriever(config, progress)
     if config.kind == "bm25":
         retriever.index(corpus)
+        retriever.save(directory)
     else:  # encoded shards stay beside the index until it is saved: a killed run resumes from the finished ones
         shards = index_root / f"{directory.name}.shards"
         retriever.index(corpus, work_dir=shards)
-    retriever.save(directory)
-    if config.kind != "bm25":
+        retriever.save(directory)
         shutil.rmtree(shards, ignore_errors=True)
     return retriever, {"index": "built", "index_dir": str(directory), "index_s": _since(started)}
 

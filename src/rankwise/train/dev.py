@@ -15,6 +15,8 @@ from rankwise.evaluate.retrieval import evaluate
 from rankwise.retrieve.fusion import fuse
 from rankwise.types import Qrels, Query, Run
 
+TENTHS = tuple(step / 10 for step in range(11))  # the grid both dev picks search: 0, 0.1, ..., 1
+
 
 def split_dev(qrels: Qrels, queries: dict[str, Query], count: int, seed: int) -> tuple[list[str], list[str]]:
     """Judged query ids split into (train, dev): ``count`` dev ids drawn with ``seed``, both lists sorted."""
@@ -34,8 +36,7 @@ def tune_interpolation(reranked: Run, first_stage: Run, qrels: Qrels) -> dict[st
     """
     cut = {qid: {doc: first_stage[qid][doc] for doc in docs} for qid, docs in reranked.items()}
     by_weight: dict[str, float] = {}
-    for tenth in range(11):
-        weight = tenth / 10
+    for weight in TENTHS:
         fused = (
             reranked
             if weight == 0

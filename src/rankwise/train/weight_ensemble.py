@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-GRID = tuple(round(0.1 * step, 1) for step in range(11))
+from rankwise.train.dev import TENTHS as GRID
 
 
 def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
