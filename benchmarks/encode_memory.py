@@ -7,7 +7,10 @@ set size").
 
 1. ``rankwise.retrieve.encode.encode_corpus`` at each ``--sizes`` (default 100k and 400k passages): peak RSS and the
    ratio largest/smallest (target: within 15%). With ``--peer``, the same for sentence-transformers' own
-   ``encode`` over the whole list (the peer: every text and every row in memory at once).
+   ``encode`` over the whole list (the peer: every text and every row in memory at once). With ``--ray N``, the
+   same run on the Ray engine (a local Ray instance, ``N`` actors of one CPU): the driver's peak RSS, and each
+   actor's, read from the kernel's high-water mark (``VmHWM`` in ``/proc/PID/status``, polled every 0.2 s while
+   the actors live; Ray starts them outside the driver's process tree, so ``wait4`` does not see them).
 2. Resume: a run over ``--kill-size`` passages is killed with SIGKILL once ``--kill-after`` shards are finished,
    then run again to completion; its shards are compared byte for byte with an uninterrupted run.
 
@@ -17,6 +20,7 @@ set size").
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import itertools
 import json
@@ -26,8 +30,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 WORDS = [
     "cell",
@@ -80,8 +87,11 @@ def child(args: argparse.Namespace) -> None:
     from rankwise.retrieve.encode import encode_corpus, iter_corpus_jsonl
 
     torch.set_num_threads(1)
-    model = SentenceTransformer(str(args.model), device="cpu")
     items = itertools.islice(iter_corpus_jsonl(args.corpus), args.n)
+    if args.mode == "ray":
+        ray_child(args, items)
+        return
+    model = SentenceTransformer(str(args.model), device="cpu")
     if args.mode == "peer":
         texts = [text for _, text in items]
         rows = model.encode(texts, batch_size=64, normalize_embeddings=True, show_progress_bar=False)
@@ -92,10 +102,66 @@ def child(args: argparse.Namespace) -> None:
     )
 
 
-def run_child(script: Path, common: list[str], n: int, out: Path, mode: str = "rankwise") -> tuple[float, float]:
+def load_encoder(path: str) -> Any:
+    """The actors' model loader (a module-level function: Ray ships it by name, not the weights)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    torch.set_num_threads(1)
+    return SentenceTransformer(path, device="cpu")
+
+
+def actor_peaks(peaks: dict[int, float], stop: threading.Event) -> None:
+    """Poll the Ray actors' kernel high-water marks (MiB) into ``peaks`` until ``stop``."""
+    while not stop.is_set():
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if b"_ShardActor" not in (proc / "cmdline").read_bytes():
+                    continue
+                status = (proc / "status").read_text()
+            except OSError:  # gone between the listing and the read
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks[int(proc.name)] = max(peaks.get(int(proc.name), 0.0), int(line.split()[1]) / 1024)
+        stop.wait(0.2)
+
+
+def ray_child(args: argparse.Namespace, items: Iterable[tuple[str, str]]) -> None:
+    from rankwise.engine.ray_engine import RayEngine
+    from rankwise.retrieve.encode import encode_corpus
+
+    peaks: dict[int, float] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(target=actor_peaks, args=(peaks, stop), daemon=True)
+    watcher.start()
+    with RayEngine(actors=args.ray) as engine:
+        loader = functools.partial(load_encoder, str(args.model))
+        encode_corpus(
+            loader,
+            items,
+            args.out,
+            model_id="tiny-random",
+            shard_size=args.shard_size,
+            total=args.n,
+            engine=engine,
+            show_progress=False,
+        )
+        stop.set()
+        watcher.join()
+    (args.out / "actor-peaks.json").write_text(json.dumps(sorted(peaks.values())))
+
+
+def run_child(
+    script: Path, common: list[str], n: int, out: Path, mode: str = "rankwise", actors: int = 0
+) -> tuple[float, float]:
     """Run one child to completion; returns (peak RSS in MiB, seconds)."""
     out.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, str(script), "--child", "--n", str(n), "--out", str(out), "--mode", mode, *common]
+    if mode == "ray":
+        command += ["--ray", str(actors)]
     start = time.perf_counter()
     process = subprocess.Popen(command)
     _, status, usage = os.wait4(process.pid, 0)
@@ -118,6 +184,7 @@ def main() -> None:
     parser.add_argument("--kill-size", type=int, default=50_000)
     parser.add_argument("--kill-after", type=int, default=2, help="shards finished before the SIGKILL")
     parser.add_argument("--peer", action="store_true", help="also measure sentence-transformers' encode")
+    parser.add_argument("--ray", type=int, default=0, metavar="N", help="also measure the Ray engine, N actors")
     parser.add_argument("--work-dir", type=Path, default=Path("/tmp/rankwise-bench/encode-memory"))
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--n", type=int, help=argparse.SUPPRESS)
@@ -144,14 +211,23 @@ def main() -> None:
 
     print(f"tiny random encoder (2 layers, 32-d), shards of {args.shard_size:,}, 1 torch thread")
     peaks = {}
-    for mode in ["rankwise", *(["peer"] if args.peer else [])]:
+    low, high = min(args.sizes), max(args.sizes)
+    for mode in ["rankwise", *(["peer"] if args.peer else []), *(["ray"] if args.ray else [])]:
         for n in sorted(args.sizes):
-            rss, seconds = run_child(script, common, n, work / f"{mode}-{n}", mode)
+            out = work / f"{mode}-{n}"
+            rss, seconds = run_child(script, common, n, out, mode, args.ray)
             peaks[(mode, n)] = rss
-            print(f"{mode:<9} {n:>9,} passages: peak RSS {rss:8.1f} MiB, {seconds:6.1f} s ({n / seconds:,.0f}/s)")
-        low, high = min(args.sizes), max(args.sizes)
+            line = f"{mode:<9} {n:>9,} passages: peak RSS {rss:8.1f} MiB, {seconds:6.1f} s ({n / seconds:,.0f}/s)"
+            if mode == "ray":
+                actors = json.loads((out / "actor-peaks.json").read_text())
+                peaks[("actor", n)] = max(actors, default=0.0)
+                line += f" (the driver); actors: {', '.join(f'{a:.1f}' for a in actors)} MiB"
+            print(line)
         ratio = peaks[(mode, high)] / peaks[(mode, low)]
         print(f"{mode:<9} peak RSS {high:,} / {low:,} = {ratio:.3f} (target for rankwise: <= 1.15)")
+        if mode == "ray":
+            ratio = peaks[("actor", high)] / peaks[("actor", low)]
+            print(f"{'actor':<9} largest peak RSS {high:,} / {low:,} = {ratio:.3f} (target: <= 1.15)")
 
     killed, clean = work / "killed", work / "clean"
     killed.mkdir()

@@ -31,7 +31,12 @@ def ray_session():
     from ray import cloudpickle
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # actors import rankwise, not this test file
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
+    # actors at this process's priority, as the engine's own instances run them (Ray's default, niceness 15,
+    # starves them whenever anything else is running)
+    system = {"worker_niceness": os.nice(0)}
+    ray.init(
+        num_cpus=2, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False, _system_config=system
+    )
     yield ray
     ray.shutdown()
 

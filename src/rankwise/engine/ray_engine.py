@@ -135,7 +135,11 @@ class RayEngine:
         options: dict[str, Any] = {"include_dashboard": False, "logging_level": logging.WARNING}
         if self.address is None:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-            ray.init(num_cpus=cores, **options)
+            # Ray starts its workers at niceness 15 (its `worker_niceness`), below everything else on the machine:
+            # beside another busy process an actor then crawls (importing torch took 135 s in an actor against
+            # 7 s in the driver, next to a training job). The actors of an instance we start run at the driver's
+            # own priority, as the local engine's work does.
+            ray.init(num_cpus=cores, _system_config={"worker_niceness": os.nice(0)}, **options)
         else:
             options.pop("include_dashboard")  # a setting of the cluster's head, not of a driver joining it
             try:
@@ -228,6 +232,8 @@ class RayEngine:
                 try:
                     result, pool.where[actor] = ray.get(done)
                 except ray.exceptions.RayActorError as exc:
+                    if getattr(exc, "actor_init_failed", False):  # it never started; another try fails the same way
+                        raise self._failure(shard, pool.where[actor], exc) from None
                     again.extendleft(reversed(self._lost(pool, actor, shard, pending, attempts, exc)))
                     continue
                 except ray.exceptions.RayError as exc:
@@ -311,6 +317,13 @@ class RayEngine:
             error = EngineError(f"{shard.name} failed on Ray worker ({where}): {cause}")
             error.__cause__ = exc
             return error
+        if isinstance(exc, ray.exceptions.RayActorError) and getattr(exc, "actor_init_failed", False):
+            # _ShardActor keeps what its recipe raises, so a failed start is Ray's own: the recipe did not unpickle
+            # there (rankwise or the loader's module missing on that node, another version of it)
+            return EngineError(
+                f"{shard.name} failed: its Ray worker ({where}) could not start: {_cause(exc)}; every node needs "
+                "the same Python environment, with rankwise installed"
+            )
         if isinstance(exc, ray.exceptions.RayActorError):
             return EngineError(
                 f"{shard.name} failed: its Ray worker ({where}) died, {self.retries} retries elsewhere did not "
@@ -331,3 +344,12 @@ def _where(exc: Exception) -> str | None:
     if pid and ip:
         return f"{ip.group(1)}, pid {pid.group(1)}"
     return None
+
+
+def _cause(exc: Exception) -> str:
+    """The innermost ``SomeError: message`` line of a Ray error's text (its first line when there is none)."""
+    import re
+
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    found = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception): ", line)]
+    return found[-1] if found else (lines[0] if lines else type(exc).__name__)
