@@ -43,7 +43,6 @@ def test_a_worker_that_cannot_start_names_the_cause_at_once(no_ray_session, tmp_
     # a loader from a module the driver can import and the actors cannot (as when a node lacks rankwise)
     (tmp_path / "ghost_loader.py").write_text("def build():\n    return None\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "ghost_loader", raising=False)
     import ghost_loader
 
     with RayEngine(actors=1, retries=2) as engine, pytest.raises(EngineError) as info:

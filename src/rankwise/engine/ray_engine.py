@@ -1,16 +1,19 @@
 """The Ray engine: one worker (one model copy) per Ray actor, on this machine or across a cluster.
 
 - ``address=None`` starts a local Ray instance with this machine's cores for as long as the engine is open (Ray
-  also stops it when the process exits); ``"auto"`` joins the cluster a ``ray start`` on this machine belongs to;
-  ``"ray://host:10001"`` (or ``host:6379``) joins a remote one. Every node needs the same Python environment with
-  rankwise installed, and the model reachable under the same name or path.
+  also stops it when the process exits; its actors run at the driver's niceness, not Ray's 15); ``"auto"`` joins
+  the cluster a ``ray start`` on this machine belongs to; ``"ray://host:10001"`` (or ``host:6379``) joins a remote
+  one. Every node needs the same Python environment with rankwise installed, and the model reachable under the
+  same name or path.
 - Actors are started as shards need them, up to ``actors`` (default: the cluster's CPUs / ``cpus_per_actor``, or
   its GPUs / ``gpus_per_actor``); each holds one shard at a time, so the driver's memory
   is bounded by the number of actors, not the corpus.
 - A worker process that dies (killed, out of memory, its node lost) leaves the pool; the shard it was running
   runs on the other actors, or on a replacement where the cluster has room for one (not
   Ray's own actor restarts: a restart waits for resources that a lost node took with it). The running shard gets
-  ``retries`` such attempts; past that, or when the worker raises, the error names the shard and the worker.
+  ``retries`` such attempts; past that, or when the worker raises, the error names the shard and the worker. An
+  actor that cannot start at all (the recipe does not unpickle on its node) fails the command at once, with the
+  cause, since another try would fail the same way.
   Shards finished before the failure are already written by the stage, so running again resumes.
 
 Ray Core actors rather than Ray Data's ``map_batches``: the stage's shards already are the unit of work, of
@@ -23,6 +26,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -334,8 +338,6 @@ class RayEngine:
 
 def _where(exc: Exception) -> str | None:
     """``ip A, pid B`` from a Ray error's text (a task error's header, a dead actor's context lines)."""
-    import re
-
     text = str(exc)
     found = re.search(r"pid=(\d+), ip=([\w.:-]+)", text)
     if found:
@@ -348,8 +350,6 @@ def _where(exc: Exception) -> str | None:
 
 def _cause(exc: Exception) -> str:
     """The innermost ``SomeError: message`` line of a Ray error's text (its first line when there is none)."""
-    import re
-
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     found = [line for line in lines if re.match(r"[A-Za-z_][\w.]*(Error|Exception): ", line)]
     return found[-1] if found else (lines[0] if lines else type(exc).__name__)
