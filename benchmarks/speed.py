@@ -3,7 +3,7 @@ same SciFact texts, in one process, alternating rounds (issue 22).
 
     RANKWISE_DATA=../shared/datasets python benchmarks/speed.py [--precisions auto,int8] [--queries 20]
         [--depth 20] [--docs 300] [--rounds 2] [--max-length 128] [--stages cross-encoder,dense,bm25,sparse]
-        [--bm25-k 100,1000] [--sparse-docs 200]
+        [--bm25-k 100,1000] [--sparse-docs 200] [--runtime auto|torch|openvino]
     RANKWISE_DATA=../shared/datasets python benchmarks/speed.py --stages llm --precisions auto --queries 50 \
         --llm-queries 10 --depth 20 --rounds 2
 
@@ -13,8 +13,10 @@ same SciFact texts, in one process, alternating rounds (issue 22).
   seeded, untrained one-logit head (``CrossEncoder(minilm, num_labels=1)``), so nDCG@10 here only checks that
   the precision keeps fp32's ranking, not reranking quality.
 - dense: the judged documents of those queries plus others up to ``--docs`` documents (``--docs 0``: the whole
-  corpus), encoded by ``SentenceTransformer.encode`` (batch 64, fp32) and ``DenseRetriever.encode`` (batch 64);
-  queries are encoded the way each side encodes its documents. nDCG@10 is over that sub-corpus.
+  corpus), encoded by ``SentenceTransformer.encode`` (batch 64, fp32) and ``DenseRetriever.encode`` (batch 64,
+  ``--runtime auto``: OpenVINO for bf16 on a CPU where the openvino extra is installed, else torch; ``--runtime
+  torch`` for torch's bf16); queries are encoded the way each side encodes its documents. nDCG@10 is over that
+  sub-corpus.
 - bm25, sparse: see ``benchmarks/_speed_sparse.py`` (all 1,109 SciFact queries through rankwise's BM25 on bm25s'
   numba backend against bm25s' numpy default; splade-tiny at each precision against ``SparseEncoder`` fp32).
 - llm: SmolLM2 P(True) against the plain fp32 transformers loop (one pair per forward pass), timed on the first
@@ -114,7 +116,7 @@ def cross_encoder(args: argparse.Namespace, dataset: Any, queries: dict, first_s
                 "ndcg@10": evaluate(run, dataset.qrels, ["nDCG@10"])["nDCG@10"],
                 "peer_ndcg@10": peer_ndcg,
                 "recall@10_vs_fp32": top10_recall(run, reference),
-                "reason": ours[name].precision_choice.reason,
+                "reason": f"{ours[name].precision_choice.reason}; {ours[name].runtime_line}",
             }
         )
     return rows
@@ -142,7 +144,10 @@ def dense(args: argparse.Namespace, dataset: Any, queries: dict) -> list[dict]:
     texts = [dataset.corpus[doc].contents for doc in ids]
     qids, qtexts = list(queries), [q.text for q in queries.values()]
     peer_model = SentenceTransformer(resolve_path("minilm"), device="cpu")
-    ours = {p: DenseRetriever("minilm", batch_size=64, show_progress=False, precision=p) for p in args.precisions}
+    ours = {
+        p: DenseRetriever("minilm", batch_size=64, show_progress=False, precision=p, runtime=args.runtime)
+        for p in args.precisions
+    }
     options = {"batch_size": 64, "normalize_embeddings": True, "convert_to_numpy": True, "show_progress_bar": False}
     peer_model.encode(texts[:8], **options)
     for retriever in ours.values():
@@ -168,7 +173,7 @@ def dense(args: argparse.Namespace, dataset: Any, queries: dict) -> list[dict]:
                 "stage": "dense",
                 "unit": "docs/s",
                 "size": len(texts),
-                "rankwise": f"{name} -> {ours[name].precision}",
+                "rankwise": f"{name} -> {ours[name].precision} on {ours[name].runtime}",
                 "rankwise_rate": len(texts) / seconds,
                 "peer": "SentenceTransformer.encode fp32",
                 "peer_rate": len(texts) / times[0],
@@ -178,7 +183,7 @@ def dense(args: argparse.Namespace, dataset: Any, queries: dict) -> list[dict]:
                 "ndcg@10": evaluate(run, sub_qrels, ["nDCG@10"])["nDCG@10"],
                 "peer_ndcg@10": peer_ndcg,
                 "recall@10_vs_fp32": top10_recall(run, reference),
-                "reason": ours[name].precision_choice.reason,
+                "reason": f"{ours[name].precision_choice.reason}; {ours[name].runtime_line}",
             }
         )
     return rows
@@ -191,6 +196,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="auto,int8", help="rankwise precisions to time (comma-separated)")
     parser.add_argument("--queries", type=int, default=20, help="first N judged SciFact test queries")
     parser.add_argument("--depth", type=int, default=20, help="BM25 passages per query for the cross-encoder")
+    parser.add_argument("--runtime", default="auto", help="dense: auto | torch | openvino (what runs the encoder)")
     parser.add_argument("--docs", type=int, default=300, help="dense: documents to encode (0 = the whole corpus)")
     parser.add_argument("--llm-queries", type=int, default=10, help="llm: time the first N queries' pairs")
     parser.add_argument("--max-length", type=int, default=128)

@@ -155,3 +155,12 @@ def test_quickstart_runs_the_shipped_experiment_and_reuses_indexes(mini_scifact:
         json.loads((other / "metrics.json").read_text())["stages"]["fuse"]["metrics"]
         == again["stages"]["fuse"]["metrics"]
     )
+
+
+def test_quickstart_refuses_an_unknown_precision_in_one_line(mini_scifact: Path, tmp_path: Path, capsys) -> None:
+    assert main(["quickstart", "--data", str(mini_scifact), "--out", str(tmp_path), "--precision", "fp16"]) == 2
+    assert (
+        capsys.readouterr().err.strip()
+        == "rankwise: error: --precision must be one of auto, fp32, bf16, int8, not 'fp16'"
+    )
+    assert not any(tmp_path.iterdir())

@@ -111,6 +111,7 @@ def _dense_load(directory: Path, config: DenseConfig | None, progress: bool) -> 
         ef_search=config.ef_search,
         nprobe=config.nprobe,
         precision=config.precision,  # must be the index's own (or auto): queries are encoded like the documents
+        runtime=config.runtime,
     )
     retriever.query_prompt = config.query_prompt
     return retriever

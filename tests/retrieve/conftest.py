@@ -32,3 +32,11 @@ def pretend_cpu(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool, tuple[str, .
         monkeypatch.setattr(precision_module.platform, "machine", lambda: "x86_64")
 
     return pretend
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(minilm_path: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A sentence-transformers encoder with MiniLM's tokenizer and a random 32-wide body (built from a config)."""
+    from rankwise.retrieve.encode import build_random_encoder
+
+    return str(build_random_encoder(tmp_path_factory.mktemp("tiny") / "encoder", minilm_path, hidden_size=32))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from precision_texts import TEXTS
 from scipy.stats import spearmanr
 
 from rankwise.config import precision as precision_module
@@ -16,16 +17,6 @@ from rankwise.config.precision import choose_precision, native_bf16
 from rankwise.errors import IndexStoreError, MissingExtraError, RankwiseError
 from rankwise.types import Document, Query
 
-TEXTS = [
-    "Aspirin lowers the risk of heart attack in adults over fifty.",
-    "The immune response to influenza vaccines declines with age.",
-    "Tumour growth slowed in mice given a ketogenic diet.",
-    "Protein folding errors are linked to neurodegenerative disease.",
-    "A randomised trial found no effect of vitamin D on fractures.",
-    "Gene expression in the liver follows a circadian rhythm.",
-    "Blood pressure rose in patients taking the new drug.",
-    "Antibiotic resistance spreads between bacteria by plasmids.",
-]
 QUESTIONS = ["does aspirin prevent heart attacks", "vitamin D and bone fractures", "circadian genes in the liver"]
 
 
@@ -171,13 +162,6 @@ def test_int8_export_is_reused_and_rebuilt_when_the_model_changes(tiny_cross_enc
 # ------------------------------------------------------------------------------------------------- dense
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder(minilm_path: str, tmp_path_factory: pytest.TempPathFactory) -> str:
-    from rankwise.retrieve.encode import build_random_encoder
-
-    return str(build_random_encoder(tmp_path_factory.mktemp("tiny") / "encoder", minilm_path, hidden_size=32))
-
-
 def _corpus() -> dict[str, Document]:
     return {f"d{i}": Document(f"d{i}", text, "") for i, text in enumerate(TEXTS)}
 
@@ -227,7 +211,9 @@ def test_an_encoding_resumed_in_another_precision_is_refused(tiny_encoder: str, 
     plan = tmp_path / "encoding.json"
     assert json.loads(plan.read_text())["precision"] == "fp32"
     with pytest.raises(IndexStoreError, match="precision='fp32', not 'bf16'"):
-        DenseRetriever(tiny_encoder, show_progress=False, precision="bf16").encode_corpus(_corpus(), tmp_path)
+        DenseRetriever(tiny_encoder, show_progress=False, precision="bf16", runtime="torch").encode_corpus(
+            _corpus(), tmp_path
+        )
     old = {k: v for k, v in json.loads(plan.read_text()).items() if k != "precision"}  # written before the key
     plan.write_text(json.dumps(old))
     assert DenseRetriever(tiny_encoder, show_progress=False).encode_corpus(_corpus(), tmp_path).reused_shards == 1
@@ -300,7 +286,7 @@ def test_cli_index_precision_is_recorded_and_refused_where_it_does_not_apply(
 
 
 def test_int8_cache_sits_beside_the_model_but_never_inside_an_installation(tmp_path: Path, monkeypatch) -> None:
-    from rankwise.config.onnx_int8 import default_cache_root
+    from rankwise.config.export_cache import default_cache_root
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     (tmp_path / "models" / "ce").mkdir(parents=True)

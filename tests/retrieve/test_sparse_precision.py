@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from precision_texts import TEXTS
 from pydantic import ValidationError
 from scipy.stats import spearmanr
 
@@ -17,16 +18,6 @@ from rankwise.errors import IndexStoreError, RankwiseError
 from rankwise.retrieve.sparse import SparseRetriever
 from rankwise.types import Document, Query
 
-TEXTS = [
-    "Aspirin lowers the risk of heart attack in adults over fifty.",
-    "The immune response to influenza vaccines declines with age.",
-    "Tumour growth slowed in mice given a ketogenic diet.",
-    "Protein folding errors are linked to neurodegenerative disease.",
-    "A randomised trial found no effect of vitamin D on fractures.",
-    "Gene expression in the liver follows a circadian rhythm.",
-    "Blood pressure rose in patients taking the new drug.",
-    "Antibiotic resistance spreads between bacteria by plasmids.",
-]
 QUERIES = {
     f"q{i}": Query(f"q{i}", text)
     for i, text in enumerate(["does aspirin prevent heart attacks", "vitamin D and bone fractures", "liver genes"])

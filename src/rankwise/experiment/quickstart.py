@@ -40,10 +40,18 @@ def resolve_scifact(data: Path | None) -> Path:
 
 
 def run_quickstart(
-    data: Path, out_root: Path, dense_model: str | None = None, show_progress: bool = True, log: Callable = print
+    data: Path,
+    out_root: Path,
+    dense_model: str | None = None,
+    show_progress: bool = True,
+    log: Callable = print,
+    precision: str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Run the preset on ``data``; return its output folder and ``{system: {metric: value, index_s, search_s}}``."""
+    """Run the preset on ``data`` (``precision``: the dense encoder's, default the preset's fp32); return its
+    output folder and ``{system: {metric: value, index_s, search_s}}``."""
     overrides = [] if dense_model is None else [f"retrieve.dense.model={json.dumps(dense_model)}"]
+    if precision is not None:
+        overrides.append(f"retrieve.dense.precision={json.dumps(precision)}")
     config = load_config(PRESET, overrides)
     [out_dir] = run_experiment(config, [str(data)], out_root, show_progress=show_progress, log=log)
     return out_dir, summary(json.loads((out_dir / "metrics.json").read_text(encoding="utf-8")))

@@ -25,6 +25,7 @@ queries the same way, and asking for another precision on load is refused.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from rankwise.config.defaults import DEFAULT_MODELS
+from rankwise.config.openvino_ir import choose_runtime
 from rankwise.config.precision import choose_precision
 from rankwise.data.files import atomic_dir, read_json, write_json
 from rankwise.errors import IndexStoreError, RankwiseError
@@ -58,6 +60,9 @@ DEVICES_REMOVED = (
     "devices (a multi-process pool) was replaced by the Ray engine: engine: {kind: ray, actors: N} "
     "(add gpus_per_actor: 1 for one GPU each), or --engine ray --actors N; pip install 'rankwise[ray]'"
 )
+
+
+logger = logging.getLogger(__name__)
 
 
 class DenseRetriever:
@@ -86,6 +91,8 @@ class DenseRetriever:
         precision: str = "fp32",
         int8_cache: str | Path | None = None,
         engine: Any = None,
+        runtime: str = "auto",
+        openvino_cache: str | Path | None = None,
     ) -> None:
         if devices:
             raise RankwiseError(DEVICES_REMOVED)
@@ -113,7 +120,12 @@ class DenseRetriever:
         self.shard_size = shard_size
         self.dtype = dtype
         self.precision_choice = choose_precision(precision, "dense", device)
-        self.precision_record = self.precision_choice.record()  # what the manifest keeps
+        self.runtime, why = choose_runtime(runtime, self.precision, device)
+        self.runtime_line = f"dense: runtime {self.runtime} ({runtime}: {why})"
+        logger.info("%s", self.runtime_line)
+        # what the manifest keeps: the precision, the runtime and why
+        self.precision_record = {**self.precision_choice.record(), "runtime": self.runtime, "runtime_reason": why}
+        self.openvino_cache = openvino_cache
         self.int8_cache = int8_cache
         self.engine = engine  # runs the encoding shards (rankwise.engine); None = this process
         self.doc_ids: list[str] = []
@@ -134,7 +146,7 @@ class DenseRetriever:
         from rankwise.retrieve.encoders import load_sentence_encoder
 
         options = (self.model_name, self.precision, self.device, self.trust_remote_code, self.int8_cache)
-        return partial(load_sentence_encoder, *options)
+        return partial(load_sentence_encoder, *options, runtime=self.runtime, openvino_cache=self.openvino_cache)
 
     @property
     def encoder(self) -> Any:
@@ -166,7 +178,8 @@ class DenseRetriever:
             ((doc_id, doc.contents) for doc_id, doc in corpus.items()),
             work_dir,
             model_id=self.model_name,
-            precision=self.precision,
+            # a resume on another runtime is refused like one in another precision (the vectors differ slightly)
+            precision=self.precision if self.runtime == "torch" else f"{self.precision} ({self.runtime})",
             shard_size=self.shard_size,
             batch_size=self.batch_size,
             dtype=self.dtype,
@@ -211,6 +224,8 @@ class DenseRetriever:
             index_kind=index_kind,
             precision=self.precision,
             int8_cache=self.int8_cache,
+            runtime=self.runtime,
+            openvino_cache=self.openvino_cache,
             **{**{k: v for k, v in self.faiss_params.items() if k != "nlist"}, **faiss_params},
         )
         other._encoder = self._encoder

@@ -7,6 +7,9 @@
   quantized to int8 (:mod:`rankwise.config.onnx_int8`), run by onnxruntime; tokenisation (prompts, truncation) is
   still the model's own ``preprocess``. On the Ray engine each actor loads (and
   caches) its own.
+- ``runtime: openvino`` (fp32 or bf16; what ``auto`` picks for bf16 on a CPU where the ``openvino`` extra is
+  installed): the same whole forward converted to OpenVINO IR (:mod:`rankwise.config.openvino_ir`), cached, and
+  run by OpenVINO's CPU plugin in the stage's precision.
 
 Each encoder has the ``encode(texts, prompt=..., batch_size=..., normalize_embeddings=..., ...)`` that
 :mod:`rankwise.retrieve.encode` and :class:`~rankwise.retrieve.dense.DenseRetriever` call.
@@ -46,30 +49,29 @@ class Bf16SentenceEncoder:
         return unit_rows(rows) if normalize_embeddings else np.asarray(rows, dtype=np.float32)
 
 
-class Int8SentenceEncoder:
-    """A ``SentenceTransformer``'s ``encode`` run by an int8 ONNX export of its forward (see the module docstring).
+def _export_inputs(model: Any) -> tuple[dict[str, Any], Any]:
+    """One tokenised example batch (the tensors an export traces) and the forward to export: the model's whole
+    ``sentence_embedding`` computation (transformer, pooling, any dense layers, normalisation)."""
+    import torch
 
-    Texts are batched longest first (as ``encode`` does), ``batch_size`` at a time.
+    example = {key: value for key, value in model.preprocess(["a sentence"]).items() if torch.is_tensor(value)}
+    return example, lambda features: model(features)["sentence_embedding"]
+
+
+class ExportedSentenceEncoder:
+    """A ``SentenceTransformer``'s ``encode`` run by an exported forward (``session(features) -> vectors``).
+
+    Texts are batched longest first (as ``encode`` does), ``batch_size`` at a time; tokenisation (prompts,
+    truncation) is the model's own ``preprocess``.
     """
 
-    def __init__(self, model: Any, model_dir: str | None = None, cache_dir: str | Path | None = None) -> None:
-        import torch
+    label = "exported"
+    instead = "use runtime torch"
 
-        from rankwise.config.onnx_int8 import Int8Session, int8_model
-
+    def __init__(self, model: Any, session: Any, names: set[str]) -> None:
         self.model = model
-        example = {key: value for key, value in model.preprocess(["a sentence"]).items() if torch.is_tensor(value)}
-        self.names = set(example)
-        path = int8_model(
-            model,
-            lambda features: model(features)["sentence_embedding"],
-            example,
-            output="sentence_embedding",
-            stage="dense",
-            model_dir=model_dir,
-            cache_dir=cache_dir,
-        )
-        self.session = Int8Session(path)
+        self.session = session
+        self.names = names
 
     def encode(
         self,
@@ -92,16 +94,54 @@ class Int8SentenceEncoder:
             arrays = {key: value.numpy() for key, value in features.items() if torch.is_tensor(value)}
             if set(arrays) - self.names:
                 raise RankwiseError(
-                    f"precision int8: this model's inputs {sorted(arrays)} differ from those it was exported with "
-                    f"{sorted(self.names)} (a prompt that changes pooling?); use precision fp32 or bf16"
+                    f"{self.label}: this model's inputs {sorted(arrays)} differ from those it was exported with "
+                    f"{sorted(self.names)} (a prompt that changes pooling?); {self.instead}"
                 )
             vectors = self.session(arrays)
             if rows is None:
                 rows = np.empty((len(texts), vectors.shape[1]), dtype=np.float32)
             rows[batch] = vectors
         if rows is None:
-            return np.empty((0, self.model.get_sentence_embedding_dimension() or 0), dtype=np.float32)
+            return np.empty((0, self.model.get_embedding_dimension() or 0), dtype=np.float32)
         return unit_rows(rows) if normalize_embeddings else rows
+
+
+class Int8SentenceEncoder(ExportedSentenceEncoder):
+    """int8: the forward exported to ONNX and quantized (see the module docstring), run by onnxruntime."""
+
+    label = "precision int8"
+    instead = "use precision fp32 or bf16"
+
+    def __init__(self, model: Any, model_dir: str | None = None, cache_dir: str | Path | None = None) -> None:
+        from rankwise.config.onnx_int8 import Int8Session, int8_model
+
+        example, forward = _export_inputs(model)
+        path = int8_model(
+            model,
+            forward,
+            example,
+            output="sentence_embedding",
+            stage="dense",
+            model_dir=model_dir,
+            cache_dir=cache_dir,
+        )
+        super().__init__(model, Int8Session(path), set(example))
+
+
+class OpenVinoSentenceEncoder(ExportedSentenceEncoder):
+    """``runtime: openvino``: the forward converted to OpenVINO IR, run in ``precision`` (fp32 | bf16)."""
+
+    label = "runtime openvino"
+
+    def __init__(
+        self, model: Any, precision: str, model_dir: str | None = None, cache_dir: str | Path | None = None
+    ) -> None:
+        from rankwise.config.openvino_ir import OpenVinoSession, openvino_model
+
+        example, forward = _export_inputs(model)
+        options = {"stage": "dense", "model_dir": model_dir, "cache_dir": cache_dir}
+        path = openvino_model(model, forward, example, output="sentence_embedding", **options)
+        super().__init__(model, OpenVinoSession(path, precision), set(example))
 
 
 def load_sentence_encoder(
@@ -110,13 +150,18 @@ def load_sentence_encoder(
     device: str | None = None,
     trust_remote_code: bool = False,
     int8_cache: str | Path | None = None,
+    runtime: str = "torch",
+    openvino_cache: str | Path | None = None,
 ) -> Any:
-    """The encoder of ``model`` (a name or path) in ``precision`` (fp32 | bf16 | int8, already resolved)."""
+    """The encoder of ``model`` (a name or path) in ``precision`` (fp32 | bf16 | int8) on ``runtime`` (torch |
+    openvino), both already resolved."""
     from sentence_transformers import SentenceTransformer
 
     path = resolve_path(model)
     with loading_model(model):
         encoder = SentenceTransformer(path, device=device, trust_remote_code=trust_remote_code)
+    if runtime == "openvino":
+        return OpenVinoSentenceEncoder(encoder, precision, path, openvino_cache)
     if precision == "bf16":
         return Bf16SentenceEncoder(encoder)
     if precision == "int8":

@@ -50,6 +50,11 @@ class DenseConfig(Strict):
     nprobe: PositiveInt = 16
     dtype: Literal["float32", "float16"] = "float32"
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field("fp32", description=PRECISION_HELP)
+    runtime: Literal["auto", "torch", "openvino"] = Field(
+        "auto",
+        description="what runs the encoder: torch | openvino (CPU; fp32 or bf16) | auto (openvino for bf16 on a "
+        "CPU where the openvino extra is installed, else torch); the index manifest records which ran",
+    )
     seed: int = 0
     shard_size: PositiveInt = Field(10_000, description="documents per saved embedding shard (the resume unit)")
     devices: list[str] | None = Field(None, description="removed: use engine: {kind: ray, actors: N}")
@@ -68,7 +73,17 @@ class DenseConfig(Strict):
     def index_params(self) -> dict[str, Any]:
         """What the saved index depends on (search-time and execution settings excluded)."""
         return self.model_dump(
-            exclude={"k", "batch_size", "query_prompt", "ef_search", "nprobe", "shard_size", "devices", "engine"}
+            exclude={
+                "k",
+                "batch_size",
+                "query_prompt",
+                "ef_search",
+                "nprobe",
+                "shard_size",
+                "devices",
+                "engine",
+                "runtime",
+            }
         )
 
 
