@@ -187,3 +187,23 @@ def test_openvino_is_imported_without_its_usage_telemetry() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.split() == ["None", "openvino.tools.ovc.telemetry_stub"]
+
+
+def test_cli_index_takes_runtime_for_dense_only(tiny_encoder: str, tmp_path: Path, capsys) -> None:
+    from rankwise.cli import main
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS))
+    )
+    (data / "queries.jsonl").write_text(json.dumps({"_id": "q0", "text": "aspirin"}) + "\n")
+    out = tmp_path / "idx"
+    args = ["index", str(data), "--kind", "dense", "--model", tiny_encoder, "--out", str(out)]
+    assert main([*args, "--runtime", "torch"]) == 0
+    assert "dense: runtime torch (torch: asked for)" in capsys.readouterr().err
+    assert json.loads((out / "manifest.json").read_text())["params"]["precision_choice"]["runtime"] == "torch"
+    assert main([*args, "--runtime", "onnx"]) == 2
+    assert "--runtime" in capsys.readouterr().err
+    assert main(["index", str(data), "--kind", "bm25", "--runtime", "torch", "--out", str(tmp_path / "b")]) == 2
+    assert "--runtime applies to --kind dense only" in capsys.readouterr().err

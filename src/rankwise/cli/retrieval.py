@@ -59,6 +59,14 @@ def index(
             "hardware runs it natively, else fp32). Recorded in the manifest; searches encode queries the same way.",
         ),
     ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            "--runtime",
+            help="Dense: what runs the encoder: auto (default: OpenVINO for bf16 on a CPU where it is installed, "
+            "else torch) | torch | openvino (CPU; fp32 or bf16). Recorded in the manifest.",
+        ),
+    ] = None,
     engine: Annotated[
         str | None,
         typer.Option(
@@ -108,6 +116,8 @@ def index(
         raise RankwiseError("--engine applies to --kind dense and --kind sparse only")
     if kind != "dense" and precision is not None:
         raise RankwiseError("--precision applies to --kind dense only")
+    if kind != "dense" and runtime is not None:
+        raise RankwiseError("--runtime applies to --kind dense only")
     if kind != "sparse" and max_seq_length is not None:
         raise RankwiseError("--max-seq-length applies to --kind sparse only")
     settings: dict[str, Any] = {}
@@ -118,16 +128,16 @@ def index(
     elif kind == "dense":
         settings.update(
             index_kind=faiss_kind, hnsw_m=hnsw_m, ef_search=ef_search, hnsw_storage=hnsw_storage, nlist=nlist,
-            nprobe=nprobe, shard_size=shard_size, dtype=dtype, precision=precision,
+            nprobe=nprobe, shard_size=shard_size, dtype=dtype, precision=precision, runtime=runtime,
         )  # fmt: skip
-    flags = {"index_kind": "--faiss", "batch_size": "--batch-size", "model": "--model"}
+    flags = {"index_kind": "--faiss", "batch_size": "--batch-size", "model": "--model", "runtime": "--runtime"}
     config = section(RETRIEVER_CONFIGS[kind], flags, kind=kind, **settings)
     retriever = build_retriever(config)  # before reading the corpus: a missing extra fails at once
     loaded = load_dataset(dataset, format=format)
     for warning in loaded.warnings:
         typer.echo(f"warning: {warning}", err=True)
     if kind == "dense":
-        if precision is not None:
+        if precision is not None or runtime is not None:
             typer.echo(retriever.precision_choice.describe(), err=True)
             typer.echo(retriever.runtime_line, err=True)
         retriever.index(loaded.corpus, work_dir=work_dir)
