@@ -207,3 +207,12 @@ def test_cli_index_takes_runtime_for_dense_only(tiny_encoder: str, tmp_path: Pat
     assert "--runtime" in capsys.readouterr().err
     assert main(["index", str(data), "--kind", "bm25", "--runtime", "torch", "--out", str(tmp_path / "b")]) == 2
     assert "--runtime applies to --kind dense only" in capsys.readouterr().err
+
+
+def test_a_broken_openvino_installation_is_not_used_by_auto(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    def broken() -> None:
+        raise ImportError("libopenvino.so: cannot open shared object file")
+
+    monkeypatch.setattr(openvino_ir, "import_openvino", broken)
+    assert openvino_ir.openvino_bf16() is False
+    assert "does not load (libopenvino.so" in caplog.text

@@ -23,6 +23,7 @@ versions; the weights are stored in float32 (``compress_to_fp16=False``), so the
 from __future__ import annotations
 
 import importlib.util
+import logging
 import sys
 import warnings
 from collections.abc import Callable, Mapping
@@ -31,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from rankwise.config.export_cache import cached_conversion, evaluating, module_key
 from rankwise.errors import MissingExtraError, RankwiseError
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -65,8 +68,12 @@ def openvino_installed() -> bool:
 
 def openvino_bf16() -> bool:
     """Whether OpenVINO's CPU plugin runs bf16 on this machine (its own check: AVX512-BF16 or AMX)."""
-    ov = import_openvino()
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    try:
+        ov = import_openvino()
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    except (ImportError, RuntimeError) as exc:  # a broken installation: auto falls back to torch
+        logger.warning("openvino is installed but does not load (%s); not using it", exc)
+        return False
 
 
 def _on_cpu(device: str | None) -> bool:
