@@ -8,7 +8,8 @@ same SciFact texts, in one process, alternating rounds (issue 22).
         --llm-queries 10 --depth 20 --rounds 2
 
 - cross-encoder: (query, BM25 top-``depth`` passage) pairs of the first ``--queries`` SciFact test queries, scored
-  by ``CrossEncoder.predict`` (batch 32, fp32) and by ``CrossEncoderReranker`` at each ``--precisions`` entry.
+  by ``CrossEncoder.predict`` (batch 32, fp32) and by ``CrossEncoderReranker`` at each ``--precisions`` entry
+  (on ``--runtime``, as dense below).
   No trained SciFact cross-encoder ships with rankwise: the model is the bundled all-MiniLM-L6-v2 body under a
   seeded, untrained one-logit head (``CrossEncoder(minilm, num_labels=1)``), so nDCG@10 here only checks that
   the precision keeps fp32's ranking, not reranking quality.
@@ -56,6 +57,11 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def engine_of(stage: Any) -> str:
+    """What runs a stage's model: onnxruntime for int8, else its runtime (torch | openvino)."""
+    return "onnxruntime" if stage.precision == "int8" else stage.runtime
+
+
 def top10_recall(ours: dict[str, dict[str, float]], reference: dict[str, dict[str, float]]) -> float:
     values = []
     for qid, docs in reference.items():
@@ -84,7 +90,9 @@ def cross_encoder(args: argparse.Namespace, dataset: Any, queries: dict, first_s
     pairs = candidates.pairs
     torch.manual_seed(0)  # the untrained head: the same one for every side
     model = load_cross_encoder("minilm", max_length=args.max_length, num_labels=1)
-    ours = {p: CrossEncoderReranker(model, show_progress=False, precision=p) for p in args.precisions}
+    ours = {
+        p: CrossEncoderReranker(model, show_progress=False, precision=p, runtime=args.runtime) for p in args.precisions
+    }
     model.predict(pairs[:8], batch_size=32, show_progress_bar=False)
     for reranker in ours.values():
         reranker.score(pairs[:8])
@@ -107,7 +115,7 @@ def cross_encoder(args: argparse.Namespace, dataset: Any, queries: dict, first_s
                 "stage": "cross-encoder",
                 "unit": "pairs/s",
                 "size": len(pairs),
-                "rankwise": f"{name} -> {ours[name].precision}",
+                "rankwise": f"{name} -> {ours[name].precision} on {engine_of(ours[name])}",
                 "rankwise_rate": len(pairs) / seconds,
                 "peer": "CrossEncoder.predict fp32",
                 "peer_rate": len(pairs) / times[0],
@@ -173,7 +181,7 @@ def dense(args: argparse.Namespace, dataset: Any, queries: dict) -> list[dict]:
                 "stage": "dense",
                 "unit": "docs/s",
                 "size": len(texts),
-                "rankwise": f"{name} -> {ours[name].precision} on {ours[name].runtime}",
+                "rankwise": f"{name} -> {ours[name].precision} on {engine_of(ours[name])}",
                 "rankwise_rate": len(texts) / seconds,
                 "peer": "SentenceTransformer.encode fp32",
                 "peer_rate": len(texts) / times[0],
@@ -196,7 +204,9 @@ def main() -> None:
     parser.add_argument("--precisions", default="auto,int8", help="rankwise precisions to time (comma-separated)")
     parser.add_argument("--queries", type=int, default=20, help="first N judged SciFact test queries")
     parser.add_argument("--depth", type=int, default=20, help="BM25 passages per query for the cross-encoder")
-    parser.add_argument("--runtime", default="auto", help="dense: auto | torch | openvino (what runs the encoder)")
+    parser.add_argument(
+        "--runtime", default="auto", help="dense, cross-encoder: auto | torch | openvino (what runs the model)"
+    )
     parser.add_argument("--docs", type=int, default=300, help="dense: documents to encode (0 = the whole corpus)")
     parser.add_argument("--llm-queries", type=int, default=10, help="llm: time the first N queries' pairs")
     parser.add_argument("--max-length", type=int, default=128)

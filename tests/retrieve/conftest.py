@@ -40,3 +40,15 @@ def tiny_encoder(minilm_path: str, tmp_path_factory: pytest.TempPathFactory) -> 
     from rankwise.retrieve.encode import build_random_encoder
 
     return str(build_random_encoder(tmp_path_factory.mktemp("tiny") / "encoder", minilm_path, hidden_size=32))
+
+
+@pytest.fixture(scope="module")
+def minilm_ce():
+    """The bundled MiniLM body under a seeded, untrained one-logit head: a random tiny model's scores barely
+    spread, so their rank order is rounding noise; MiniLM's trained body spreads them."""
+    import torch
+
+    from rankwise.rerank.cross_encoder import load_cross_encoder
+
+    torch.manual_seed(0)
+    return load_cross_encoder("minilm", max_length=128, num_labels=1)

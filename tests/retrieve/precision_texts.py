@@ -10,3 +10,4 @@ TEXTS = [
     "Blood pressure rose in patients taking the new drug.",
     "Antibiotic resistance spreads between bacteria by plasmids.",
 ]
+QUESTIONS = ["does aspirin prevent heart attacks", "vitamin D and bone fractures", "circadian genes in the liver"]

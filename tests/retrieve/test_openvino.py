@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from precision_texts import TEXTS
+from precision_texts import QUESTIONS, TEXTS
+from scipy.stats import spearmanr
 
 from rankwise.config import openvino_ir
 from rankwise.config.openvino_ir import choose_runtime
@@ -216,3 +217,42 @@ def test_a_broken_openvino_installation_is_not_used_by_auto(monkeypatch: pytest.
     monkeypatch.setattr(openvino_ir, "import_openvino", broken)
     assert openvino_ir.openvino_bf16() is False
     assert "does not load (libopenvino.so" in caplog.text
+
+
+# ------------------------------------------------------------------------------------------- cross-encoder
+
+
+@pytest.mark.parametrize("precision", _precisions())
+def test_openvino_cross_encoder_scores_within_tolerance_of_torch_fp32(
+    minilm_ce, precision: str, tmp_path: Path
+) -> None:
+    import torch
+
+    from rankwise.rerank.cross_encoder import CrossEncoderReranker
+
+    pairs = [(question, text) for question in QUESTIONS for text in TEXTS]
+    reference = np.asarray(CrossEncoderReranker(minilm_ce, show_progress=False).score(pairs))
+    reranker = CrossEncoderReranker(
+        minilm_ce, show_progress=False, precision=precision, runtime="openvino", openvino_cache=tmp_path
+    )
+    assert reranker.runtime == "openvino" and "runtime openvino (openvino: asked for)" in reranker.runtime_line
+    scores = np.asarray(reranker.score(pairs))  # the model's activation applied, as torch's path does
+    bound = {"fp32": 1e-4, "bf16": 0.05}[precision]
+    assert np.max(np.abs(scores - reference)) < bound * np.ptp(reference)
+    assert spearmanr(scores, reference)[0] > {"fp32": 0.9999, "bf16": 0.99}[precision]
+    assert len(set(scores.tolist())) == len(pairs)  # no ties from a rounded head
+    assert next(minilm_ce.model.parameters()).dtype == torch.float32  # the model passed in is left alone
+    assert [p.name.rsplit("-", 1)[0] for p in tmp_path.iterdir()] == ["cross-encoder"]  # its IR, cached
+
+
+def test_the_cross_encoder_config_carries_the_runtime(tiny_cross_encoder_dir: Path, monkeypatch) -> None:
+    from pydantic import ValidationError
+
+    from rankwise.build import build_reranker
+    from rankwise.config.sections import CrossEncoderConfig
+
+    _pretend(monkeypatch, installed=False)
+    built = build_reranker(CrossEncoderConfig(model=str(tiny_cross_encoder_dir), precision="bf16"), show_progress=False)
+    assert built.runtime == "torch" and "openvino is not installed" in built.runtime_line
+    with pytest.raises(ValidationError, match="runtime"):
+        CrossEncoderConfig(runtime="onnx")

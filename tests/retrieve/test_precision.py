@@ -9,16 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from precision_texts import TEXTS
+from precision_texts import QUESTIONS, TEXTS
 from scipy.stats import spearmanr
 
 from rankwise.config import precision as precision_module
 from rankwise.config.precision import choose_precision, native_bf16
 from rankwise.errors import IndexStoreError, MissingExtraError, RankwiseError
 from rankwise.types import Document, Query
-
-QUESTIONS = ["does aspirin prevent heart attacks", "vitamin D and bone fractures", "circadian genes in the liver"]
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -71,18 +68,6 @@ def test_int8_without_onnxruntime_names_the_extra(monkeypatch: pytest.MonkeyPatc
 # ----------------------------------------------------------------------------------------- cross-encoder
 
 
-@pytest.fixture(scope="module")
-def minilm_ce():
-    """The bundled MiniLM body under a seeded, untrained one-logit head: a random tiny model's scores barely
-    spread, so their rank order is rounding noise; MiniLM's trained body spreads them."""
-    import torch
-
-    from rankwise.rerank.cross_encoder import load_cross_encoder
-
-    torch.manual_seed(0)
-    return load_cross_encoder("minilm", max_length=128, num_labels=1)
-
-
 def _pairs() -> list[tuple[str, str]]:
     return [(question, text) for question in QUESTIONS for text in TEXTS]
 
@@ -94,7 +79,8 @@ def test_cross_encoder_scores_within_tolerance_of_fp32(minilm_ce, precision: str
     from rankwise.rerank.cross_encoder import CPU_TOKEN_BUDGET_REDUCED, CrossEncoderReranker
 
     reference = np.asarray(CrossEncoderReranker(minilm_ce, show_progress=False).score(_pairs()))
-    reranker = CrossEncoderReranker(minilm_ce, show_progress=False, precision=precision, int8_cache=tmp_path)
+    options = {"precision": precision, "int8_cache": tmp_path, "runtime": "torch"}  # OpenVINO: test_openvino.py
+    reranker = CrossEncoderReranker(minilm_ce, show_progress=False, **options)
     assert reranker.precision == precision
     assert reranker.max_tokens == CPU_TOKEN_BUDGET_REDUCED  # bf16/int8 on a CPU run faster in larger batches
     scores = np.asarray(reranker.score(_pairs()))
@@ -111,7 +97,7 @@ def test_a_bf16_cross_encoder_keeps_its_head_in_fp32(minilm_ce) -> None:
 
     from rankwise.rerank.cross_encoder import CrossEncoderReranker
 
-    reranker = CrossEncoderReranker(minilm_ce, show_progress=False, precision="bf16")
+    reranker = CrossEncoderReranker(minilm_ce, show_progress=False, precision="bf16", runtime="torch")
     model = reranker.model.model
     assert model.bert.encoder.layer[0].attention.self.query.weight.dtype == torch.bfloat16
     assert model.bert.pooler.dense.weight.dtype == torch.float32
@@ -132,15 +118,15 @@ def test_int8_export_is_reused_and_rebuilt_when_the_model_changes(tiny_cross_enc
     first = CrossEncoderReranker(str(model_dir), precision="int8", show_progress=False)
     cache = tmp_path / "model.rankwise-int8"  # beside the model folder, not inside it
     entries = sorted(cache.iterdir())
-    assert len(entries) == 1 and first._int8.path.parent == entries[0]
+    assert len(entries) == 1 and first._session.path.parent == entries[0]
     assert sorted(p.name for p in entries[0].iterdir()) == ["info.json", "model.int8.onnx"]
     assert not any(p.name.startswith(".") or p.suffix in (".pkl", ".pt") for p in model_dir.rglob("*"))
-    stamp = first._int8.path.stat().st_mtime_ns
+    stamp = first._session.path.stat().st_mtime_ns
     info = json.loads((entries[0] / "info.json").read_text())
     assert info["recipe"] and info["versions"]["onnxruntime"] != "-" and len(info["weights_sha256"]) == 64
 
     again = CrossEncoderReranker(str(model_dir), precision="int8", show_progress=False)
-    assert again._int8.path == first._int8.path and again._int8.path.stat().st_mtime_ns == stamp  # reused
+    assert again._session.path == first._session.path and again._session.path.stat().st_mtime_ns == stamp  # reused
     assert again.score(_pairs()) == first.score(_pairs())
 
     changed = load_cross_encoder(str(model_dir))  # "retrain": new weights saved in place
@@ -148,15 +134,15 @@ def test_int8_export_is_reused_and_rebuilt_when_the_model_changes(tiny_cross_enc
         changed.model.classifier.weight.mul_(-1.0)
     changed.save_pretrained(str(model_dir))
     third = CrossEncoderReranker(str(model_dir), precision="int8", show_progress=False)
-    assert third._int8.path != first._int8.path and len(list(cache.iterdir())) == 2
+    assert third._session.path != first._session.path and len(list(cache.iterdir())) == 2
     fp32 = np.asarray(CrossEncoderReranker(str(model_dir), show_progress=False).score(_pairs()))
     new, stale = np.asarray(third.score(_pairs())), np.asarray(first.score(_pairs()))
     assert np.max(np.abs(new - fp32)) < 0.2 * np.max(np.abs(stale - fp32))  # the new weights, not the stale export
 
-    with third._int8.path.open("ab") as handle:  # a damaged cache entry is rebuilt, not loaded
+    with third._session.path.open("ab") as handle:  # a damaged cache entry is rebuilt, not loaded
         handle.write(b"junk")
     fourth = CrossEncoderReranker(str(model_dir), precision="int8", show_progress=False)
-    assert fourth._int8.path == third._int8.path and fourth.score(_pairs()) == third.score(_pairs())
+    assert fourth._session.path == third._session.path and fourth.score(_pairs()) == third.score(_pairs())
 
 
 # ------------------------------------------------------------------------------------------------- dense

@@ -117,6 +117,8 @@ def rerank(
     built = build_reranker(config)
     if precision is not None and getattr(built, "precision_choice", None) is not None:
         typer.echo(built.precision_choice.describe(), err=True)
+        if getattr(built, "runtime_line", None):
+            typer.echo(built.runtime_line, err=True)
     reranked = built.rerank(loaded_queries, first_stage, docs, k=config.top_n)
     if weight:
         reranked = interpolate(first_stage, reranked, weight)

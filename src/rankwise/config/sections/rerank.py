@@ -63,6 +63,11 @@ class CrossEncoderConfig(RerankCommon):
     window_words: PositiveInt = DEFAULT_WORDS
     window_stride: PositiveInt = DEFAULT_STRIDE
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field("fp32", description=PRECISION_HELP)
+    runtime: Literal["auto", "torch", "openvino"] = Field(
+        "auto",
+        description="what runs the model: torch | openvino (CPU; fp32 or bf16) | auto (openvino for bf16 on a CPU "
+        "where the openvino extra is installed, else torch)",
+    )
     trust_remote_code: bool = False
     engine: EngineConfig = Field(default_factory=EngineConfig, description="where scoring runs (shards of queries)")
     train: dict[str, Any] | None = Field(
