@@ -93,6 +93,24 @@ def evaluating(module: torch.nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
+def positional_module(
+    module: torch.nn.Module, names: Sequence[str], forward: Callable[[dict[str, Any]], Any]
+) -> torch.nn.Module:
+    """The module to trace: positional tensors (named ``names``) -> ``forward(features)``, ``module`` inside (what
+    both the int8 ONNX export and the OpenVINO conversion trace)."""
+    import torch
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return forward(dict(zip(names, tensors, strict=True)))
+
+    return Wrapped().eval()
+
+
 def default_cache_root(model_dir: str | Path | None, kind: str = "int8") -> Path:
     """``<model dir>.rankwise-<kind>`` beside a local, writable model directory, else the user cache (also for
     models installed as Python packages, such as the bundled MiniLM: an installation is no place for caches)."""

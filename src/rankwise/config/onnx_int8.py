@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rankwise.config.export_cache import cached_conversion, evaluating, module_key
+from rankwise.config.export_cache import cached_conversion, evaluating, module_key, positional_module
 from rankwise.config.precision import check_int8_available
 from rankwise.errors import RankwiseError
 
@@ -34,24 +34,6 @@ OPSET = 17
 RECIPE = "torchscript-export/quantize_dynamic-matmul-qint8-per-channel/v1"
 MODEL_FILE = "model.int8.onnx"
 VERSIONED = ("torch", "transformers", "sentence-transformers", "onnx", "onnxruntime")
-
-
-def positional_module(
-    module: torch.nn.Module, names: Sequence[str], forward: Callable[[dict[str, Any]], Any]
-) -> torch.nn.Module:
-    """The module to trace: positional tensors (named ``names``) -> ``forward(features)``, ``module`` inside
-    (also what :mod:`rankwise.config.openvino_ir` traces)."""
-    import torch
-
-    class Wrapped(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.inner = module
-
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return forward(dict(zip(names, tensors, strict=True)))
-
-    return Wrapped().eval()
 
 
 class _QuietQuantizer(logging.Filter):

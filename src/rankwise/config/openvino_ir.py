@@ -12,10 +12,10 @@ same model to the bit) rather than by ``convert_model`` itself, which also sends
 opted out: rankwise does not phone home. Reading an ONNX export instead ran ~10% slower (model calls on 600
 abstracts: 48-52 docs/s against 54-57).
 
-:func:`choose_runtime` decides where a dense encoder runs: ``auto`` takes OpenVINO for bf16 on a CPU when the
-package is installed (the ``openvino`` extra) and OpenVINO reports bf16 there, torch otherwise; fp32 stays on
-torch under ``auto`` (it is the reference every other precision is checked against), and int8 runs on onnxruntime
-(:mod:`rankwise.config.onnx_int8`). IR files (XML + weights, never pickled) are cached by
+:func:`choose_runtime` decides where a dense encoder or cross-encoder runs: ``auto`` takes OpenVINO for bf16 on a
+CPU when the package is installed (the ``openvino`` extra) and OpenVINO reports bf16 there, torch otherwise; fp32
+stays on torch under ``auto`` (it is the reference every other precision is checked against), and int8 runs on
+onnxruntime (:mod:`rankwise.config.onnx_int8`). IR files (XML + weights, never pickled) are cached by
 :mod:`rankwise.config.export_cache` (kind ``openvino``), keyed by the module's weights, the recipe and the library
 versions; the weights are stored in float32 (``compress_to_fp16=False``), so the fp32 path loses nothing.
 """
@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rankwise.config.export_cache import cached_conversion, evaluating, module_key
+from rankwise.config.export_cache import cached_conversion, evaluating, module_key, positional_module
 from rankwise.errors import MissingExtraError, RankwiseError
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,8 @@ def _on_cpu(device: str | None) -> bool:
 
 
 def choose_runtime(requested: str, precision: str, device: str | None = None) -> tuple[str, str]:
-    """``(runtime, why)`` for an encoder in ``precision`` (resolved: fp32 | bf16 | int8) on ``device``."""
+    """``(runtime, why)`` for an encoder or cross-encoder in ``precision`` (resolved: fp32 | bf16 | int8) on
+    ``device``."""
     if requested not in RUNTIMES:
         raise RankwiseError(f"runtime must be one of {', '.join(RUNTIMES)}, not {requested!r}")
     if requested == "torch":
@@ -131,8 +132,6 @@ def openvino_model(
     sequence stay dynamic)."""
     if not openvino_installed():
         raise MissingExtraError("openvino", "openvino")
-    from rankwise.config.onnx_int8 import positional_module
-
     names = sorted(example)
     key_parts = module_key(stage, module, names, output, RECIPE, VERSIONED)
 
